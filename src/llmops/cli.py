@@ -1,0 +1,228 @@
+"""The `llmops` command line: parses, builds a RunConfig, calls one function. Heavy imports stay lazy."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from llmops.errors import DataError, LlmopsError
+
+app = typer.Typer(
+    name="llmops",
+    help="Fine-tune, evaluate, gate, register and serve LLMs for document extraction (IDP) and code generation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Check datasets before training.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_STATE: dict[str, bool] = {"debug": False}
+
+
+class Flow(str, Enum):
+    idp = "idp"
+    codegen = "codegen"
+
+
+class Train(str, Enum):
+    sft = "sft"
+    kd = "kd"
+    dpo = "dpo"
+
+
+def _default_env() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    """Run a command body; user errors become one message and a non-zero exit."""
+    _default_env()
+    try:
+        return fn()
+    except LlmopsError as e:
+        if _STATE["debug"]:
+            raise
+        for line in str(e).splitlines() or [type(e).__name__]:
+            typer.echo(f"error: {line}", err=True)
+        if isinstance(e, DataError):
+            for p in e.problems:
+                typer.echo(p, err=True)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="show Python tracebacks on errors")) -> None:
+    _STATE["debug"] = debug
+
+
+# Seed flags: the original project's names (underscored), with dashed aliases.
+StudentOpt = typer.Option(None, "--student", help="base model: hub id or local path")
+TeacherOpt = typer.Option(None, "--teacher", help="teacher model for KD")
+DataOpt = typer.Option(None, "--data", help="training data (JSONL/JSON; local, s3://, http(s)://)")
+SaveDirOpt = typer.Option(None, "--save_dir", "--save-dir", help="runs are written under SAVE_DIR/<run name>/")
+EpochsOpt = typer.Option(None, "--epochs", help="training epochs")
+FlowTypeOpt = typer.Option(None, "--flow_type", "--flow-type", help="IDP or CodeGen")
+TrainTypeOpt = typer.Option(None, "--train_type", "--train-type", help="SFT, KD or DPO")
+SchemaOpt = typer.Option(None, "--schema", help="JSON Schema file/URI (IDP)")
+DocumentOpt = typer.Option(None, "--document", help="sample document (text or file) predicted after training")
+PromptOpt = typer.Option(None, "--prompt", help="sample prompt (CodeGen) predicted after training")
+EvalDataOpt = typer.Option(None, "--eval_data", "--eval-data", help="held-out evaluation data")
+ValPerClassOpt = typer.Option(None, "--val_per_class", "--val-per-class", help="eval examples kept per class")
+LogitKdOpt = typer.Option(None, "--use_logit_kd/--no_logit_kd", help="KD on teacher logits")
+HostOpt = typer.Option(None, "--host", help="Kubeflow Pipelines host")
+OffloadOpt = typer.Option(None, "--offload_folder", "--offload-folder", help="weight offload folder")
+LrOpt = typer.Option(None, "--learning_rate", "--learning-rate", help="= training.learning_rate")
+MaxStepsOpt = typer.Option(None, "--max_steps", "--max-steps", help="= training.max_steps")
+MaxLenOpt = typer.Option(None, "--max_len", "--max-len", help="= training.max_len")
+BatchOpt = typer.Option(None, "--per_device_train_batch_size", help="= training.per_device_train_batch_size")
+AccumOpt = typer.Option(None, "--gradient_accumulation_steps", help="= training.gradient_accumulation_steps")
+ExperimentOpt = typer.Option(None, "--mlflow_experiment_name", help="= tracking.experiment_name")
+SetOpt = typer.Option(None, "--set", help="override any key: --set training.max_steps=100 (repeatable)")
+
+
+def _config(config: Optional[Path], overrides: Optional[list[str]], **flags: Any):  # noqa: ANN202
+    from llmops.config import build_config
+
+    return build_config(config, flags, overrides or [])
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Argument(None, help="YAML config (keys as in configs/*.yaml)"),
+    student: Optional[str] = StudentOpt,
+    teacher: Optional[str] = TeacherOpt,
+    data: Optional[str] = DataOpt,
+    save_dir: Optional[str] = SaveDirOpt,
+    epochs: Optional[float] = EpochsOpt,
+    flow_type: Optional[str] = FlowTypeOpt,
+    train_type: Optional[str] = TrainTypeOpt,
+    schema: Optional[str] = SchemaOpt,
+    document: Optional[str] = DocumentOpt,
+    prompt: Optional[str] = PromptOpt,
+    eval_data: Optional[str] = EvalDataOpt,
+    val_per_class: Optional[int] = ValPerClassOpt,
+    use_logit_kd: Optional[bool] = LogitKdOpt,
+    host: Optional[str] = HostOpt,
+    offload_folder: Optional[str] = OffloadOpt,
+    learning_rate: Optional[float] = LrOpt,
+    max_steps: Optional[int] = MaxStepsOpt,
+    max_len: Optional[int] = MaxLenOpt,
+    per_device_train_batch_size: Optional[int] = BatchOpt,
+    gradient_accumulation_steps: Optional[int] = AccumOpt,
+    mlflow_experiment_name: Optional[str] = ExperimentOpt,
+    set_: Optional[list[str]] = SetOpt,
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run from RUN_DIR"),
+) -> None:
+    """Run the whole pipeline: validate -> baseline eval -> train -> eval -> gate -> register."""
+    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "resume")}
+
+    def body() -> None:
+        from llmops import pipeline
+
+        if resume is not None:
+            summary = pipeline.resume(resume, overrides=set_ or [])
+        else:
+            summary = pipeline.run(_config(config, set_, **flags))
+        pipeline.print_summary(summary)
+
+    _guard(body)
+
+
+@app.command()
+def quickstart(
+    flow: Flow = typer.Option(Flow.idp, "--flow", help="task family"),
+    train: Train = typer.Option(Train.sft, "--train", help="training method"),
+    workdir: Path = typer.Option(Path("llmops-quickstart"), "--workdir", help="where data, models and runs go"),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """The embedded default, offline: tiny model + synthetic data through the whole pipeline."""
+
+    def body() -> None:
+        from llmops.quickstart.runner import run_quickstart
+
+        run_quickstart(flow.value, train.value, workdir, set_ or [])
+
+    _guard(body)
+
+
+@app.command()
+def predict(
+    model: str = typer.Option(..., "--model", help="model folder (merged or adapter) or models:/NAME@ALIAS"),
+    document: Optional[str] = typer.Option(None, "--document", help="document text or file (.txt, .pdf)"),
+    schema: Optional[str] = typer.Option(None, "--schema", help="JSON Schema file/URI (IDP)"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="prompt text (CodeGen)"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="longest answer"),
+) -> None:
+    """Run one prediction and print it (JSON for IDP)."""
+
+    def body() -> None:
+        from llmops import pipeline
+
+        typer.echo(pipeline.predict(model, document=document, schema=schema, prompt=prompt,
+                                    max_new_tokens=max_new_tokens))
+
+    _guard(body)
+
+
+@app.command("eval-idp")
+def eval_idp(
+    predictions: str = typer.Argument(..., help='JSONL of {"id", "output"}'),
+    gold: str = typer.Argument(..., help='JSONL of {"id", "fields" or "output", "class"?}'),
+    schema: Optional[str] = typer.Option(None, "--schema", help="JSON Schema for schema_valid_rate"),
+) -> None:
+    """IDP metrics (field F1, exact match, JSON/schema validity), overall and per class."""
+
+    def body() -> None:
+        from llmops.tasks.idp import eval_idp_files
+
+        metrics = eval_idp_files(predictions, gold, schema)
+        typer.echo(json.dumps(metrics, sort_keys=True))
+
+    _guard(body)
+
+
+@data_app.command("validate")
+def data_validate(
+    file: str = typer.Argument(..., help="JSONL/JSON file or URI"),
+    flow_type: str = typer.Option("IDP", "--flow-type", "--flow_type", help="IDP or CodeGen"),
+    train_type: str = typer.Option("SFT", "--train-type", "--train_type", help="SFT, KD or DPO"),
+    schema: Optional[str] = typer.Option(None, "--schema", help="JSON Schema the gold JSON must satisfy"),
+    role: str = typer.Option("train", "--role", help="train or eval data"),
+) -> None:
+    """Check a dataset; every problem is printed as FILE:LINE: what is wrong (exit 2 on any)."""
+
+    def body() -> None:
+        from llmops.config import build_config
+        from llmops.data.validate import validate_file
+        from llmops.tasks.idp import load_schema
+
+        cfg = build_config(flags={"flow_type": flow_type, "train_type": train_type})
+        schema_obj = load_schema(schema) if schema else None
+        problems = validate_file(file, cfg.flow_type, cfg.train_type, schema_obj, role=role)
+        if problems:
+            raise DataError(f"{file}: {len(problems)} problem(s) found", problems)
+        typer.echo(f"{file}: OK")
+
+    _guard(body)
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="llmops")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The run configuration: one typed object, loaded from YAML, then seed flags, then `--set` overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llmops.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PeftSettings(_Section):
+    """How the student's weights are adapted."""
+
+    method: Literal["lora", "qlora", "full"] = Field("lora", description="lora, qlora (4-bit NF4) or full")
+    r: int = Field(16, gt=0, description="LoRA rank")
+    alpha: int = Field(32, gt=0, description="LoRA alpha")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout")
+    target_modules: list[str] | str = Field("all-linear", description="modules LoRA wraps")
+    merge: bool = Field(True, description="also save the adapter merged into a standalone model")
+
+
+class TrainingSettings(_Section):
+    """Optimiser and loop settings, passed to the TRL trainer."""
+
+    learning_rate: float = Field(2e-4, gt=0)
+    max_steps: int = Field(-1, description="stop after this many optimiser steps; -1 = use epochs")
+    per_device_train_batch_size: int = Field(4, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_len: int = Field(1024, gt=8, description="longest tokenised example; longer ones are truncated")
+    warmup_steps: int = Field(0, ge=0)
+    lr_scheduler_type: str = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    adam_beta2: float = Field(0.999, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 42
+    save_steps: int = Field(100, gt=0, description="checkpoint every N optimiser steps")
+    save_total_limit: int = Field(2, gt=0)
+    logging_steps: int = Field(10, gt=0)
+    packing: bool = Field(False, description="padding-free packing of short examples")
+    group_by_length: bool = False
+    bf16: bool | None = Field(None, description="None = bf16 on a GPU that supports it, never on CPU")
+    gradient_checkpointing: bool | None = Field(None, description="None = on for GPUs, off on CPU")
+    num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None = torch default")
+
+
+class EvalSettings(_Section):
+    """Evaluation: greedy generation over the eval set, scored by the task."""
+
+    batch_size: int = Field(8, gt=0)
+    max_new_tokens: int = Field(256, gt=0)
+    max_examples: int = Field(0, ge=0, description="0 = all")
+    baseline: bool = Field(True, description="evaluate the untrained student before training")
+    gate_metric: str | None = Field(None, description="default: field_f1 (IDP), pass_at_1 (CodeGen)")
+    eval_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="held out from `data` when no eval_data is given"
+    )
+
+
+class TrackingSettings(_Section):
+    """MLflow tracking and the model registry."""
+
+    tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else MLflow's default")
+    experiment_name: str = "llmops"
+    run_name: str | None = None
+    registered_model: str | None = Field(None, description="default: llmops-<flow>-<train>")
+    register_model: bool = Field(True, description="register the model and run the gate")
+    log_model: bool = True
+    system_metrics: bool = True
+    enabled: bool = True
+
+
+class RunConfig(_Section):
+    """Everything one pipeline run needs. The seed project's keys keep their names and meaning."""
+
+    student: str = Field("Qwen/Qwen2.5-0.5B-Instruct", description="base model: hub id or local path")
+    teacher: str | None = Field(None, description="teacher model for KD (hub id or local path)")
+    data: str | None = Field(None, description="training data (JSONL/JSON; local, s3://, gs://, http(s)://)")
+    save_dir: str = Field("runs", description="each run writes under save_dir/<run name>/")
+    epochs: float = Field(3.0, gt=0)
+    flow_type: Literal["IDP", "CodeGen"] = "IDP"
+    train_type: Literal["SFT", "KD", "DPO"] = "SFT"
+    schema_: str | None = Field(None, alias="schema", description="JSON Schema (path/URI or inline JSON), IDP")
+    document: str | None = Field(None, description="a sample document (text or path) predicted after training")
+    prompt: str | None = Field(None, description="a sample prompt (CodeGen) predicted after training")
+    eval_data: str | None = Field(None, description="held-out evaluation data")
+    val_per_class: int = Field(0, ge=0, description="keep at most N eval examples per class; 0 = all")
+    use_logit_kd: bool = Field(False, description="KD on teacher logits (else on teacher text)")
+    host: str | None = Field(None, description="Kubeflow Pipelines host")
+    offload_folder: str | None = Field(None, description="where accelerate offloads weights that do not fit")
+
+    peft: PeftSettings = Field(default_factory=PeftSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @field_validator("flow_type", mode="before")
+    @classmethod
+    def _flow_case(cls, v: Any) -> Any:
+        names = {"idp": "IDP", "codegen": "CodeGen"}
+        return names.get(str(v).lower(), v) if isinstance(v, str) else v
+
+    @field_validator("train_type", mode="before")
+    @classmethod
+    def _train_case(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @property
+    def schema(self) -> str | None:  # type: ignore[override]
+        """The JSON Schema location or inline text."""
+        return self.schema_
+
+    def registered_model_name(self) -> str:
+        """The registry name: tracking.registered_model, else llmops-<flow>-<train>."""
+        if self.tracking.registered_model:
+            return self.tracking.registered_model
+        return f"llmops-{self.flow_type}-{self.train_type}".lower()
+
+    def gate_metric(self) -> str:
+        """The metric the gate compares (without prefix)."""
+        if self.eval.gate_metric:
+            return self.eval.gate_metric
+        return "field_f1" if self.flow_type == "IDP" else "pass_at_1"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data, with the seed's key names."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the resolved config as YAML (atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
+        return path
+
+
+# Seed trainer flags that users wanted to reach, mapped to their section keys.
+SEED_FLAG_KEYS: dict[str, str] = {
+    "learning_rate": "training.learning_rate",
+    "max_steps": "training.max_steps",
+    "max_len": "training.max_len",
+    "per_device_train_batch_size": "training.per_device_train_batch_size",
+    "gradient_accumulation_steps": "training.gradient_accumulation_steps",
+    "mlflow_experiment_name": "tracking.experiment_name",
+}
+
+SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey", "credential")
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown config key '{key}' (check the spelling; see `llmops run --help`)")
+        else:
+            got = e.get("input")
+            got_s = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+            lines.append(f"{source}: bad value for '{key}': {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse an override value the way YAML would (numbers, booleans, null, lists)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"{source}: bad key '{dotted}' (use section.key=value)")
+    node = data
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: '{p}' is not a section, cannot set '{dotted}'")
+        node = child
+    node[parts[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict, with errors that name the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of config keys at the top level")
+    return data
+
+
+def build_config(
+    yaml_path: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """YAML, then seed flags (None = not given), then `--set a.b=c` overrides, validated together."""
+    data: dict[str, Any] = dict(base or {})
+    source = "config"
+    if yaml_path:
+        data.update(read_yaml(yaml_path))
+        source = str(yaml_path)
+    for name, value in (flags or {}).items():
+        if value is None:
+            continue
+        _set_dotted(data, SEED_FLAG_KEYS.get(name, name), value, f"--{name}")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key=value, e.g. --set training.max_steps=100")
+        key, _, raw = item.partition("=")
+        _set_dotted(data, key.strip(), _parse_scalar(raw), f"--set {key.strip()}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+
+
+def redact(params: dict[str, Any]) -> dict[str, Any]:
+    """Replace values of secret-looking keys and credentials inside URIs."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if any(w in k.lower() for w in SECRET_WORDS):
+            out[k] = "***"
+        elif isinstance(v, str) and "://" in v and "@" in v.split("://", 1)[1].split("/", 1)[0]:
+            scheme, rest = v.split("://", 1)
+            out[k] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        else:
+            out[k] = v
+    return out
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested sections to dotted keys (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else v
+    return out
+
+
+def env_tracking_uri() -> str | None:
+    """The tracking URI users set in the environment."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
