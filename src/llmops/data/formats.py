@@ -1,0 +1,247 @@
+"""Record formats: detect each JSONL record's format and convert it to the internal example forms."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from llmops.errors import ConfigError, DataError
+
+# Required fields of each format, in detection order (the first whose fields are all present wins).
+FORMATS: dict[str, tuple[str, ...]] = {
+    "preference": ("prompt", "chosen", "rejected"),
+    "humaneval": ("task_id", "prompt", "test", "entry_point"),
+    "messages": ("messages",),
+    "prompt_completion": ("prompt", "completion"),
+    "input_teacher_output": ("input", "teacher_output"),
+    "input_output": ("input", "output"),
+    "document_fields": ("document", "fields"),
+    "document_output": ("document", "output"),
+}
+UNKNOWN = "unknown"
+DEFAULT_CLASS = "all"
+FLOW_TYPES = {"idp": "IDP", "codegen": "CodeGen"}
+TRAIN_TYPES = {"sft": "SFT", "kd": "KD", "dpo": "DPO"}
+
+_SFT_COMMON = ("input_output", "prompt_completion", "messages")
+_IDP_DOCUMENT = ("document_fields", "document_output")
+_IDP_EVAL = _IDP_DOCUMENT + ("input_output", "input_teacher_output", "prompt_completion", "messages")
+
+Records = Sequence[tuple[int, dict[str, Any]]] | Sequence[dict[str, Any]]
+
+
+def detect_format(record: dict[str, Any]) -> str:
+    """The name of the record's format (a key of FORMATS), or "unknown"."""
+    for name, fields in FORMATS.items():
+        if all(key in record for key in fields):
+            return name
+    return UNKNOWN
+
+
+def describe(name: str) -> str:
+    """A format as users write it, e.g. {"input","output"}."""
+    return "{" + ",".join(f'"{key}"' for key in FORMATS[name]) + "}"
+
+
+def normalise_types(flow_type: str, train_type: str) -> tuple[str, str]:
+    """Canonical ("IDP"|"CodeGen", "SFT"|"KD"|"DPO"); ConfigError naming the bad value."""
+    flow = FLOW_TYPES.get(str(flow_type).lower())
+    train = TRAIN_TYPES.get(str(train_type).lower())
+    if flow is None:
+        raise ConfigError(f"flow_type must be IDP or CodeGen, got {flow_type!r}")
+    if train is None:
+        raise ConfigError(f"train_type must be SFT, KD or DPO, got {train_type!r}")
+    return flow, train
+
+
+def accepted_formats(flow_type: str, train_type: str, role: str) -> tuple[str, ...]:
+    """The formats a file may use for this flow, training type and role ("train" or "eval")."""
+    flow, train = normalise_types(flow_type, train_type)
+    if role not in ("train", "eval"):
+        raise ConfigError(f"role must be train or eval, got {role!r}")
+    if role == "eval":
+        formats = _IDP_EVAL if flow == "IDP" else ("humaneval",)
+        return formats + (("preference",) if train == "DPO" else ())
+    if train == "DPO":
+        return ("preference",)
+    formats = _SFT_COMMON + (("input_teacher_output",) if train == "KD" else ())
+    return formats + (_IDP_DOCUMENT if flow == "IDP" else ())
+
+
+def numbered(records: Records) -> list[tuple[int, dict[str, Any]]]:
+    """(line, record) pairs: read_records output as is, plain records numbered from 1."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    for index, item in enumerate(records, start=1):
+        if isinstance(item, tuple):
+            out.append((int(item[0]), item[1]))
+        else:
+            out.append((index, item))
+    return out
+
+
+def record_class(record: dict[str, Any]) -> str:
+    """The record's class (field "class"), "all" when absent."""
+    value = record.get("class")
+    return DEFAULT_CLASS if value is None or value == "" else str(value)
+
+
+def as_messages(value: str | list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    """A string as one message with `role`; a message list copied as is."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    return [dict(message) for message in value]
+
+
+def last_assistant(messages: list[dict[str, Any]]) -> int:
+    """Index of the last assistant message, -1 when there is none."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "assistant":
+            return index
+    return -1
+
+
+def completion_text(value: str | list[dict[str, Any]]) -> str:
+    """The text of a completion given as a string or as assistant messages."""
+    if isinstance(value, str):
+        return value
+    return "".join(str(message.get("content", "")) for message in value if message.get("role") == "assistant")
+
+
+def _text_answer(value: Any, answer_fn: Callable[[Any], str]) -> str:
+    return value if isinstance(value, str) else answer_fn(value)
+
+
+def _sft_pair(
+    record: dict[str, Any], fmt: str, flow: str, prompt_fn: Callable[[str], str], answer_fn: Callable[[Any], str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(prompt messages, completion messages) of one training record."""
+    if fmt == "messages":
+        messages = [dict(message) for message in record["messages"]]
+        cut = last_assistant(messages)
+        if cut < 1:
+            raise ValueError('"messages" needs a user message followed by an assistant message')
+        return messages[:cut], [messages[cut]]
+    if fmt == "prompt_completion":
+        return as_messages(record["prompt"], "user"), as_messages(record["completion"], "assistant")
+    if fmt in ("document_fields", "document_output"):
+        answer = answer_fn(record["fields"]) if fmt == "document_fields" else _text_answer(record["output"], answer_fn)
+        return as_messages(prompt_fn(record["document"]), "user"), as_messages(answer, "assistant")
+    target = record["teacher_output"] if fmt == "input_teacher_output" else record["output"]
+    prompt = prompt_fn(record["input"]) if flow == "IDP" else record["input"]
+    return as_messages(prompt, "user"), as_messages(_text_answer(target, answer_fn), "assistant")
+
+
+def _raise_problems(source: str, problems: list[str], what: str) -> None:
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataError(f"{problems[0]}{more}; run `llmops data validate` on {source} for {what}", problems)
+
+
+def to_sft_examples(
+    records: Records,
+    flow_type: str,
+    prompt_fn: Callable[[str], str],
+    answer_fn: Callable[[Any], str],
+    *,
+    source: str = "data",
+) -> list[dict[str, Any]]:
+    """Training records (SFT formats, and KD's {"input","teacher_output"}) as SFT examples."""
+    flow, _ = normalise_types(flow_type, "KD")
+    accepted = accepted_formats(flow, "KD", "train")
+    examples: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for line, record in numbered(records):
+        fmt = detect_format(record)
+        if fmt not in accepted:
+            expected = ", ".join(describe(name) for name in accepted)
+            problems.append(f"{source}:{line}: not a {flow} training record; expected one of {expected}")
+            continue
+        try:
+            prompt, completion = _sft_pair(record, fmt, flow, prompt_fn, answer_fn)
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            problems.append(f"{source}:{line}: cannot convert the {describe(fmt)} record: {err}")
+            continue
+        examples.append({"prompt": prompt, "completion": completion, "class": record_class(record)})
+    _raise_problems(source, problems, "every problem")
+    return examples
+
+
+def parse_gold(value: Any) -> Any:
+    """Gold JSON from an object (as is) or a JSON string; ValueError when the string does not parse."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"the gold output is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}")
+
+
+def _eval_pair(record: dict[str, Any], fmt: str, prompt_fn: Callable[[str], str]) -> tuple[list[dict], Any]:
+    """(prompt messages, gold JSON) of one IDP evaluation record."""
+    if fmt == "document_fields":
+        return as_messages(prompt_fn(record["document"]), "user"), record["fields"]
+    if fmt == "document_output":
+        return as_messages(prompt_fn(record["document"]), "user"), parse_gold(record["output"])
+    if fmt in ("input_output", "input_teacher_output"):
+        target = record["teacher_output"] if fmt == "input_teacher_output" else record["output"]
+        return as_messages(prompt_fn(record["input"]), "user"), parse_gold(target)
+    if fmt == "messages":
+        messages = [dict(message) for message in record["messages"]]
+        cut = last_assistant(messages)
+        if cut < 1:
+            raise ValueError('"messages" needs a user message followed by an assistant message')
+        return messages[:cut], parse_gold(completion_text(messages[cut:cut + 1]))
+    target = record["chosen"] if fmt == "preference" else record["completion"]
+    return as_messages(record["prompt"], "user"), parse_gold(completion_text(target))
+
+
+def to_idp_eval_examples(
+    records: Records, prompt_fn: Callable[[str], str], *, source: str = "data"
+) -> list[dict[str, Any]]:
+    """IDP evaluation records as {"id","prompt","reference","class"}; ids default to the line number."""
+    accepted = accepted_formats("IDP", "DPO", "eval")
+    examples: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for line, record in numbered(records):
+        fmt = detect_format(record)
+        if fmt not in accepted:
+            expected = ", ".join(describe(name) for name in accepted)
+            problems.append(f"{source}:{line}: not an IDP evaluation record; expected one of {expected}")
+            continue
+        try:
+            prompt, reference = _eval_pair(record, fmt, prompt_fn)
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            problems.append(f"{source}:{line}: {err}")
+            continue
+        ident = record.get("id")
+        examples.append(
+            {
+                "id": str(line if ident is None else ident),
+                "prompt": prompt,
+                "reference": reference,
+                "class": record_class(record),
+            }
+        )
+    _raise_problems(source, problems, "every problem")
+    return examples
+
+
+def to_preference_examples(records: Records, *, source: str = "data") -> list[dict[str, Any]]:
+    """{"prompt","chosen","rejected"} records as TRL conversational preference examples with a class."""
+    examples: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for line, record in numbered(records):
+        if detect_format(record) != "preference":
+            problems.append(f"{source}:{line}: not a preference record; expected {describe('preference')}")
+            continue
+        examples.append(
+            {
+                "prompt": as_messages(record["prompt"], "user"),
+                "chosen": as_messages(record["chosen"], "assistant"),
+                "rejected": as_messages(record["rejected"], "assistant"),
+                "class": record_class(record),
+            }
+        )
+    _raise_problems(source, problems, "every problem")
+    return examples
