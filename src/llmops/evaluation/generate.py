@@ -1,0 +1,105 @@
+"""Batched greedy generation with a chat template: left padding, length-sorted batches, a rich progress bar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmops.errors import ModelError
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every token id that ends an answer: the model's generation EOS ids and the tokenizer's EOS."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (configured if isinstance(configured, list) else [configured]) + [tokenizer.eos_token_id]:
+        if value is not None and value not in ids:
+            ids.append(int(value))
+    if not ids:
+        raise ModelError("the tokenizer has no EOS token and the model's generation config names none")
+    return ids
+
+
+def _encode(tokenizer: Any, prompts: list[list[dict[str, str]]]) -> list[list[int]]:
+    """Token ids of each prompt rendered by the chat template, ready for the assistant's answer."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelError("the tokenizer has no chat template; use an instruct/chat model or set one")
+    encoded = []
+    for messages in prompts:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # The template already writes any BOS it wants; adding special tokens again would double it.
+        encoded.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return encoded
+
+
+def _left_pad(batch: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
+    """Input ids and attention mask of a batch, padded on the left."""
+    import torch
+
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, ids in enumerate(batch):
+        if ids:
+            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids):] = 1
+    return input_ids.to(device), attention.to(device)
+
+
+def _until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
+    """The generated ids before the first EOS."""
+    for i, token in enumerate(ids):
+        if token in eos_ids:
+            return ids[:i]
+    return ids
+
+
+def _progress() -> Any:
+    """A rich progress bar on stderr, silent when stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=not console.is_terminal,
+    )
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[dict[str, str]]],
+    batch_size: int,
+    max_new_tokens: int,
+    desc: str = "generating",
+) -> list[str]:
+    """Greedy completions (special tokens skipped) of chat `prompts`, in input order."""
+    import torch
+
+    if not prompts:
+        return []
+    eos_ids = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    encoded = _encode(tokenizer, prompts)
+    # Longest first: similar lengths share a batch (little padding) and an out-of-memory shows up at once.
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    outputs: list[str] = [""] * len(encoded)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), _progress() as progress:
+            bar = progress.add_task(desc, total=len(order))
+            for start in range(0, len(order), batch_size):
+                indices = order[start:start + batch_size]
+                input_ids, attention = _left_pad([encoded[i] for i in indices], pad_id, model.device)
+                generated = model.generate(
+                    input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+                    do_sample=False, eos_token_id=eos_ids, pad_token_id=pad_id,
+                )
+                for row, i in enumerate(indices):
+                    new_ids = _until_eos(generated[row, input_ids.shape[1]:].tolist(), eos_ids)
+                    outputs[i] = tokenizer.decode(new_ids, skip_special_tokens=True)
+                progress.advance(bar, len(indices))
+    finally:
+        model.train(was_training)
+    return outputs

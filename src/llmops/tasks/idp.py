@@ -1,0 +1,368 @@
+"""IDP: documents in, JSON out. Prompt format, robust JSON extraction, Donut field-level F1 and validity rates.
+
+Field-level F1 (Donut, Kim et al. 2022): each JSON value is normalised, then flattened to a multiset of
+(dotted key path, leaf) pairs, and predicted pairs are matched exactly against gold pairs, micro-averaged over the
+dataset: F1 = TP / (TP + (FP + FN) / 2).
+
+Normalisation (the same for predictions and gold):
+- empty values are dropped: None, "", [] and {} (also once their own content has been dropped);
+- strings are stripped; every leaf is compared by its text, so 12.5 and "12.5" match, an integral number is
+  written without a fraction (12, 12.0 and "12" match, "12.0" does not), booleans are "true"/"false";
+- list items are flattened under their parent's path without an index ({"items": [{"sku": "A"}]} gives
+  ("items.sku", "A")), so items match as a multiset whatever their order; duplicates count as often as they occur.
+  A top-level list's items sit under the empty path "" (reported as "(root)" per field).
+Exact match compares the whole normalised documents (list order kept) and needs parseable output.
+Per-field F1 groups pairs by their top-level key (keys found only in predictions are left out there; they still
+count as false positives overall).
+
+Extraction from model output: the JSON in the first ```-fenced block that holds some, else in the whole text: the
+first top-level balanced {...} that parses (brackets matched outside strings, surrounding text ignored), else the
+first such [...]. An unclosed object (output cut at max_new_tokens) yields None rather than an inner fragment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from llmops.errors import DataError
+from llmops.tasks.base import DEFAULT_CLASS, per_class
+
+INSTRUCTION = "Extract the fields from the document as JSON matching the schema. Answer with JSON only."
+METRIC_KEYS = (
+    "field_f1", "field_precision", "field_recall", "exact_match", "json_valid_rate", "schema_valid_rate",
+)
+ROOT_FIELD = "(root)"
+_FENCE = re.compile(r"```[^\n`]*\n?(.*?)```", re.DOTALL)
+_CLOSER = {"{": "}", "[": "]"}
+
+
+# --- JSON extraction ------------------------------------------------------------------------------------------
+
+
+def _balanced_end(text: str, start: int) -> int | None:
+    """Index after the bracket closing text[start] (string-aware); None if never closed; -j-1 on a mismatch at j."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for j in range(start, len(text)):
+        char = text[j]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in _CLOSER:
+            stack.append(_CLOSER[char])
+        elif char in "}]":
+            if stack.pop() != char:
+                return -j - 1
+            if not stack:
+                return j + 1
+    return None
+
+
+def _top_level_spans(text: str) -> Iterator[str]:
+    """Each top-level balanced {...} or [...] span of `text`, in order."""
+    i = 0
+    while i < len(text):
+        if text[i] not in _CLOSER:
+            i += 1
+            continue
+        end = _balanced_end(text, i)
+        if end is None:
+            # Unclosed (usually output cut at max_new_tokens): inner objects would be misleading fragments.
+            return
+        if end < 0:
+            i = -end
+            continue
+        yield text[i:end]
+        i = end
+
+
+def _first_json(text: str) -> Any | None:
+    """The first top-level JSON object in `text`, else its first JSON array, else None."""
+    first_list = None
+    for span in _top_level_spans(text):
+        try:
+            value = json.loads(span, strict=False)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+        if first_list is None:
+            first_list = value
+    return first_list
+
+
+def extract_json(text: str) -> Any | None:
+    """The JSON object (or array) in model output: fenced blocks first, then the whole text; None if none parses."""
+    if not text:
+        return None
+    for block in _FENCE.findall(text):
+        value = _first_json(block)
+        if value is not None:
+            return value
+    return _first_json(text)
+
+
+# --- normalisation and field matching -------------------------------------------------------------------------
+
+
+def _leaf_text(value: Any) -> str:
+    """The comparison text of a leaf value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return str(int(value))
+        return repr(value)
+    return str(value).strip()
+
+
+def normalize(value: Any) -> Any:
+    """`value` with empty values dropped and leaves replaced by their comparison text; None when empty."""
+    if isinstance(value, dict):
+        items = {str(k): normalize(v) for k, v in value.items()}
+        kept = {k: v for k, v in items.items() if v is not None}
+        return kept or None
+    if isinstance(value, list):
+        kept_items = [v for v in (normalize(item) for item in value) if v is not None]
+        return kept_items or None
+    if value is None:
+        return None
+    text = _leaf_text(value)
+    return text or None
+
+
+def flatten(value: Any) -> Counter[tuple[str, str]]:
+    """The multiset of (dotted key path, leaf text) pairs of a JSON value, list indices dropped."""
+    pairs: Counter[tuple[str, str]] = Counter()
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                walk(child, f"{path}.{key}" if path else key)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child, path)
+        else:
+            pairs[(path, node)] += 1
+
+    normalized = normalize(value)
+    if normalized is not None:
+        walk(normalized, "")
+    return pairs
+
+
+@dataclass
+class Counts:
+    """Matched (tp), spurious (fp) and missed (fn) field pairs."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def add(self, other: Counts) -> None:
+        """Accumulate another count in place."""
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+
+    @property
+    def f1(self) -> float:
+        """TP / (TP + (FP + FN) / 2); 1.0 when there was nothing to find and nothing was predicted."""
+        total = self.tp + (self.fp + self.fn) / 2
+        return self.tp / total if total else 1.0
+
+    @property
+    def precision(self) -> float:
+        """TP / (TP + FP); 1.0 when nothing was predicted and nothing was expected, else 0.0 without predictions."""
+        predicted = self.tp + self.fp
+        return self.tp / predicted if predicted else float(self.fn == 0)
+
+    @property
+    def recall(self) -> float:
+        """TP / (TP + FN); 1.0 when there was nothing to find."""
+        expected = self.tp + self.fn
+        return self.tp / expected if expected else float(self.fp == 0)
+
+
+def match(predicted: Counter[tuple[str, str]], gold: Counter[tuple[str, str]]) -> Counts:
+    """Exact multiset matching of flattened pairs."""
+    tp = sum((predicted & gold).values())
+    return Counts(tp=tp, fp=sum(predicted.values()) - tp, fn=sum(gold.values()) - tp)
+
+
+def _by_field(pairs: Counter[tuple[str, str]]) -> dict[str, Counter[tuple[str, str]]]:
+    """Pairs grouped by their top-level key."""
+    groups: dict[str, Counter[tuple[str, str]]] = {}
+    for (path, leaf), count in pairs.items():
+        field = path.split(".", 1)[0] or ROOT_FIELD
+        groups.setdefault(field, Counter())[(path, leaf)] += count
+    return groups
+
+
+# --- the task -------------------------------------------------------------------------------------------------
+
+
+def _schema_validator(schema: dict[str, Any], name: str) -> Any:
+    """A jsonschema validator for `schema` (the class its $schema names, default Draft 2020-12)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+    from jsonschema.validators import validator_for
+
+    if not isinstance(schema, dict):
+        raise DataError(f"{name}: a JSON Schema must be a JSON object, got {type(schema).__name__}")
+    cls = validator_for(schema, default=Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(top level)"
+        raise DataError(f"{name}: invalid JSON Schema at {where}: {exc.message}") from None
+    return cls(schema)
+
+
+def load_schema(location: str | None) -> dict[str, Any] | None:
+    """A JSON Schema from a path/URI (local, s3://, http(s)://) or inline JSON text, checked against its draft."""
+    from llmops.tasks.documents import read_text
+
+    if location is None or not location.strip():
+        return None
+    inline = location.lstrip().startswith("{")
+    name = "schema (inline JSON)" if inline else location
+    text = location if inline else read_text(location)
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+    _schema_validator(schema, name)
+    return schema
+
+
+@dataclass
+class _Judged:
+    """One prediction judged against its reference."""
+
+    parsed: Any
+    json_valid: bool
+    schema_valid: bool
+    exact: bool
+    counts: Counts
+    predicted_pairs: Counter[tuple[str, str]]
+    gold_pairs: Counter[tuple[str, str]]
+
+
+class IDPTask:
+    """Intelligent document processing: extract schema-conforming JSON from a document."""
+
+    name = "idp"
+
+    def __init__(self, schema: dict[str, Any] | None = None) -> None:
+        self.schema = schema
+        self._validator = _schema_validator(schema, "schema") if schema is not None else None
+
+    def build_prompt(self, document: str) -> str:
+        """The user message for `document` (fixed format shared with training data)."""
+        lines = [INSTRUCTION]
+        if self.schema is not None:
+            lines.append("Schema: " + json.dumps(self.schema, separators=(",", ":"), ensure_ascii=False))
+        return "\n".join(lines) + "\nDocument:\n" + document
+
+    def format_answer(self, fields: Any) -> str:
+        """The assistant answer for gold `fields` (the training completion)."""
+        return json.dumps(fields, ensure_ascii=False)
+
+    def parse(self, text: str) -> Any | None:
+        """The JSON object (or array) in raw model output, or None when nothing parses."""
+        return extract_json(text)
+
+    def build_messages(self, example: dict[str, Any]) -> list[dict[str, str]]:
+        """The example's prompt messages, built from its `document` when it has no `prompt`."""
+        prompt = example.get("prompt")
+        if isinstance(prompt, list):
+            return prompt
+        content = prompt if isinstance(prompt, str) else self.build_prompt(example["document"])
+        return [{"role": "user", "content": content}]
+
+    def reference(self, example: dict[str, Any]) -> Any:
+        """The gold JSON: `reference`, else `fields`, else `output` (parsed when it is JSON text)."""
+        for key in ("reference", "fields", "output"):
+            if key in example:
+                value = example[key]
+                return extract_json(value) if isinstance(value, str) else value
+        raise KeyError("an IDP eval example needs `reference`, `fields` or `output`")
+
+    def _judge(self, prediction: str, reference: Any) -> _Judged:
+        """Parse `prediction` and compare it with `reference`."""
+        parsed = self.parse(prediction)
+        valid = parsed is not None
+        schema_valid = valid and (self._validator is None or self._validator.is_valid(parsed))
+        predicted_pairs, gold_pairs = flatten(parsed), flatten(reference)
+        exact = valid and normalize(parsed) == normalize(reference)
+        counts = match(predicted_pairs, gold_pairs)
+        return _Judged(parsed, valid, schema_valid, exact, counts, predicted_pairs, gold_pairs)
+
+    def example_scores(self, prediction: str, reference: Any) -> dict[str, Any]:
+        """Per-example columns: parsed JSON, field F1, exact match, JSON and schema validity."""
+        judged = self._judge(prediction, reference)
+        return {
+            "parsed": judged.parsed,
+            "field_f1": judged.counts.f1,
+            "exact_match": judged.exact,
+            "json_valid": judged.json_valid,
+            "schema_valid": judged.schema_valid,
+        }
+
+    def score(
+        self, predictions: list[str], references: list[Any], classes: list[str] | None = None
+    ) -> dict[str, float]:
+        """Field F1/precision/recall, exact match and validity rates, overall and as `<class>/<key>`."""
+        if len(predictions) != len(references):
+            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+        classes = classes if classes is not None else [DEFAULT_CLASS] * len(predictions)
+        judged = [self._judge(p, r) for p, r in zip(predictions, references)]
+        metrics = _aggregate(judged)
+        for cls, indices in per_class(classes).items():
+            subset = _aggregate([judged[i] for i in indices])
+            metrics.update({f"{cls}/{key}": value for key, value in subset.items()})
+        return metrics
+
+    def per_field(self, predictions: list[str], references: list[Any]) -> dict[str, float]:
+        """Field F1 per top-level gold key, micro-averaged over the dataset (keys only the model invents left out)."""
+        totals: dict[str, Counts] = {}
+        gold_fields: set[str] = set()
+        for prediction, reference in zip(predictions, references):
+            judged = self._judge(prediction, reference)
+            predicted, gold = _by_field(judged.predicted_pairs), _by_field(judged.gold_pairs)
+            gold_fields.update(gold)
+            for field in set(predicted) | set(gold):
+                counts = match(predicted.get(field, Counter()), gold.get(field, Counter()))
+                totals.setdefault(field, Counts()).add(counts)
+        return {field: totals[field].f1 for field in sorted(gold_fields)}
+
+
+def _aggregate(judged: list[_Judged]) -> dict[str, float]:
+    """The dataset metrics of a list of judged examples (micro-averaged field counts)."""
+    total = Counts()
+    for item in judged:
+        total.add(item.counts)
+    n = len(judged)
+    return {
+        "field_f1": total.f1,
+        "field_precision": total.precision,
+        "field_recall": total.recall,
+        "exact_match": sum(item.exact for item in judged) / n if n else 0.0,
+        "json_valid_rate": sum(item.json_valid for item in judged) / n if n else 0.0,
+        "schema_valid_rate": sum(item.schema_valid for item in judged) / n if n else 0.0,
+    }
