@@ -1,0 +1,263 @@
+"""The MLflow tracker: one MLflow run per pipeline run, its params, metrics, artifacts, plots and registry gate.
+
+Only imported once a run starts (it imports mlflow, ~1-2 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from llmops.config import RunConfig, env_tracking_uri, flatten, redact
+from llmops.errors import TrackingError
+from llmops.tracking import registry
+from llmops.tracking.registry import GateResult, error_summary
+from llmops.tracking.tracker import write_field_plot, write_loss_curve
+
+log = logging.getLogger(__name__)
+
+# A reachability probe must not sit through MLflow's default 7 retries with exponential backoff (minutes).
+FAST_PROBE_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+MAX_PARAM_VALUE = 6000
+MAX_KEY = 250
+_BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
+
+
+def resolve_tracking_uri(configured: str | None = None) -> str:
+    """tracking.tracking_uri, else $MLFLOW_TRACKING_URI, else MLflow's default (SQLite file in the working dir)."""
+    from mlflow.store.tracking import DEFAULT_TRACKING_URI
+
+    uri = configured or env_tracking_uri() or DEFAULT_TRACKING_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri[len(prefix):] not in ("", ":memory:"):
+        # Absolute, so the location printed at the end of a run works from any folder.
+        uri = prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+@contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def clean_key(key: str) -> str:
+    """A metric/param name MLflow accepts: disallowed characters become '_', no empty path parts."""
+    key = _BAD_KEY_CHARS.sub("_", str(key)).strip("/")
+    key = posixpath.normpath(key) if key else "_"
+    return key.lstrip("./")[:MAX_KEY] or "_"
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_PARAM_VALUE else text[: MAX_PARAM_VALUE - 3] + "..."
+
+
+def _lookup(metrics: dict[str, float], metric: str, prefix: str) -> float | None:
+    value = metrics.get(metric, metrics.get(f"{prefix}/{metric}"))
+    return None if value is None else float(value)
+
+
+class MlflowTracker:
+    """Records one pipeline run in MLflow and gates registered versions; see `llmops.tracking.Tracker`."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self._uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
+        self._client = MlflowClient(self._uri, registry_uri=self._uri)
+        self._run_id: str | None = None
+        self._pending: list[tuple[GateResult, float | None]] = []
+        self._open = False
+
+    @property
+    def tracking_uri(self) -> str:
+        """The resolved tracking (and registry) URI."""
+        return self._uri
+
+    @property
+    def run_id(self) -> str | None:
+        """The current (or last) run's id."""
+        return self._run_id
+
+    @property
+    def client(self) -> MlflowClient:
+        """The MlflowClient bound to this tracker's URI."""
+        return self._client
+
+    def _where(self) -> str:
+        return redact({"uri": self._uri})["uri"]
+
+    def check(self) -> None:
+        """Probe the tracking store once, quickly; raise TrackingError naming the URI if it cannot be used."""
+        with _env(FAST_PROBE_ENV):
+            try:
+                self._client.search_experiments(max_results=1)
+            except Exception as e:
+                raise TrackingError(
+                    f"MLflow tracking at {self._where()} cannot be used: {error_summary(e)}. Start the server "
+                    "(e.g. `mlflow server --host 127.0.0.1 --port 5000`), or fix tracking.tracking_uri / "
+                    "MLFLOW_TRACKING_URI, or turn tracking off with --set tracking.enabled=false"
+                ) from e
+
+    def _experiment_id(self) -> str:
+        name = self.cfg.tracking.experiment_name
+        exp = self._client.get_experiment_by_name(name)
+        if exp is None:
+            return self._client.create_experiment(name)
+        if exp.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"tracking.experiment_name: experiment '{name}' is deleted at {self._where()}; restore it "
+                "(`mlflow experiments restore`) or choose another name"
+            )
+        return exp.experiment_id
+
+    def _open_run(self, run_name: str, tags: dict[str, str] | None, run_id: str | None) -> str:
+        mlflow.set_tracking_uri(self._uri)
+        mlflow.set_registry_uri(self._uri)
+        system = self.cfg.tracking.system_metrics
+        try:
+            if run_id:
+                active = mlflow.start_run(run_id=run_id, log_system_metrics=system)
+            else:
+                active = mlflow.start_run(
+                    experiment_id=self._experiment_id(), run_name=run_name, tags=tags, log_system_metrics=system
+                )
+        except MlflowException as e:
+            what = f"run {run_id} cannot be resumed" if run_id else "a run cannot be started"
+            raise TrackingError(f"MLflow at {self._where()}: {what}: {error_summary(e)}") from e
+        return active.info.run_id
+
+    @contextmanager
+    def start(
+        self, run_name: str, tags: dict[str, str] | None = None, run_id: str | None = None
+    ) -> Iterator[MlflowTracker]:
+        """One MLflow run for the block; FAILED (KILLED on Ctrl-C) if it raises, and champion moves only on success."""
+        self._run_id = self._open_run(run_name, tags, run_id)
+        self._pending = []
+        self._open = True
+        try:
+            yield self
+        except BaseException as exc:
+            self._open = False
+            self._abandon_pending()
+            self._end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
+        self._open = False
+        try:
+            self._commit_pending()
+        except Exception:
+            self._end("FAILED")
+            raise
+        mlflow.end_run("FINISHED")
+
+    def _end(self, status: str) -> None:
+        try:
+            mlflow.end_run(status)
+        except Exception as e:  # never hide the error that ended the run
+            log.warning("could not mark MLflow run %s %s: %s", self._run_id, status, error_summary(e))
+
+    def _commit_pending(self) -> None:
+        try:
+            for result, baseline in self._pending:
+                registry.promote(self._client, result, baseline)
+        except MlflowException as e:
+            where = self._where()
+            raise TrackingError(f"MLflow at {where}: moving the champion alias failed: {error_summary(e)}") from e
+        finally:
+            self._pending = []
+
+    def _abandon_pending(self) -> None:
+        for result, _ in self._pending:
+            try:
+                registry.mark_failed(self._client, result)
+            except Exception as e:  # the store may be what failed; the run's FAILED status still says enough
+                log.warning("could not tag %s v%s as failed: %s", result.name, result.version, error_summary(e))
+        self._pending = []
+
+    def _require_run(self) -> str:
+        if self._run_id is None or not self._open:
+            raise RuntimeError("MlflowTracker: call this inside `with tracker.start(...)`")
+        return self._run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Flattened, secrets redacted, keys made valid, values cut to MLflow's 6000-character limit."""
+        run_id = self._require_run()
+        clean = {clean_key(k): _param_value(v) for k, v in redact(flatten(params)).items()}
+        mlflow.log_params(clean, synchronous=True, run_id=run_id)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Numeric metrics at `step` (default 0); keys like `eval/invoice/field_f1` are kept, bad characters '_'."""
+        run_id = self._require_run()
+        clean = {clean_key(k): float(v) for k, v in metrics.items()}
+        if clean:
+            mlflow.log_metrics(clean, step=step, synchronous=True, run_id=run_id)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload one file under `artifact_path` (default: the run's root)."""
+        self._client.log_artifact(self._require_run(), str(path), artifact_path)
+
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a folder's contents under `artifact_path`."""
+        self._client.log_artifacts(self._require_run(), str(local_dir), artifact_path)
+
+    def log_loss_curve(self, history: Sequence[tuple[int, float]], path: str | Path) -> Path | None:
+        """Write the loss-curve PNG and upload it under `plots/`; None (nothing written) without history."""
+        written = write_loss_curve(history, path)
+        if written is not None:
+            self.log_artifact(written, "plots")
+        return written
+
+    def log_field_plot(self, per_field: dict[str, float], path: str | Path) -> Path | None:
+        """Write the per-field F1 PNG and upload it under `plots/`; None (nothing written) without fields."""
+        written = write_field_plot(per_field, path)
+        if written is not None:
+            self.log_artifact(written, "plots")
+        return written
+
+    def register(
+        self, model_dir: str | Path, cfg: RunConfig, metrics: dict[str, float], baseline: dict[str, float] | None = None
+    ) -> GateResult:
+        """New registry version from the model folder (alias challenger) plus the gate decision.
+
+        `metrics`/`baseline` may be bare (`field_f1`) or prefixed (`eval/field_f1`); a missing baseline is read from
+        the run's `baseline/<metric>`. A promotion takes effect (alias champion) when the run block ends without
+        an exception; a failed run never moves champion.
+        """
+        run_id = self._require_run()
+        metric, name = cfg.gate_metric(), cfg.registered_model_name()
+        new_value = _lookup(metrics, metric, "eval")
+        base = _lookup(baseline or {}, metric, "baseline")
+        try:
+            if base is None:
+                base = self._client.get_run(run_id).data.metrics.get(f"baseline/{metric}")
+            result = registry.gate(self._client, name, metric, new_value, base)
+            result.version = registry.create_version(
+                self._client, run_id, Path(model_dir), name, cfg.tracking.log_model, registry.gate_tags(result)
+            )
+            self._client.set_tag(run_id, "llmops.registered_model", f"{name}/{result.version}")
+        except MlflowException as e:
+            raise TrackingError(f"MLflow at {self._where()}: registering '{name}' failed: {error_summary(e)}") from e
+        self._pending.append((result, base))
+        return result
