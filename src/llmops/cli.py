@@ -56,7 +56,8 @@ def _guard(fn: Callable[[], Any]) -> Any:
             typer.echo(f"error: {line}", err=True)
         if isinstance(e, DataError):
             for p in e.problems:
-                typer.echo(p, err=True)
+                if p != str(e):
+                    typer.echo(f"  {p}", err=True)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -186,7 +187,7 @@ def eval_idp(
     """IDP metrics (field F1, exact match, JSON/schema validity), overall and per class."""
 
     def body() -> None:
-        from llmops.tasks.idp import eval_idp_files
+        from llmops.evaluation.report import eval_idp_files
 
         metrics = eval_idp_files(predictions, gold, schema)
         typer.echo(json.dumps(metrics, sort_keys=True))
