@@ -132,3 +132,15 @@ def test_bad_enum_value(work: Path) -> None:
 def test_debug_shows_traceback(work: Path) -> None:
     proc = _llmops(["--debug"] + _run_args(work, "nowhere.jsonl"), work)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_unreachable_tracking_server(work: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _write_jsonl(work / "data.jsonl", [json.dumps(GOOD)] * 3)
+    proc = _llmops(_run_args(work, "data.jsonl"), work, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+    _assert_clean_failure(proc, work, f"127.0.0.1:{port}")
+    assert not (work / "runs").exists() or not any((work / "runs").iterdir())  # no run folder half-made

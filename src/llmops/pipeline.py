@@ -1,0 +1,334 @@
+"""The step graph shared by `llmops run`, the single-step commands and the Kubeflow components.
+
+validate -> baseline eval -> train -> eval -> gate -> register. Every step is a plain function of a RunConfig and
+a run folder, so a local run and a cluster run execute the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops.config import RunConfig, build_config, read_yaml
+from llmops.errors import ConfigError, DataError, LlmopsError
+
+CONFIG_FILE = "config.yaml"
+GATE_METRICS = ("field_f1", "pass_at_1")
+STATE_FILE = "state.json"
+
+
+@dataclass
+class Prepared:
+    """Validated inputs of a run: the task and its train/eval examples (no model loaded yet)."""
+
+    task: Any
+    train: list[dict]
+    eval: list[dict]
+
+
+@dataclass
+class RunSummary:
+    """What a run produced, printed at the end and saved as summary.json."""
+
+    run_dir: str
+    run_id: str | None
+    tracking_uri: str | None
+    registered_model: str | None
+    version: str | None
+    promoted: bool
+    gate_reason: str
+    baseline: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    train: dict[str, float] = field(default_factory=dict)
+    model_dir: str | None = None
+    sample: str | None = None
+
+
+# ---------------------------------------------------------------- validate
+
+
+def make_task(cfg: RunConfig) -> Any:
+    """The task object for the run's flow type."""
+    if cfg.flow_type == "IDP":
+        from llmops.tasks.idp import IDPTask, load_schema
+
+        return IDPTask(load_schema(cfg.schema) if cfg.schema else None)
+    raise ConfigError("flow_type CodeGen: the CodeGen pipeline is not available in this release; use flow_type IDP")
+
+
+def _check_supported(cfg: RunConfig) -> None:
+    if cfg.train_type != "SFT":
+        raise ConfigError(
+            f"train_type {cfg.train_type}: only SFT is available in this release; use --train_type SFT"
+        )
+    if not cfg.data:
+        raise ConfigError("data: no training data given; pass --data FILE or set `data:` in the config")
+
+
+def _load_checked(location: str, cfg: RunConfig, task: Any, role: str) -> list[tuple[int, dict]]:
+    from llmops.data.io import scan_records
+    from llmops.data.validate import validate_records
+
+    scanned = scan_records(location)
+    problems = scanned.problem_lines() + validate_records(
+        location, scanned.records, cfg.flow_type, cfg.train_type, task.schema, role=role
+    )
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise DataError(f"{location}: {len(problems)} {noun} found; fix them and run again", problems)
+    return scanned.records
+
+
+def validate(cfg: RunConfig) -> Prepared:
+    """Check config, data and schema; build train and eval examples. Raises before any model loads."""
+    from llmops.data.formats import to_idp_eval_examples, to_sft_examples
+    from llmops.data.splits import select_per_class, train_eval_split
+
+    _check_supported(cfg)
+    task = make_task(cfg)
+    records = _load_checked(cfg.data, cfg, task, "train")
+    if cfg.eval_data:
+        eval_records = _load_checked(cfg.eval_data, cfg, task, "eval")
+    else:
+        records, eval_records = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
+    train = to_sft_examples(records, cfg.flow_type, task.build_prompt, task.format_answer)
+    evals = to_idp_eval_examples(eval_records, task.build_prompt)
+    evals = select_per_class(evals, cfg.val_per_class, cfg.training.seed)
+    if cfg.eval.max_examples:
+        evals = evals[: cfg.eval.max_examples]
+    if not train:
+        raise DataError(f"{cfg.data}: no training examples")
+    return Prepared(task=task, train=train, eval=evals)
+
+
+# ---------------------------------------------------------------- run folder and state
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    """A fresh folder under save_dir; never reuses another run's folder."""
+    base = Path(cfg.save_dir)
+    stem = cfg.tracking.run_name or f"{cfg.flow_type}-{cfg.train_type}-{time.strftime('%Y%m%d-%H%M%S')}".lower()
+    for _ in range(100):
+        name = stem if not (base / stem).exists() else f"{stem}-{secrets.token_hex(2)}"
+        path = base / name
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise LlmopsError(f"{base}: could not create a new run folder")
+
+
+def _save_state(run_dir: Path, state: dict[str, Any]) -> None:
+    tmp = run_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, run_dir / STATE_FILE)
+
+
+def _load_state(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# ---------------------------------------------------------------- steps
+
+
+def evaluate_model(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, out: Path) -> Any:
+    """Greedy generation over the eval set, scored by the task; writes the predictions table."""
+    from llmops.evaluation.runner import evaluate
+
+    return evaluate(model, tokenizer, prepared.task, prepared.eval, cfg.eval, out)
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{k}": float(v) for k, v in metrics.items()}
+
+
+def train_step(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, run_dir: Path,
+               tracker: Any, resume: bool) -> Any:
+    """Fine-tune with the configured method; logs the loss as it goes."""
+    from llmops.methods.sft import train_sft
+
+    def on_log(logs: dict) -> None:
+        step = int(logs.get("step", 0))
+        numeric = {f"train/{k}": float(v) for k, v in logs.items() if k != "step" and isinstance(v, (int, float))}
+        if numeric:
+            tracker.log_metrics(numeric, step=step)
+
+    ckpts = run_dir / "checkpoints"
+    resume_from = True if resume and any(ckpts.glob("checkpoint-*")) else None
+    return train_sft(model, tokenizer, prepared.train, cfg, ckpts, resume_from=resume_from, on_log=on_log)
+
+
+def _execute(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, state: dict[str, Any],
+             resume: bool) -> RunSummary:
+    from llmops.models.export import save_outputs
+    from llmops.models.loader import load_student
+
+    model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
+    if cfg.eval.baseline and "baseline" not in state:
+        base = evaluate_model(model, tokenizer, prepared, cfg, run_dir / "eval" / "baseline_predictions.jsonl")
+        state["baseline"] = base.metrics
+        _save_state(run_dir, state)
+        tracker.log_metrics(_prefixed("baseline", base.metrics))
+    result = train_step(model, tokenizer, prepared, cfg, run_dir, tracker, resume)
+    tracker.log_metrics({"train/final_loss": result.final_loss,
+                         "train/tokens_per_second": result.tokens_per_second})
+    outputs = save_outputs(model, tokenizer, run_dir / "model", merge=cfg.peft.merge or cfg.peft.method == "full")
+    report = evaluate_model(model, tokenizer, prepared, cfg, run_dir / "eval" / "predictions.jsonl")
+    tracker.log_metrics(_prefixed("eval", report.metrics))
+    tracker.log_artifact(run_dir / "eval" / "predictions.jsonl", "eval")
+    tracker.log_loss_curve(result.loss_history, run_dir / "plots" / "loss_curve.png")
+    tracker.log_field_plot(report.per_field, run_dir / "plots" / "field_f1.png")
+    if "adapter" in outputs:
+        tracker.log_artifacts(outputs["adapter"], "adapter")
+    model_dir = outputs.get("merged") or outputs.get("adapter")
+    gate = tracker.register(Path(model_dir), cfg, report.metrics, state.get("baseline", {})) \
+        if cfg.tracking.register_model else None
+    sample = _sample_prediction(model, tokenizer, prepared, cfg)
+    return RunSummary(
+        run_dir=str(run_dir), run_id=tracker.run_id, tracking_uri=tracker.tracking_uri,
+        registered_model=cfg.registered_model_name() if gate else None,
+        version=str(gate.version) if gate and gate.version is not None else None, promoted=bool(gate and gate.promoted),
+        gate_reason=gate.reason if gate else "registration disabled",
+        baseline=state.get("baseline", {}), metrics=report.metrics,
+        train={"final_loss": result.final_loss, "steps": result.steps,
+               "tokens_per_second": result.tokens_per_second, "train_seconds": result.train_seconds},
+        model_dir=str(model_dir), sample=sample,
+    )
+
+
+def _sample_prediction(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig) -> str | None:
+    from llmops.evaluation.generate import generate
+
+    if cfg.document:
+        from llmops.tasks.documents import read_document
+
+        messages = [{"role": "user", "content": prepared.task.build_prompt(read_document(cfg.document))}]
+    elif prepared.eval:
+        messages = prepared.eval[0]["prompt"]
+    else:
+        return None
+    return generate(model, tokenizer, [messages], 1, cfg.eval.max_new_tokens, desc="sample")[0]
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (weight-loading bars, INFO logs) out of the run's output."""
+    import logging
+
+    for name in ("mlflow", "bitsandbytes", "transformers", "datasets", "accelerate", "peft", "trl", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def _tracker(cfg: RunConfig) -> Any:
+    """The run's tracker, checked to be reachable before anything is written."""
+    from llmops.tracking import make_tracker
+
+    tracker = make_tracker(cfg)
+    tracker.check()
+    return tracker
+
+
+def _run_in(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, resume: bool) -> RunSummary:
+    state = _load_state(run_dir)
+    tags = {"llmops.flow_type": cfg.flow_type, "llmops.train_type": cfg.train_type, "llmops.run_dir": str(run_dir)}
+    with tracker.start(run_dir.name, tags, run_id=state.get("run_id")):
+        if not state.get("run_id"):
+            state["run_id"] = tracker.run_id
+            _save_state(run_dir, state)
+            tracker.log_params(cfg.to_dict())
+            tracker.log_artifact(run_dir / CONFIG_FILE)
+        summary = _execute(cfg, prepared, run_dir, tracker, state, resume)
+    _write_summary(run_dir, summary)
+    return summary
+
+
+def _write_summary(run_dir: Path, summary: RunSummary) -> None:
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(asdict(summary), indent=2))
+    os.replace(tmp, run_dir / "summary.json")
+
+
+def run(cfg: RunConfig) -> RunSummary:
+    """The whole pipeline in a new run folder under cfg.save_dir."""
+    prepared = validate(cfg)
+    quiet_libraries()
+    tracker = _tracker(cfg)
+    run_dir = new_run_dir(cfg)
+    cfg.save(run_dir / CONFIG_FILE)
+    return _run_in(cfg, prepared, run_dir, tracker, resume=False)
+
+
+def resume(run_dir: str | Path, overrides: list[str] | None = None) -> RunSummary:
+    """Continue an interrupted run from its last checkpoint, with its saved config."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG_FILE}); pass the folder printed by `llmops run`")
+    cfg = build_config(base=read_yaml(run_dir / CONFIG_FILE), overrides=overrides)
+    prepared = validate(cfg)
+    quiet_libraries()
+    return _run_in(cfg, prepared, run_dir, _tracker(cfg), resume=True)
+
+
+# ---------------------------------------------------------------- predict and print
+
+
+def predict(model: str, document: str | None = None, schema: str | None = None, prompt: str | None = None,
+            max_new_tokens: int = 256) -> str:
+    """One prediction from a saved or registered model; IDP answers are printed as JSON."""
+    from llmops.evaluation.generate import generate
+    from llmops.models.loader import load_for_inference
+    from llmops.tasks.documents import read_document
+    from llmops.tasks.idp import IDPTask, load_schema
+    from llmops.tracking import resolve_model
+
+    if not document and not prompt:
+        raise ConfigError("predict: pass --document (IDP) or --prompt (CodeGen)")
+    task = IDPTask(load_schema(schema) if schema else None)
+    text = task.build_prompt(read_document(document)) if document else str(prompt)
+    mdl, tok = load_for_inference(resolve_model(model))
+    out = generate(mdl, tok, [[{"role": "user", "content": text}]], 1, max_new_tokens, desc="predict")[0]
+    if not document:
+        return out
+    parsed = task.parse(out)
+    return json.dumps(parsed, indent=2, ensure_ascii=False) if parsed is not None else out
+
+
+def print_summary(summary: RunSummary) -> None:
+    """A baseline-vs-fine-tuned table, the MLflow location and the gate decision."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="baseline vs fine-tuned (held-out)")
+    table.add_column("metric")
+    table.add_column("baseline", justify="right")
+    table.add_column("fine-tuned", justify="right")
+    keys = [k for k in summary.metrics if "/" not in k]
+    keys += sorted(k for k in summary.metrics if k.endswith("/" + GATE_METRICS[0]) or k.endswith("/pass_at_1"))
+    for key in keys:
+        base = summary.baseline.get(key)
+        table.add_row(key, "-" if base is None else f"{base:.3f}", f"{summary.metrics[key]:.3f}")
+    console.print(table)
+    console.print(f"run folder:   {summary.run_dir}")
+    console.print(f"MLflow:       {summary.tracking_uri}  run {summary.run_id}")
+    if summary.registered_model:
+        verdict = "champion" if summary.promoted else "challenger only"
+        console.print(f"registered:   {summary.registered_model} v{summary.version} ({verdict}: {summary.gate_reason})")
+    if summary.sample is not None:
+        console.print("sample prediction:")
+        console.print(summary.sample, markup=False, highlight=False)

@@ -1,0 +1,104 @@
+"""Shared test fixtures: a real MLflow server process, offline settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    # The server runs uvicorn workers as children: signal its own process group (its PID), nothing else.
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of an `mlflow server` process (SQLite backend, proxied artifacts), stopped by PID at teardown."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"), "--workers", "1",
+    ]
+    log_path = root / "server.log"
+    # No job runner: it starts ~8 extra consumer processes for GenAI jobs these tests never use.
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited early:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after 90 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def tiny_idp(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small synthetic IDP dataset and a tiny model built from it, once per session."""
+    from llmops.models.tiny import build_tiny_model
+    from llmops.quickstart.idp_data import generate_idp_dataset, tokenizer_corpus
+
+    root = tmp_path_factory.mktemp("tiny-idp")
+    data = generate_idp_dataset(root / "data", n_train=96, n_eval_per_class=3, seed=0)
+    model = build_tiny_model(root / "model", tokenizer_corpus(data, limit=96), vocab_size=320, hidden_size=32,
+                             num_layers=2, num_heads=2, seed=0)
+    return {"train": data.train, "eval": data.eval, "schema": data.schema, "model": model,
+            "document": data.sample_document}
+
+
+@pytest.fixture(scope="session")
+def tiny_run_args(tiny_idp: dict[str, Path]) -> Callable[..., list[str]]:
+    """`llmops run` arguments for a short, fast run on the tiny dataset and model."""
+
+    def make(save_dir: Path, *extra: str) -> list[str]:
+        return _tiny_args(tiny_idp, save_dir, *extra)
+
+    return make
+
+
+def _tiny_args(tiny: dict[str, Path], save_dir: Path, *extra: str) -> list[str]:
+    return ["run", "--student", str(tiny["model"]), "--data", str(tiny["train"]), "--eval_data",
+            str(tiny["eval"]), "--schema", str(tiny["schema"]), "--save_dir", str(save_dir),
+            "--flow_type", "IDP", "--train_type", "SFT", "--set", "peft.method=full",
+            "--set", "training.per_device_train_batch_size=4", "--set", "training.learning_rate=0.002",
+            "--set", "eval.max_new_tokens=40", "--set", "eval.batch_size=9", "--set", "training.max_len=512",
+            "--set", "tracking.system_metrics=false", *extra]
