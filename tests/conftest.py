@@ -101,4 +101,4 @@ def _tiny_args(tiny: dict[str, Path], save_dir: Path, *extra: str) -> list[str]:
             "--flow_type", "IDP", "--train_type", "SFT", "--set", "peft.method=full",
             "--set", "training.per_device_train_batch_size=4", "--set", "training.learning_rate=0.002",
             "--set", "eval.max_new_tokens=40", "--set", "eval.batch_size=9", "--set", "training.max_len=512",
-            "--set", "tracking.system_metrics=false", *extra]
+            "--set", "tracking.system_metrics=false", "--set", "training.num_threads=1", *extra]

@@ -1,0 +1,1 @@
+"""Training methods: SFT (TRL's SFTTrainer), KD and DPO, sharing one progress display."""

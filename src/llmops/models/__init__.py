@@ -1,0 +1,1 @@
+"""Model loading, adaptation, export and tiny offline models."""

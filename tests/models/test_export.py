@@ -1,0 +1,66 @@
+"""save_outputs + load_for_inference: adapter and merged model give the same logits; writes are atomic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmops.config import PeftSettings, TrainingSettings
+from llmops.models.export import save_outputs
+from llmops.models.loader import load_for_inference, load_student
+
+
+def _logits(model, tokenizer) -> torch.Tensor:
+    batch = tokenizer(["Invoice 123 total 45", "line 7"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        return model(**batch).logits.float()
+
+
+def _perturb_adapters(model) -> None:
+    """Non-zero LoRA B matrices, so the adapter changes the output (fresh LoRA B is zero)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn_like(param) * 0.5)
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_adapter_and_merged_give_the_same_logits(tiny_model_dir: Path, tmp_path: Path, method: str) -> None:
+    model, tokenizer = load_student(str(tiny_model_dir), PeftSettings(method=method, r=4, alpha=8),
+                                    TrainingSettings())
+    _perturb_adapters(model)
+    outputs = save_outputs(model, tokenizer, tmp_path / "out", merge=True)
+    assert set(outputs) == {"adapter", "merged"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adapter", "merged"]  # no temp leftovers
+    assert (outputs["adapter"] / "adapter_config.json").is_file()
+    assert not (outputs["merged"] / "adapter_config.json").exists()
+
+    adapter_model, tok = load_for_inference(outputs["adapter"])
+    merged_model, _ = load_for_inference(outputs["merged"])
+    base_model, _ = load_for_inference(tiny_model_dir)
+    from_adapter, from_merged = _logits(adapter_model, tok), _logits(merged_model, tok)
+    torch.testing.assert_close(from_merged, from_adapter, atol=1e-4, rtol=1e-4)
+    assert (from_adapter - _logits(base_model, tok)).abs().max() > 1e-2  # the adapter really is applied
+
+
+def test_full_model_saves_merged_only_and_reloads_identically(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model, tokenizer = load_student(str(tiny_model_dir), PeftSettings(method="full"), TrainingSettings())
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
+    outputs = save_outputs(model, tokenizer, tmp_path / "out", merge=False)
+    assert set(outputs) == {"merged"}
+    reloaded, tok = load_for_inference(outputs["merged"])
+    assert tok.padding_side == "left"  # ready for batched generation
+    torch.testing.assert_close(_logits(reloaded, tok), _logits(model.eval(), tok))
+
+
+def test_saving_twice_replaces_the_previous_output(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model, tokenizer = load_student(str(tiny_model_dir), PeftSettings(method="lora", r=4), TrainingSettings())
+    save_outputs(model, tokenizer, tmp_path / "out", merge=False)
+    (tmp_path / "out" / "adapter" / "stale.txt").write_text("old")
+    outputs = save_outputs(model, tokenizer, tmp_path / "out", merge=False)
+    assert not (outputs["adapter"] / "stale.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adapter"]

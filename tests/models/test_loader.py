@@ -1,0 +1,79 @@
+"""load_student: full / LoRA / QLoRA adaptation, tokenizer set-up, and clear errors for models that are not there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from llmops.config import PeftSettings, TrainingSettings
+from llmops.errors import ModelError
+from llmops.models.loader import load_student
+
+
+def _load(model_dir: Path, method: str):
+    return load_student(str(model_dir), PeftSettings(method=method, r=4, alpha=8), TrainingSettings())
+
+
+def test_full_makes_every_parameter_trainable(tiny_model_dir: Path) -> None:
+    model, _ = _load(tiny_model_dir, "full")
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_lora_trains_only_adapters(tiny_model_dir: Path) -> None:
+    model, _ = _load(tiny_model_dir, "lora")
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any("q_proj" in n for n in trainable) and any("down_proj" in n for n in trainable)
+
+
+def test_qlora_quantizes_linear_layers_to_nf4(tiny_model_dir: Path) -> None:
+    import bitsandbytes as bnb
+
+    model, _ = _load(tiny_model_dir, "qlora")
+    base = model.get_base_model()
+    q_proj = base.model.layers[0].self_attn.q_proj
+    assert isinstance(q_proj.base_layer, bnb.nn.Linear4bit)
+    assert q_proj.base_layer.weight.quant_type == "nf4"
+    assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+    assert not base.is_activation_checkpointing  # CPU: off unless asked for
+
+
+def test_tokenizer_pads_right_with_a_pad_token(tiny_model_dir: Path) -> None:
+    _, tokenizer = _load(tiny_model_dir, "full")
+    assert tokenizer.padding_side == "right"
+    assert tokenizer.pad_token is not None and tokenizer.eos_token == "<|end|>"
+
+
+def test_tokenizer_without_pad_or_template_gets_fallbacks(tiny_model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    cfg_file = folder / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg.pop("chat_template", None)
+    cfg.pop("pad_token", None)
+    cfg_file.write_text(json.dumps(cfg))
+    _, tokenizer = _load(folder, "full")
+    assert tokenizer.pad_token == tokenizer.eos_token
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    assert tokenizer.eos_token in tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+def test_hub_id_while_offline_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match="not a local folder and the hub is offline"):
+        load_student("llmops-test/no-such-model", PeftSettings(), TrainingSettings())
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("path", ["./no/such/model", "/no/such/model"])
+def test_missing_local_folder_is_a_model_error(path: str) -> None:
+    with pytest.raises(ModelError, match="no such folder"):
+        load_student(path, PeftSettings(), TrainingSettings())
