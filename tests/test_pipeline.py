@@ -52,6 +52,16 @@ def test_run_end_to_end(tmp_path: Path, mlflow_server: str, tiny_run_args: Calla
     if champion_expected:
         assert client.get_model_version_by_alias(name, "champion").version == version.version
 
+    # The registered model answers through `predict` and `evaluate` by its registry URI.
+    tiny_eval = args[args.index("--eval_data") + 1]
+    pred = _llmops(["predict", "--model", f"models:/{name}@challenger", "--document", "Invoice INV-77 total 5.00",
+                    "--max-new-tokens", "8"], tmp_path, mlflow_server)
+    assert pred.returncode == 0, pred.stderr[-3000:]
+    ev = _llmops(["evaluate", "--model", f"models:/{name}@challenger", "--eval_data", tiny_eval, "--set",
+                  "eval.max_new_tokens=40", "--schema", args[args.index("--schema") + 1]], tmp_path, mlflow_server)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert json.loads(ev.stdout.strip().splitlines()[-1])["field_f1"] == pytest.approx(summary["metrics"]["field_f1"])
+
     # Another run never reuses this run's folder.
     proc2 = _llmops(args, tmp_path, mlflow_server)
     assert proc2.returncode == 0, proc2.stderr[-3000:]

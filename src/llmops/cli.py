@@ -43,6 +43,7 @@ def _default_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _guard(fn: Callable[[], Any]) -> Any:
@@ -175,6 +176,29 @@ def predict(
 
         typer.echo(pipeline.predict(model, document=document, schema=schema, prompt=prompt,
                                     max_new_tokens=max_new_tokens))
+
+    _guard(body)
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Option(..., "--model", help="model folder (merged or adapter) or models:/NAME@ALIAS"),
+    eval_data: str = typer.Option(..., "--eval_data", "--eval-data", help="held-out evaluation data"),
+    schema: Optional[str] = SchemaOpt,
+    flow_type: str = typer.Option("IDP", "--flow_type", "--flow-type", help="IDP or CodeGen"),
+    val_per_class: int = typer.Option(0, "--val_per_class", "--val-per-class", help="eval examples per class"),
+    output: Optional[Path] = typer.Option(None, "--output", help="write the predictions table here (JSONL)"),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """Evaluate a saved or registered model on an eval set; prints the metrics as JSON (last line)."""
+
+    def body() -> None:
+        from llmops import pipeline
+
+        cfg = _config(None, set_, eval_data=eval_data, schema=schema, flow_type=flow_type,
+                      val_per_class=val_per_class)
+        metrics = pipeline.evaluate_saved(cfg, model, output)
+        typer.echo(json.dumps(metrics, sort_keys=True))
 
     _guard(body)
 

@@ -220,7 +220,9 @@ def _sample_prediction(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunC
 def quiet_libraries() -> None:
     """Keep library chatter (weight-loading bars, INFO logs) out of the run's output."""
     import logging
+    import warnings
 
+    warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("mlflow", "bitsandbytes", "transformers", "datasets", "accelerate", "peft", "trl", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
@@ -284,6 +286,27 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None) -> RunSummar
     return _run_in(cfg, prepared, run_dir, _tracker(cfg), resume=True)
 
 
+# ---------------------------------------------------------------- single steps
+
+
+def evaluate_saved(cfg: RunConfig, model: str, out: Path | None = None) -> dict[str, float]:
+    """Evaluate a saved or registered model on cfg.eval_data (the pipeline's eval step on its own)."""
+    from llmops.data.formats import to_idp_eval_examples
+    from llmops.data.splits import select_per_class
+    from llmops.models.loader import load_for_inference
+    from llmops.tracking import resolve_model
+
+    if not cfg.eval_data:
+        raise ConfigError("evaluate: pass --eval_data FILE")
+    task = make_task(cfg)
+    records = _load_checked(cfg.eval_data, cfg, task, "eval")
+    examples = select_per_class(to_idp_eval_examples(records, task.build_prompt), cfg.val_per_class,
+                                cfg.training.seed)
+    quiet_libraries()
+    mdl, tok = load_for_inference(resolve_model(model))
+    return evaluate_model(mdl, tok, Prepared(task, [], examples), cfg, out).metrics
+
+
 # ---------------------------------------------------------------- predict and print
 
 
@@ -300,6 +323,7 @@ def predict(model: str, document: str | None = None, schema: str | None = None, 
         raise ConfigError("predict: pass --document (IDP) or --prompt (CodeGen)")
     task = IDPTask(load_schema(schema) if schema else None)
     text = task.build_prompt(read_document(document)) if document else str(prompt)
+    quiet_libraries()
     mdl, tok = load_for_inference(resolve_model(model))
     out = generate(mdl, tok, [[{"role": "user", "content": text}]], 1, max_new_tokens, desc="predict")[0]
     if not document:
