@@ -1,0 +1,1 @@
+"""The embedded offline default: synthetic data, tiny models and the quickstart runner."""
