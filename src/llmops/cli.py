@@ -149,6 +149,8 @@ def quickstart(
     flow: Flow = typer.Option(Flow.idp, "--flow", help="task family"),
     train: Train = typer.Option(Train.sft, "--train", help="training method"),
     workdir: Path = typer.Option(Path("llmops-quickstart"), "--workdir", help="where data, models and runs go"),
+    n_train: Optional[int] = typer.Option(None, "--n-train", min=1, help="training documents (smaller = faster demo)"),
+    n_eval_per_class: Optional[int] = typer.Option(None, "--n-eval-per-class", min=1, help="held-out docs per class"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """The embedded default, offline: tiny model + synthetic data through the whole pipeline."""
@@ -156,7 +158,8 @@ def quickstart(
     def body() -> None:
         from llmops.quickstart.runner import run_quickstart
 
-        run_quickstart(flow.value, train.value, workdir, set_ or [])
+        sizes = {k: v for k, v in {"n_train": n_train, "n_eval_per_class": n_eval_per_class}.items() if v}
+        run_quickstart(flow.value, train.value, workdir, set_ or [], sizes)
 
     _guard(body)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ def _build_student(workdir: Path, texts: list[str], settings: Any) -> Path:
                             num_layers=settings.num_layers, num_heads=settings.num_heads, seed=settings.seed)
 
 
-def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str]) -> Any:
+def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
+                   sizes: dict[str, int] | None = None) -> Any:
     """Generate data, build the tiny model, run the pipeline and print the comparison."""
     from llmops import pipeline
     from llmops.quickstart.idp_data import generate_idp_dataset, tokenizer_corpus
@@ -47,7 +49,7 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str]) -
     console = _console()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    settings = QuickstartSettings()
+    settings = replace(QuickstartSettings(), **(sizes or {}))
     started = time.time()
     console.print(f"[bold]llmops quickstart[/] ({flow}/{train}) in {workdir.resolve()}")
     data = generate_idp_dataset(workdir / "data", settings.n_train, settings.n_eval_per_class, settings.seed)

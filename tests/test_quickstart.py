@@ -1,0 +1,59 @@
+"""`llmops quickstart`: the embedded default end to end, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _quickstart(tmp_path: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["HF_HUB_OFFLINE"] = "1"
+    return subprocess.run([sys.executable, "-m", "llmops.cli", "quickstart", "--workdir", str(tmp_path / "qs"),
+                           *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _summary(tmp_path: Path) -> dict:
+    (run_dir,) = list((tmp_path / "qs" / "runs").iterdir())
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_quickstart_qlora_trains_through_4bit_layers(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    proc = _quickstart(tmp_path, "--n-train", "48", "--n-eval-per-class", "2", "--set", "peft.method=qlora",
+                       "--set", "training.max_steps=4", "--set", "eval.max_new_tokens=12",
+                       "--set", "tracking.system_metrics=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "baseline vs fine-tuned" in proc.stdout and "sample prediction" in proc.stdout
+    summary = _summary(tmp_path)
+    run_dir = Path(summary["run_dir"])
+    adapter = json.loads((run_dir / "model" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["peft_type"] == "LORA"
+    assert (run_dir / "model" / "merged" / "config.json").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'qs' / 'mlflow.db'}")
+    run = client.get_run(summary["run_id"])
+    assert run.data.params["peft.method"] == "qlora"
+    assert client.get_model_version_by_alias("llmops-idp-sft", "challenger").run_id == summary["run_id"]
+
+
+@pytest.mark.slow
+def test_quickstart_default_learns(tmp_path: Path) -> None:
+    """The must-show: held-out field F1 >= 0.8 and >= 0.5 above the baseline, registered as champion."""
+    from mlflow.tracking import MlflowClient
+
+    proc = _quickstart(tmp_path, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = _summary(tmp_path)
+    f1, base = summary["metrics"]["field_f1"], summary["baseline"]["field_f1"]
+    assert f1 >= 0.8 and f1 - base >= 0.5, (f1, base)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'qs' / 'mlflow.db'}")
+    run = client.get_run(summary["run_id"])
+    assert run.data.metrics["eval/field_f1"] == pytest.approx(f1)
+    assert {"config.yaml", "eval", "plots", "model"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert client.get_model_version_by_alias("llmops-idp-sft", "champion").run_id == summary["run_id"]
