@@ -10,10 +10,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from llmops.tasks.idp import IDPTask
 from llmops.quickstart.idp_data import (
     CLASSES,
     IdpDataset,
-    build_prompt,
     class_schema,
     combined_schema,
     generate_idp_dataset,
@@ -114,7 +114,7 @@ def test_mini_documents_are_key_value_lines(tmp_path: Path) -> None:
 
 def test_prompt_format_and_tokenizer_corpus(dataset: IdpDataset) -> None:
     schema = combined_schema()
-    prompt = build_prompt(schema, "DOC")
+    prompt = IDPTask(schema).build_prompt("DOC")
     assert prompt.startswith("Extract the fields from the document as JSON matching the schema.")
     assert "\nSchema: " + json.dumps(schema, separators=(",", ":")) + "\nDocument:\nDOC" in prompt
     corpus = tokenizer_corpus(dataset, limit=50)

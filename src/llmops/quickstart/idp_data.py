@@ -239,23 +239,17 @@ def generate_idp_dataset(out_dir: Path, n_train: int, n_eval_per_class: int, see
                       class_paths, sample)
 
 
-def build_prompt(schema: dict[str, Any] | None, document: str) -> str:
-    """The IDP user message (the contract's format, as llmops.tasks.idp builds it)."""
-    text = "Extract the fields from the document as JSON matching the schema. Answer with JSON only.\n"
-    if schema is not None:
-        text += "Schema: " + json.dumps(schema, separators=(",", ":"), ensure_ascii=False) + "\n"
-    return text + "Document:\n" + document
-
-
 def tokenizer_corpus(dataset: IdpDataset, limit: int = 3000) -> list[str]:
     """Texts to train the tiny tokenizer on: training prompts and answers (never held-out data)."""
-    schema = json.loads(dataset.schema.read_text(encoding="utf-8"))
+    from llmops.tasks.idp import IDPTask
+
+    task = IDPTask(json.loads(dataset.schema.read_text(encoding="utf-8")))
     texts = []
     with dataset.train.open(encoding="utf-8") as fh:
         for i, line in enumerate(fh):
             if i >= limit:
                 break
             rec = json.loads(line)
-            texts.append(build_prompt(schema, rec["document"]))
-            texts.append(json.dumps(rec["fields"], ensure_ascii=False))
+            texts.append(task.build_prompt(rec["document"]))
+            texts.append(task.format_answer(rec["fields"]))
     return texts

@@ -52,7 +52,8 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
     settings = replace(QuickstartSettings(), **(sizes or {}))
     started = time.time()
     console.print(f"[bold]llmops quickstart[/] ({flow}/{train}) in {workdir.resolve()}")
-    data = generate_idp_dataset(workdir / "data", settings.n_train, settings.n_eval_per_class, settings.seed)
+    data = generate_idp_dataset(workdir / "data", settings.n_train, settings.n_eval_per_class, settings.seed,
+                                settings.mini_fraction)
     console.print(f"data: {data.train} (train), {data.eval} (held-out, unseen names/numbers/dates)")
     student = _build_student(workdir, tokenizer_corpus(data), settings)
     console.print(f"tiny student: {student}")
