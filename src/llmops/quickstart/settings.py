@@ -14,6 +14,6 @@ class QuickstartSettings:
     mini_fraction: float = 0.25
     vocab_size: int = 512
     hidden_size: int = 128
-    num_layers: int = 4
+    num_layers: int = 2
     num_heads: int = 2
     seed: int = 0
