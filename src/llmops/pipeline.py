@@ -343,7 +343,7 @@ def print_summary(summary: RunSummary) -> None:
     table.add_column("baseline", justify="right")
     table.add_column("fine-tuned", justify="right")
     keys = [k for k in summary.metrics if "/" not in k]
-    keys += sorted(k for k in summary.metrics if k.endswith("/" + GATE_METRICS[0]) or k.endswith("/pass_at_1"))
+    keys += sorted(k for k in summary.metrics if "/" in k and k.rsplit("/", 1)[1] in GATE_METRICS)
     for key in keys:
         base = summary.baseline.get(key)
         table.add_row(key, "-" if base is None else f"{base:.3f}", f"{summary.metrics[key]:.3f}")
