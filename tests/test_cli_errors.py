@@ -144,3 +144,8 @@ def test_unreachable_tracking_server(work: Path) -> None:
     proc = _llmops(_run_args(work, "data.jsonl"), work, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
     _assert_clean_failure(proc, work, f"127.0.0.1:{port}")
     assert not (work / "runs").exists() or not any((work / "runs").iterdir())  # no run folder half-made
+
+
+def test_seed_flags_without_effect_are_named(work: Path) -> None:
+    proc = _llmops(_run_args(work, "nowhere.jsonl") + ["--host", "http://kfp.example", "--offload_folder", "off"], work)
+    assert "host is set but ignored" in proc.stderr and "offload_folder is set but ignored" in proc.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +69,12 @@ def _check_supported(cfg: RunConfig) -> None:
         )
     if not cfg.data:
         raise ConfigError("data: no training data given; pass --data FILE or set `data:` in the config")
+    unused = {"host": "it is where Kubeflow pipelines are submitted, not used by a local run",
+              "offload_folder": "weight offloading is not supported by this release's loader",
+              "teacher": "it is only used by KD", "prompt": "it is only used by CodeGen"}
+    for key, why in unused.items():
+        if getattr(cfg, key):
+            print(f"warning: {key} is set but ignored: {why}", file=sys.stderr)
 
 
 def _load_checked(location: str, cfg: RunConfig, task: Any, role: str) -> list[tuple[int, dict]]:
