@@ -148,21 +148,32 @@ def to_sft_examples(
 ) -> list[dict[str, Any]]:
     """Training records (SFT formats, and KD's {"input","teacher_output"}) as SFT examples."""
     flow, _ = normalise_types(flow_type, "KD")
-    accepted = accepted_formats(flow, "KD", "train")
-    examples: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for line, record in numbered(records):
-        fmt = detect_format(record)
-        if fmt not in accepted:
-            expected = ", ".join(describe(name) for name in accepted)
-            problems.append(f"{source}:{line}: not a {flow} training record; expected one of {expected}")
-            continue
+
+    def convert(line: int, record: dict[str, Any], fmt: str) -> dict[str, Any]:
         try:
             prompt, completion = _sft_pair(record, fmt, flow, prompt_fn, answer_fn)
         except (TypeError, ValueError, KeyError, AttributeError) as err:
-            problems.append(f"{source}:{line}: cannot convert the {describe(fmt)} record: {err}")
+            raise ValueError(f"cannot convert the {describe(fmt)} record: {err}") from err
+        return {"prompt": prompt, "completion": completion, "class": record_class(record)}
+
+    return _convert_all(records, accepted_formats(flow, "KD", "train"), f"a {flow} training record", convert, source)
+
+
+def _convert_all(records: Records, accepted: Any, label: str,
+                 convert: Callable[[int, dict[str, Any], str], dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Convert every record of an accepted format; DataError listing every `source:LINE` problem."""
+    examples: list[dict[str, Any]] = []
+    problems: list[str] = []
+    expected = ", ".join(describe(name) for name in accepted)
+    for line, record in numbered(records):
+        fmt = detect_format(record)
+        if fmt not in accepted:
+            problems.append(f"{source}:{line}: not {label}; expected one of {expected}")
             continue
-        examples.append({"prompt": prompt, "completion": completion, "class": record_class(record)})
+        try:
+            examples.append(convert(line, record, fmt))
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            problems.append(f"{source}:{line}: {err}")
     _raise_problems(source, problems, "every problem")
     return examples
 
@@ -200,31 +211,13 @@ def to_idp_eval_examples(
     records: Records, prompt_fn: Callable[[str], str], *, source: str = "data"
 ) -> list[dict[str, Any]]:
     """IDP evaluation records as {"id","prompt","reference","class"}; ids default to the line number."""
-    accepted = accepted_formats("IDP", "DPO", "eval")
-    examples: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for line, record in numbered(records):
-        fmt = detect_format(record)
-        if fmt not in accepted:
-            expected = ", ".join(describe(name) for name in accepted)
-            problems.append(f"{source}:{line}: not an IDP evaluation record; expected one of {expected}")
-            continue
-        try:
-            prompt, reference = _eval_pair(record, fmt, prompt_fn)
-        except (TypeError, ValueError, KeyError, AttributeError) as err:
-            problems.append(f"{source}:{line}: {err}")
-            continue
+    def convert(line: int, record: dict[str, Any], fmt: str) -> dict[str, Any]:
+        prompt, reference = _eval_pair(record, fmt, prompt_fn)
         ident = record.get("id")
-        examples.append(
-            {
-                "id": str(line if ident is None else ident),
-                "prompt": prompt,
-                "reference": reference,
-                "class": record_class(record),
-            }
-        )
-    _raise_problems(source, problems, "every problem")
-    return examples
+        return {"id": str(line if ident is None else ident), "prompt": prompt, "reference": reference,
+                "class": record_class(record)}
+
+    return _convert_all(records, accepted_formats("IDP", "DPO", "eval"), "an IDP evaluation record", convert, source)
 
 
 def to_preference_examples(records: Records, *, source: str = "data") -> list[dict[str, Any]]:
