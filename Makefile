@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test test-slow bench install install-dev clean
+.PHONY: quickstart test test-slow bench install install-dev install-bwrap clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,16 +27,30 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-quickstart: install
+# bubblewrap for the code sandbox (llmops.tasks.sandbox). Best effort: without it (no package manager, no root or
+# sudo, no network) the sandbox still works, in its weaker rlimits fallback, and says so loudly.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo -n)
+install-bwrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	      { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap; }; \
+	  elif command -v dnf >/dev/null 2>&1; then $(SUDO) dnf install -y -q bubblewrap; \
+	  elif command -v apk >/dev/null 2>&1; then $(SUDO) apk add -q bubblewrap; \
+	  fi; } || true
+	@command -v bwrap >/dev/null 2>&1 || \
+	  echo "warning: could not install bubblewrap; the code sandbox will use its weaker rlimits fallback" >&2
+
+quickstart: install install-bwrap
 	$(BIN)/llmops quickstart $(ARGS)
 
-test: install-dev
+test: install-dev install-bwrap
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-test-slow: install-dev
+test-slow: install-dev install-bwrap
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)
 
-bench: install-dev
+bench: install-dev install-bwrap
 	$(BIN)/python bench/sft_throughput.py
 
 clean:

@@ -1,0 +1,592 @@
+"""Run untrusted Python programs (model-written code) with limits, and say how each run ended.
+
+`run_python(code, limits)` runs `code` as `__main__` with the evaluator's own interpreter (`python -I -S`, standard
+library only) in a fresh, empty working directory, with a scrubbed environment (PATH, HOME, TMPDIR, LANG), stdin at
+end of file, and: a wall-clock timeout enforced by the parent (it kills; no SIGALRM), RLIMIT_AS (memory), RLIMIT_CPU,
+RLIMIT_NPROC (processes and threads), RLIMIT_FSIZE, no core dumps, and a cap on stdout+stderr (the program is killed
+as soon as it writes more). Whatever the program did, every process it started is dead when `run_python` returns.
+Status "ok" means the code ran to its end: a small wrapper execs it and only then reports, with a random nonce, on a
+pipe, so `sys.exit(0)` or `os._exit(0)` half way is not a pass. When the evaluator runs as root, every concurrent run
+gets its own unprivileged uid: RLIMIT_NPROC then bounds a fork bomb (the kernel does not enforce it for root) without
+starving other runs, and a run cannot signal other runs or the evaluator.
+
+Backend "bwrap" (Linux with bubblewrap): new pid, network, ipc and uts namespaces (and a user namespace when not
+root). The program sees only /usr, /lib*, /bin and the Python installation (read-only), its own /proc and /dev, and
+size-limited tmpfs at /tmp and at its working directory /sandbox. It cannot reach any network (not even 127.0.0.1),
+see the evaluator's files, environment or processes, write outside those tmpfs, or outlive its run: the sandbox's
+pid 1 is killed and the kernel kills everything in its pid namespace.
+
+Backend "rlimits" (the fallback where bwrap cannot run, e.g. a Kubernetes pod without user namespaces; it warns
+loudly on stderr): the same limits and kill-everything-after, through a new session, process-group kill, and /proc
+scans for the run's uid (not root: its session, process group or environment marker) with the evaluator as child
+subreaper, so double-forked daemons are found and killed. It does NOT stop: network access; reading files the
+run's uid can read (as root the run keeps CAP_DAC_READ_SEARCH when the interpreter is not world-readable, and can
+then read every file); writing wherever that uid may write (not root: all of the evaluator's files); filling the disk
+up to RLIMIT_FSIZE per file; and, not root, signalling or ptrace-ing the evaluator (same uid), or a daemon that leaves
+the session and exec()s without the marker.
+
+Neither backend stops: memory held outside the address space (pipe buffers, memfd and tmpfs files: bounded only per
+file by RLIMIT_FSIZE; give the evaluator's pod or cgroup a memory limit); kernel exploits; CPU side channels; code
+written to attack this harness (the nonce lives in the wrapper's memory, reachable by frame introspection, so such
+code can forge "ok"). Use a VM (gVisor, Firecracker) for that threat model. Needs Linux 5.3+ (pidfd).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+import os
+import queue
+import secrets
+import select
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+from llmops.errors import LlmopsError
+
+BACKENDS = ("bwrap", "rlimits")
+_BOX = "/sandbox"  # the working directory inside bwrap
+_TMPFS_FILES = 4  # each bwrap tmpfs holds this many files of the maximum size
+_SLOTS = 128  # distinct uids per evaluator process
+_MARKER = "LLMOPS_SANDBOX_RUN"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one run."""
+
+    timeout: float = 3.0  # wall-clock seconds for the whole program (all its processes)
+    memory_mb: int = 1024  # RLIMIT_AS per process
+    max_processes: int = 32  # processes/threads the program may have at once
+    max_output_bytes: int = 1 << 20  # stdout+stderr captured; beyond this the program is killed
+    max_file_mb: int = 16  # RLIMIT_FSIZE
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How one run ended (status ok/error/timeout/exited/output_limit/memory) and what it printed."""
+
+    status: str
+    message: str
+    returncode: int | None
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        """True only when the program ran to its last statement and returned normally."""
+        return self.status == "ok"
+
+
+# `python -I -S -B -c _WRAPPER FD UID MODE AS CPU NPROC FSIZE`; stdin: nonce line, then the program. MODE -1: under
+# bwrap (which already set no-new-privs and the parent-death signal); 0/1: fallback, 1 keeping CAP_DAC_READ_SEARCH
+# after the uid drop so an interpreter under a private home (/root/.pyenv) stays readable.
+_WRAPPER = r"""
+import posix, sys, resource, _signal  # not os or signal: they cost milliseconds to import
+def _secure(uid, mode):
+    if mode >= 0:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(8, mode, 0, 0, 0)  # PR_SET_KEEPCAPS
+    if uid >= 0:
+        posix.setgroups([]); posix.setresgid(uid, uid, uid); posix.setresuid(uid, uid, uid)
+    if mode == 1 and uid >= 0:  # capset v3: effective = permitted = inheritable = {CAP_DAC_READ_SEARCH}, + ambient
+        if libc.capset((ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)(4, 4, 4, 0, 0, 0)) \
+                or libc.prctl(47, 2, 2, 0, 0):
+            raise OSError(ctypes.get_errno(), "capset")
+    if mode >= 0:
+        libc.prctl(38, 1, 0, 0, 0); libc.prctl(1, 9, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS; PR_SET_PDEATHSIG SIGKILL
+def _print_exc(exc, lines):  # like traceback.print_exc, without its 10 ms of imports
+    out, tb = ["Traceback (most recent call last):\n"], exc.__traceback__.tb_next
+    while tb is not None:
+        code, n = tb.tb_frame.f_code, tb.tb_lineno
+        out.append(f'  File "{code.co_filename}", line {n}, in {code.co_name}\n')
+        if code.co_filename == "<string>" and 0 < n <= len(lines):
+            out.append(f"    {lines[n - 1].strip()}\n")
+        tb = tb.tb_next
+    text = str(exc)
+    sys.stderr.write("".join(out) + type(exc).__qualname__ + (f": {text}" if text else "") + "\n")
+def _main(fd, uid, mode, mem, cpu, nproc, fsize):
+    nonce, _, src = sys.stdin.buffer.read().partition(b"\n")
+    null = posix.open("/dev/null", posix.O_RDONLY); posix.dup2(null, 0); posix.close(null)
+    _secure(uid, mode)
+    for res, lim in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_FSIZE, fsize),
+                     (resource.RLIMIT_CORE, 0), (resource.RLIMIT_CPU, cpu)):
+        resource.setrlimit(res, (lim, lim + (res == resource.RLIMIT_CPU)))
+    posix.set_inheritable(fd, False)
+    me, write, exit_, pause = posix.getpid(), posix.write, posix._exit, _signal.pause
+    import builtins
+    module = type(sys)("__main__"); module.__builtins__ = builtins; sys.modules["__main__"] = module
+    status, message = b"ok", ""
+    try:
+        exec(compile(src, "<string>", "exec"), module.__dict__)
+    except MemoryError:
+        status = b"memory"
+    except BaseException as exc:
+        status = b"error"
+        try:
+            message = str(exc)
+            _print_exc(exc, src.decode("utf-8", "replace").splitlines())
+        except BaseException:
+            pass
+    if posix.getpid() != me:  # a forked child that ran off the end of the program does not speak for it
+        exit_(0)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    msg = message.encode("utf-8", "replace")[:4096]
+    write(fd, nonce + b" " + status + b" " + str(len(msg)).encode() + b"\n" + msg)
+    while True:  # the parent kills the whole run now; exiting first would orphan bwrap's pid 1
+        pause()
+_main(*map(int, sys.argv[1:]))
+"""
+
+
+def sandbox_backend() -> str:
+    """The backend `run_python` uses by default: "bwrap" when usable, else "rlimits" (warned about once)."""
+    if _bwrap_usable():
+        return "bwrap"
+    _warn_fallback()
+    return "rlimits"
+
+
+def run_python(code: str, limits: Limits | None = None, *, backend: str | None = None) -> ExecResult:
+    """Run `code` as a Python program (as `__main__`) in a fresh temp dir inside the sandbox."""
+    backend = backend or sandbox_backend()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown sandbox backend {backend!r}; use one of: {', '.join(BACKENDS)}")
+    if backend == "bwrap" and not _bwrap_usable():
+        raise LlmopsError(f"the bwrap sandbox cannot run here ({_PROBE_ERROR[0] if _PROBE_ERROR else 'no bwrap'}): "
+                          "install bubblewrap (apt-get install bubblewrap) on Linux; when not root, unprivileged "
+                          "user namespaces must be allowed")
+    if backend == "rlimits":
+        _warn_fallback()
+        _become_subreaper()
+    with _run_uid() as uid:
+        return _run(code, limits or Limits(), backend, uid)
+
+
+def _run(code: str, limits: Limits, backend: str, uid: int | None) -> ExecResult:
+    """Start the wrapper, feed it the program, collect until the end, kill every process of the run, report."""
+    nonce, marker = secrets.token_hex(16).encode(), secrets.token_hex(8)
+    with _workdir(backend, uid) as workdir:
+        status_r, status_w = os.pipe()
+        info_r, info_w = os.pipe() if backend == "bwrap" else (-1, -1)
+        argv = _command(backend, info_w, limits) + _wrapper_args(backend, status_w, uid, limits)
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    cwd=workdir, env=_env(backend, workdir, marker), start_new_session=True,
+                                    pass_fds=[fd for fd in (status_w, info_w) if fd >= 0])
+        except BaseException:
+            for fd in (status_r, info_r):
+                if fd >= 0:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (status_w, info_w):
+                if fd >= 0:
+                    os.close(fd)
+        tree = _Sandbox(proc, info_r) if backend == "bwrap" else _ProcessTree(proc, uid, marker)
+        capture = _Capture(proc, status_r, nonce, limits.max_output_bytes)
+        try:
+            _feed(proc, nonce + b"\n" + code.encode("utf-8", "surrogateescape"))
+            reason = capture.pump(tree, start + limits.timeout)
+        finally:
+            tree.kill()
+            capture.close()
+        return _result(reason, capture, proc.returncode, time.monotonic() - start)
+
+
+def _result(reason: str, capture: _Capture, returncode: int | None, duration: float) -> ExecResult:
+    """The ExecResult from why the run ended, the wrapper's report and the output."""
+    status, message = reason, ""
+    if reason == "exited" and capture.report:
+        status, message = capture.report
+    elif reason == "exited" and returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        status = "timeout"  # RLIMIT_CPU
+    if status in ("timeout", "output_limit"):
+        returncode = None
+    elif capture.report:
+        returncode = 0  # the wrapper reported and waited to be killed
+    return ExecResult(status, message, returncode, capture.text(1), capture.text(2), duration)
+
+
+def _feed(proc: subprocess.Popen, data: bytes) -> None:
+    """Write nonce and program to the wrapper's stdin, which it reads to the end before anything else."""
+    with suppress(OSError):  # it died first (bwrap could not start): the pump sees it exit
+        proc.stdin.write(data)
+        proc.stdin.close()
+
+
+class _Capture:
+    """Reads stdout, stderr and the report pipe; enforces the output cap; finds the wrapper's report."""
+
+    def __init__(self, proc: subprocess.Popen, status_r: int, nonce: bytes, cap: int) -> None:
+        self.nonce, self.cap, self.total, self.status_r = nonce, cap, 0, status_r
+        self.out = {1: bytearray(), 2: bytearray(), 3: bytearray()}
+        self.report: tuple[str, str] | None = None
+        self.files = (proc.stdout, proc.stderr)
+        self.streams = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2, status_r: 3}
+        self.selector = selectors.DefaultSelector()
+        for fd in self.streams:
+            self.selector.register(fd, selectors.EVENT_READ)
+
+    def pump(self, tree: _Sandbox | _ProcessTree, deadline: float) -> str:
+        """Read until a report or the program's exit ("exited"), the deadline ("timeout") or the cap."""
+        tree.watch(self.selector)
+        while (remaining := deadline - time.monotonic()) > 0:
+            for key, _ in self.selector.select(remaining):
+                if key.fd not in self.streams:
+                    if tree.on_ready(self.selector, key.fd):
+                        self._read_available(self.status_r)  # a report written before the exit is in the pipe
+                        return "exited"
+                elif self._read(key.fd) and self.total > self.cap:
+                    return "output_limit"
+                elif self.report:
+                    return "exited"
+        return "timeout"
+
+    def close(self) -> None:
+        """After the kill: read what is left in the pipes (bounded in time) and close them."""
+        deadline = time.monotonic() + 2.0
+        while self.streams and time.monotonic() < deadline:
+            for key, _ in self.selector.select(0.1):
+                if key.fd in self.streams:
+                    self._read(key.fd)
+        self.selector.close()
+        os.close(self.status_r)
+        for f in self.files:
+            f.close()
+
+    def text(self, stream: int) -> str:
+        """Captured stdout (1) or stderr (2), decoded."""
+        return self.out[stream].decode("utf-8", "replace")
+
+    def _read_available(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        with suppress(BlockingIOError):
+            while fd in self.streams and self._read(fd):
+                pass
+
+    def _read(self, fd: int) -> bool:
+        """Read one chunk into its buffer; False (and stop watching the fd) at end of file."""
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            self.selector.unregister(fd)
+            del self.streams[fd]
+            return False
+        if self.streams[fd] == 3:  # the report channel: keep a bounded tail, look for the nonce
+            self.out[3] = (self.out[3] + chunk)[-(1 << 16):]
+            self.report = self.report or _parse_report(bytes(self.out[3]), self.nonce)
+            return True
+        self.out[self.streams[fd]] += chunk[:max(0, self.cap - self.total)]
+        self.total += len(chunk)
+        return True
+
+
+def _parse_report(data: bytes, nonce: bytes) -> tuple[str, str] | None:
+    """(status, message) from a complete `NONCE STATUS LENGTH\\nMESSAGE`, else None."""
+    at = data.find(nonce + b" ")
+    if at < 0:
+        return None
+    header, newline, rest = data[at + len(nonce) + 1:].partition(b"\n")
+    status, _, length = header.partition(b" ")
+    if not newline or status not in (b"ok", b"error", b"memory") or not length.isdigit() or len(rest) < int(length):
+        return None
+    return status.decode(), rest[:int(length)].decode("utf-8", "replace")
+
+
+class _Sandbox:
+    """A bwrap process and its pid namespace, which dies, with everything in it, when its pid 1 dies."""
+
+    def __init__(self, proc: subprocess.Popen, info_r: int) -> None:
+        self.proc, self.info_r, self.info = proc, info_r, b""
+        self.pidfd = os.pidfd_open(proc.pid)
+        self.init_fd: int | None = None
+
+    def watch(self, selector: selectors.BaseSelector) -> None:
+        """Wake the pump when bwrap exits (its command ended) and when it reports the sandbox's pid 1."""
+        selector.register(self.pidfd, selectors.EVENT_READ)
+        selector.register(self.info_r, selectors.EVENT_READ)
+
+    def on_ready(self, selector: selectors.BaseSelector, fd: int) -> bool:
+        """True when bwrap has exited; otherwise read its JSON status."""
+        if fd == self.pidfd:
+            return True
+        if not self._read_info():
+            selector.unregister(fd)
+        return False
+
+    def kill(self) -> None:
+        """SIGKILL the sandbox's pid 1 and wait for its death, after which no process of the run is left."""
+        while self.init_fd is None and self._read_info():
+            pass
+        if self.init_fd is not None:
+            with suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.init_fd, signal.SIGKILL)
+            select.select([self.init_fd], [], [], 10.0)  # readable once it has exited: its namespace is empty
+            with suppress(ChildProcessError):  # reparented to us if bwrap exited first and we are pid 1 or a subreaper
+                os.waitid(os.P_PIDFD, self.init_fd, os.WEXITED | os.WNOHANG)
+            os.close(self.init_fd)
+        try:  # bwrap exits by itself after reaping pid 1; killed first, it would leave pid 1 a zombie for init
+            self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.pidfd)
+        os.close(self.info_r)
+
+    def _read_info(self) -> bool:
+        """Read bwrap's status (`{"child-pid": N, ...}` first); pin pid 1 with a pidfd. False at end of file."""
+        chunk = os.read(self.info_r, 4096)
+        self.info += chunk
+        if self.init_fd is None and b"\n" in self.info:
+            pid = int(self.info.split(b'"child-pid":', 1)[1].split(b",", 1)[0])
+            try:
+                self.init_fd = os.pidfd_open(pid)
+            except ProcessLookupError:  # already gone, and its namespace with it
+                return False
+        return bool(chunk)
+
+
+class _ProcessTree:
+    """The fallback's run: the wrapper, its process group, and every other process of the run's uid or marker."""
+
+    def __init__(self, proc: subprocess.Popen, uid: int | None, marker: str) -> None:
+        self.proc, self.uid, self.marker = proc, uid, f"{_MARKER}={marker}".encode()
+        self.pidfd = os.pidfd_open(proc.pid)
+
+    def watch(self, selector: selectors.BaseSelector) -> None:
+        """Wake the pump when the wrapper exits."""
+        selector.register(self.pidfd, selectors.EVENT_READ)
+
+    def on_ready(self, selector: selectors.BaseSelector, fd: int) -> bool:
+        """The wrapper has exited."""
+        return True
+
+    def kill(self) -> None:
+        """Kill the process group, then every other process of the run until none is left; reap our orphans."""
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10.0
+        while self._kill_round() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        os.close(self.pidfd)
+
+    def _kill_round(self) -> bool:
+        """SIGKILL the run's live processes, reap its zombies that are our children. True while any remain."""
+        me, pending = os.getpid(), False
+        for pid, ppid, state in self._members():
+            if state != "Z":
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                pending = True
+            elif ppid == me:
+                pending = True
+                with suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+        return pending
+
+    def _members(self) -> Iterator[tuple[int, int, str]]:
+        """(pid, ppid, state) of the run's processes other than the wrapper (the Popen object reaps that one)."""
+        for pid, fields in _processes():
+            if pid not in (self.proc.pid, os.getpid()) and self._belongs(pid, fields):
+                yield pid, int(fields["PPid"]), fields["State"][:1]
+
+    def _belongs(self, pid: int, fields: dict[str, str]) -> bool:
+        uid = int(fields["Uid"].split()[0])
+        if self.uid is not None or uid != os.getuid():
+            return uid == self.uid
+        if str(self.proc.pid) in (fields["NSsid"].split()[0], fields["NSpgid"].split()[0]):
+            return True
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                return self.marker + b"\0" in f.read()
+        except OSError:
+            return False
+
+
+def _processes() -> Iterator[tuple[int, dict[str, str]]]:
+    """Every process and the fields of its /proc/PID/status."""
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/status", encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+            except OSError:  # gone meanwhile
+                continue
+            yield int(name), dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def _command(backend: str, info_w: int, limits: Limits) -> list[str]:
+    """The argv that starts the wrapper: the interpreter, inside bwrap for that backend."""
+    python = [_python(), "-I", "-S", "-B", "-c", _WRAPPER]
+    if backend == "rlimits":
+        return python
+    size = str(_TMPFS_FILES * limits.max_file_mb << 20)
+    tmpfs = ["--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+             "--perms", "1777", "--size", size, "--tmpfs", _BOX, "--chdir", _BOX]
+    return [*_bwrap_base(), "--json-status-fd", str(info_w), *tmpfs, *_python_binds(), "--", *python]
+
+
+def _wrapper_args(backend: str, status_w: int, uid: int | None, limits: Limits) -> list[str]:
+    """The wrapper's arguments: report fd, uid, mode, RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE."""
+    mode = -1 if backend == "bwrap" else int(uid is not None and not _world_readable(_python()))
+    nproc = limits.max_processes
+    if uid is None and backend == "rlimits":  # there RLIMIT_NPROC counts all of the user's processes
+        nproc += sum(int(f["Uid"].split()[0]) == os.getuid() for _, f in _processes())
+    values = (status_w, -1 if uid is None else uid, mode, limits.memory_mb << 20, math.ceil(limits.timeout) + 1,
+              nproc, limits.max_file_mb << 20)
+    return [str(v) for v in values]
+
+
+def _env(backend: str, workdir: str, marker: str) -> dict[str, str]:
+    """The program's whole environment: nothing of the evaluator's."""
+    home, tmp = (_BOX, "/tmp") if backend == "bwrap" else (workdir, workdir)
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": tmp, "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8", _MARKER: marker}
+
+
+@contextmanager
+def _workdir(backend: str, uid: int | None) -> Iterator[str]:
+    """A fresh directory for the run, owned by its uid and removed afterwards (bwrap: a tmpfs inside; "/" here)."""
+    if backend == "bwrap":
+        yield "/"
+        return
+    path = tempfile.mkdtemp(prefix="llmops-sandbox-")
+    try:
+        if uid is not None:
+            os.chown(path, uid, uid)
+        yield path
+    finally:
+        for root, dirs, _ in os.walk(path):  # the program may have made directories unreadable
+            for name in dirs:
+                with suppress(OSError):
+                    os.chmod(os.path.join(root, name), 0o700)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def _run_uid() -> Iterator[int | None]:
+    """A uid of the run's own when the evaluator is root (so RLIMIT_NPROC is enforced), else None."""
+    if os.geteuid() != 0:
+        yield None
+        return
+    index = _FREE_SLOTS.get()  # waits while _SLOTS runs are under way
+    try:  # offset by the evaluator's pid, so that concurrent evaluators use different uids
+        yield 1_000_000 + (os.getpid() % 30_000) * _SLOTS + index
+    finally:
+        _FREE_SLOTS.put(index)
+
+
+_FREE_SLOTS: queue.SimpleQueue[int] = queue.SimpleQueue()
+for _index in range(_SLOTS):
+    _FREE_SLOTS.put(_index)
+_PROBE_ERROR: list[str] = []
+_WARNED = threading.Lock()
+
+
+@functools.cache
+def _python() -> str:
+    """The evaluator's interpreter, symlinks resolved (for a venv: its base interpreter)."""
+    return os.path.realpath(sys.executable)
+
+
+@functools.cache
+def _bwrap_base() -> tuple[str, ...]:
+    """bwrap with its namespaces, session and read-only system mounts (the same for every run)."""
+    if os.geteuid() == 0:  # no user namespace: the wrapper drops to the run's uid, so RLIMIT_NPROC holds
+        ns = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+              "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        ns = ["--unshare-all"]
+    mounts = ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
+    for name in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(name):
+            mounts += ["--symlink", os.readlink(name), name]
+        elif os.path.isdir(name):
+            mounts += ["--ro-bind", name, name]
+    return (shutil.which("bwrap") or "bwrap", *ns, "--die-with-parent", "--new-session", *mounts)
+
+
+@functools.cache
+def _python_binds() -> tuple[str, ...]:
+    """Read-only binds of the Python installation, below world-traversable parents (e.g. under /root)."""
+    roots = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix, os.path.dirname(_python()))}
+    args: list[str] = []
+    made: set[str] = set()
+    for root in sorted(roots):
+        if any(root.startswith(other.rstrip("/") + "/") for other in roots | {"/usr"}):
+            continue  # inside another bound directory
+        parts = root.strip("/").split("/")
+        for i in range(1, len(parts)):
+            parent = "/" + "/".join(parts[:i])
+            if parent not in made:
+                made.add(parent)
+                args += ["--perms", "0755", "--dir", parent]
+        args += ["--ro-bind", root, root]
+    return tuple(args)
+
+
+@functools.cache
+def _bwrap_usable() -> bool:
+    """Whether bwrap runs a trivial program here (probed once)."""
+    if not sys.platform.startswith("linux") or not shutil.which("bwrap"):
+        return False
+    try:
+        with _run_uid() as uid:
+            result = _run("pass", Limits(timeout=30), "bwrap", uid)
+    except OSError as exc:
+        _PROBE_ERROR.append(str(exc))
+        return False
+    if not result.ok:
+        _PROBE_ERROR.append(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.status)
+    return result.ok
+
+
+def _warn_fallback() -> None:
+    """Say once, loudly, on stderr that untrusted code runs in the weaker fallback."""
+    if not _WARNED.acquire(blocking=False):
+        return
+    why = f"bubblewrap (bwrap) cannot run here ({_PROBE_ERROR[0] if _PROBE_ERROR else 'not installed'})"
+    if _bwrap_usable():
+        why = "the 'rlimits' backend was asked for"
+    bar = "!" * 100
+    sys.stderr.write(
+        f"\n{bar}\nWARNING: llmops sandbox: {why}.\nUntrusted code runs in the WEAKER 'rlimits' fallback: limits "
+        "and every process killed after each run, but NO network or file-system isolation.\n"
+        f"Install bubblewrap for the real sandbox: apt-get install bubblewrap (see README, Code sandbox).\n{bar}\n")
+
+
+@functools.cache
+def _become_subreaper() -> None:
+    """Make this process the child subreaper: a run's orphaned daemons are reparented here, found and reaped."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+@functools.cache
+def _world_readable(path: str) -> bool:
+    """Whether others may traverse every directory above `path` (so an unprivileged uid can run it)."""
+    parts = path.strip("/").split("/")
+    try:
+        return all(os.stat("/" + "/".join(parts[:i])).st_mode & 0o001 for i in range(len(parts)))
+    except OSError:
+        return False
