@@ -63,6 +63,14 @@ class EvalSettings(_Section):
     eval_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="held out from `data` when no eval_data is given"
     )
+    num_samples: int = Field(
+        1, gt=0, description="CodeGen: answers sampled per problem for pass_at_<k>; 1 = greedy pass_at_1 only"
+    )
+    temperature: float = Field(0.8, gt=0, description="sampling temperature of the num_samples answers")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling of the num_samples answers")
+    pass_k: list[int] = Field([1, 10, 100], description="CodeGen: k of pass_at_<k> (only k <= num_samples reported)")
+    code_timeout: float = Field(3.0, gt=0, description="CodeGen: seconds each test program may run")
+    code_workers: int | None = Field(None, gt=0, description="CodeGen: programs run at once; None = CPU count")
 
 
 class TrackingSettings(_Section):

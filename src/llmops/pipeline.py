@@ -59,7 +59,18 @@ def make_task(cfg: RunConfig) -> Any:
         from llmops.tasks.idp import IDPTask, load_schema
 
         return IDPTask(load_schema(cfg.schema) if cfg.schema else None)
-    raise ConfigError("flow_type CodeGen: the CodeGen pipeline is not available in this release; use flow_type IDP")
+    from llmops.tasks.codegen import CodeGenTask
+
+    return CodeGenTask(timeout=cfg.eval.code_timeout, workers=cfg.eval.code_workers)
+
+
+def eval_examples(cfg: RunConfig, task: Any, records: list) -> list[dict]:
+    """Evaluation records as eval examples of the run's task, at most val_per_class of each class."""
+    from llmops.data.formats import to_code_eval_examples, to_idp_eval_examples
+    from llmops.data.splits import select_per_class
+
+    convert = to_idp_eval_examples if cfg.flow_type == "IDP" else to_code_eval_examples
+    return select_per_class(convert(records, task.build_prompt), cfg.val_per_class, cfg.training.seed)
 
 
 def _check_supported(cfg: RunConfig) -> None:
@@ -71,7 +82,9 @@ def _check_supported(cfg: RunConfig) -> None:
         raise ConfigError("data: no training data given; pass --data FILE or set `data:` in the config")
     unused = {"host": "it is where Kubeflow pipelines are submitted, not used by a local run",
               "offload_folder": "weight offloading is not supported by this release's loader",
-              "teacher": "it is only used by KD", "prompt": "it is only used by CodeGen"}
+              "teacher": "it is only used by KD", "prompt": "it is only used by CodeGen",
+              "document": "it is only used by IDP"}
+    unused.pop("prompt" if cfg.flow_type == "CodeGen" else "document")
     for key, why in unused.items():
         if getattr(cfg, key):
             print(f"warning: {key} is set but ignored: {why}", file=sys.stderr)
@@ -91,10 +104,22 @@ def _load_checked(location: str, cfg: RunConfig, task: Any, role: str) -> list[t
     return scanned.records
 
 
+def _check_testable(cfg: RunConfig, eval_records: list) -> None:
+    """CodeGen is judged by running tests: without eval_data the held-out part of `data` must carry them."""
+    from llmops.data.formats import detect_format, numbered
+
+    if cfg.flow_type != "CodeGen":
+        return
+    for line, record in numbered(eval_records):
+        if detect_format(record) != "humaneval":
+            raise ConfigError(f"{cfg.data}:{line}: CodeGen evaluation runs each problem's tests, and this record has "
+                              'none; pass --eval_data with HumanEval records {"task_id","prompt","test","entry_point"}')
+
+
 def validate(cfg: RunConfig) -> Prepared:
     """Check config, data and schema; build train and eval examples. Raises before any model loads."""
-    from llmops.data.formats import to_idp_eval_examples, to_sft_examples
-    from llmops.data.splits import select_per_class, train_eval_split
+    from llmops.data.formats import to_sft_examples
+    from llmops.data.splits import train_eval_split
 
     _check_supported(cfg)
     task = make_task(cfg)
@@ -103,9 +128,9 @@ def validate(cfg: RunConfig) -> Prepared:
         eval_records = _load_checked(cfg.eval_data, cfg, task, "eval")
     else:
         records, eval_records = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
+        _check_testable(cfg, eval_records)
     train = to_sft_examples(records, cfg.flow_type, task.build_prompt, task.format_answer)
-    evals = to_idp_eval_examples(eval_records, task.build_prompt)
-    evals = select_per_class(evals, cfg.val_per_class, cfg.training.seed)
+    evals = eval_examples(cfg, task, eval_records)
     if cfg.eval.max_examples:
         evals = evals[: cfg.eval.max_examples]
     if not train:
@@ -211,17 +236,24 @@ def _execute(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, st
 
 
 def _sample_prediction(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig) -> str | None:
+    """The answer to the run's sample input (document, prompt, else the first eval example), as a user reads it."""
     from llmops.evaluation.generate import generate
+    from llmops.tasks.documents import read_document
 
-    if cfg.document:
-        from llmops.tasks.documents import read_document
-
-        messages = [{"role": "user", "content": prepared.task.build_prompt(read_document(cfg.document))}]
+    sample = cfg.document if cfg.flow_type == "IDP" else cfg.prompt
+    source = read_document(sample) if sample else None
+    if source is not None:
+        messages = [{"role": "user", "content": prepared.task.build_prompt(source)}]
     elif prepared.eval:
         messages = prepared.eval[0]["prompt"]
     else:
         return None
-    return generate(model, tokenizer, [messages], 1, cfg.eval.max_new_tokens, desc="sample")[0]
+    answer = generate(model, tokenizer, [messages], 1, cfg.eval.max_new_tokens, desc="sample")[0]
+    if cfg.flow_type == "CodeGen" and source is not None:
+        from llmops.tasks.codegen import full_code
+
+        return full_code(source, answer)
+    return answer
 
 
 def quiet_libraries() -> None:
@@ -298,8 +330,6 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None) -> RunSummar
 
 def evaluate_saved(cfg: RunConfig, model: str, out: Path | None = None) -> dict[str, float]:
     """Evaluate a saved or registered model on cfg.eval_data (the pipeline's eval step on its own)."""
-    from llmops.data.formats import to_idp_eval_examples
-    from llmops.data.splits import select_per_class
     from llmops.models.loader import load_for_inference
     from llmops.tracking import resolve_model
 
@@ -307,8 +337,7 @@ def evaluate_saved(cfg: RunConfig, model: str, out: Path | None = None) -> dict[
         raise ConfigError("evaluate: pass --eval_data FILE")
     task = make_task(cfg)
     records = _load_checked(cfg.eval_data, cfg, task, "eval")
-    examples = select_per_class(to_idp_eval_examples(records, task.build_prompt), cfg.val_per_class,
-                                cfg.training.seed)
+    examples = eval_examples(cfg, task, records)
     quiet_libraries()
     mdl, tok = load_for_inference(resolve_model(model))
     return evaluate_model(mdl, tok, Prepared(task, [], examples), cfg, out).metrics
@@ -319,23 +348,25 @@ def evaluate_saved(cfg: RunConfig, model: str, out: Path | None = None) -> dict[
 
 def predict(model: str, document: str | None = None, schema: str | None = None, prompt: str | None = None,
             max_new_tokens: int = 256) -> str:
-    """One prediction from a saved or registered model; IDP answers are printed as JSON."""
+    """One prediction from a saved or registered model: JSON for a document (IDP), code for a prompt (CodeGen)."""
     from llmops.evaluation.generate import generate
     from llmops.models.loader import load_for_inference
+    from llmops.tasks.codegen import CodeGenTask, full_code
     from llmops.tasks.documents import read_document
     from llmops.tasks.idp import IDPTask, load_schema
     from llmops.tracking import resolve_model
 
-    if not document and not prompt:
-        raise ConfigError("predict: pass --document (IDP) or --prompt (CodeGen)")
-    task = IDPTask(load_schema(schema) if schema else None)
-    text = task.build_prompt(read_document(document)) if document else str(prompt)
+    if bool(document) == bool(prompt):
+        raise ConfigError("predict: pass either --document (IDP) or --prompt (CodeGen)")
+    idp = IDPTask(load_schema(schema) if schema else None)
+    source = read_document(document) if document else read_document(str(prompt))
+    text = idp.build_prompt(source) if document else CodeGenTask().build_prompt(source)
     quiet_libraries()
     mdl, tok = load_for_inference(resolve_model(model))
     out = generate(mdl, tok, [[{"role": "user", "content": text}]], 1, max_new_tokens, desc="predict")[0]
-    if not document:
-        return out
-    parsed = task.parse(out)
+    if prompt:
+        return full_code(source, out)
+    parsed = idp.parse(out)
     return json.dumps(parsed, indent=2, ensure_ascii=False) if parsed is not None else out
 
 

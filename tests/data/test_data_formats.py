@@ -66,11 +66,27 @@ def test_idp_seed_input_output_gets_the_idp_prompt_and_keeps_the_json_string() -
     assert example["prompt"][0]["content"].endswith("Document:\nINVOICE 7")
 
 
-def test_codegen_input_is_used_verbatim() -> None:
+def test_codegen_seed_record_gets_the_task_prompt_and_keeps_the_plan_and_code() -> None:
+    from llmops.tasks.codegen import CodeGenTask
+
+    build = CodeGenTask().build_prompt
     record = {"input": "Write add(a, b).", "output": "<PLAN>sum</PLAN>\n<CODE>def add(a, b): return a + b</CODE>"}
-    [example] = to_sft_examples([record], "CodeGen", prompt_fn, answer_fn)
-    assert example["prompt"] == user("Write add(a, b).")
+    [example] = to_sft_examples([record], "CodeGen", build, answer_fn)
+    assert example["prompt"] == user("Write add(a, b).")  # prose: the task keeps it as is
     assert example["completion"] == assistant(record["output"])
+    code = {"input": 'def f(x):\n    """Return x."""\n', "output": "    return x\n"}
+    [example] = to_sft_examples([code], "CodeGen", build, answer_fn)
+    assert example["prompt"] == user(build(code["input"]))  # the same wrapping as evaluation and predict
+    assert example["prompt"][0]["content"].startswith("Complete the following Python function:")
+
+
+def test_humaneval_record_trains_on_its_canonical_solution() -> None:
+    problem = {"task_id": "t/1", "prompt": "def f():\n", "test": "", "entry_point": "f",
+               "canonical_solution": "    return 1\n"}
+    [example] = to_sft_examples([problem], "CodeGen", prompt_fn, answer_fn)
+    assert example["completion"] == assistant("    return 1\n")
+    with pytest.raises(DataError, match="canonical_solution"):
+        to_sft_examples([{**problem, "canonical_solution": ""}], "CodeGen", prompt_fn, answer_fn)
 
 
 def test_prompt_completion_strings_and_message_lists() -> None:

@@ -66,7 +66,7 @@ def accepted_formats(flow_type: str, train_type: str, role: str) -> tuple[str, .
     if train == "DPO":
         return ("preference",)
     formats = _SFT_COMMON + (("input_teacher_output",) if train == "KD" else ())
-    return formats + (_IDP_DOCUMENT if flow == "IDP" else ())
+    return formats + (_IDP_DOCUMENT if flow == "IDP" else ("humaneval",))
 
 
 def numbered(records: Records) -> list[tuple[int, dict[str, Any]]]:
@@ -113,7 +113,7 @@ def _text_answer(value: Any, answer_fn: Callable[[Any], str]) -> str:
 
 
 def _sft_pair(
-    record: dict[str, Any], fmt: str, flow: str, prompt_fn: Callable[[str], str], answer_fn: Callable[[Any], str]
+    record: dict[str, Any], fmt: str, prompt_fn: Callable[[str], str], answer_fn: Callable[[Any], str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(prompt messages, completion messages) of one training record."""
     if fmt == "messages":
@@ -127,8 +127,14 @@ def _sft_pair(
     if fmt in ("document_fields", "document_output"):
         answer = answer_fn(record["fields"]) if fmt == "document_fields" else _text_answer(record["output"], answer_fn)
         return as_messages(prompt_fn(record["document"]), "user"), as_messages(answer, "assistant")
+    if fmt == "humaneval":
+        if not isinstance(record.get("canonical_solution"), str) or not record["canonical_solution"].strip():
+            raise ValueError('a HumanEval record trains only with its "canonical_solution"')
+        return as_messages(prompt_fn(record["prompt"]), "user"), as_messages(record["canonical_solution"], "assistant")
     target = record["teacher_output"] if fmt == "input_teacher_output" else record["output"]
-    prompt = prompt_fn(record["input"]) if flow == "IDP" else record["input"]
+    # The task builds the prompt from the input (IDP adds the schema; CodeGen wraps completion-style code), the
+    # same way evaluation and prediction do.
+    prompt = prompt_fn(record["input"])
     return as_messages(prompt, "user"), as_messages(_text_answer(target, answer_fn), "assistant")
 
 
@@ -151,7 +157,7 @@ def to_sft_examples(
 
     def convert(line: int, record: dict[str, Any], fmt: str) -> dict[str, Any]:
         try:
-            prompt, completion = _sft_pair(record, fmt, flow, prompt_fn, answer_fn)
+            prompt, completion = _sft_pair(record, fmt, prompt_fn, answer_fn)
         except (TypeError, ValueError, KeyError, AttributeError) as err:
             raise ValueError(f"cannot convert the {describe(fmt)} record: {err}") from err
         return {"prompt": prompt, "completion": completion, "class": record_class(record)}
@@ -218,6 +224,18 @@ def to_idp_eval_examples(
                 "class": record_class(record)}
 
     return _convert_all(records, accepted_formats("IDP", "DPO", "eval"), "an IDP evaluation record", convert, source)
+
+
+def to_code_eval_examples(
+    records: Records, prompt_fn: Callable[[str], str], *, source: str = "data"
+) -> list[dict[str, Any]]:
+    """HumanEval records as {"id","prompt","reference","class"}; the reference is the problem itself."""
+    def convert(line: int, record: dict[str, Any], fmt: str) -> dict[str, Any]:
+        problem = {key: record[key] for key in ("task_id", "prompt", "test", "entry_point")}
+        return {"id": str(record["task_id"]), "prompt": as_messages(prompt_fn(record["prompt"]), "user"),
+                "reference": problem, "class": record_class(record)}
+
+    return _convert_all(records, ("humaneval",), "a HumanEval problem", convert, source)
 
 
 def to_preference_examples(records: Records, *, source: str = "data") -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Batched greedy generation with a chat template: left padding, length-sorted batches, a rich progress bar."""
+"""Batched greedy or sampled generation with a chat template: left padding, length-sorted batches, progress."""
 
 from __future__ import annotations
 
@@ -74,13 +74,44 @@ def generate(
     desc: str = "generating",
 ) -> list[str]:
     """Greedy completions (special tokens skipped) of chat `prompts`, in input order."""
+    if not prompts:
+        return []
+    return _generate_ids(model, tokenizer, _encode(tokenizer, prompts), batch_size, desc,
+                         {"max_new_tokens": max_new_tokens, "do_sample": False})
+
+
+def sample(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[dict[str, str]]],
+    n: int,
+    batch_size: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    seed: int = 0,
+    desc: str = "sampling",
+) -> list[list[str]]:
+    """`n` sampled completions of each chat prompt (seeded), in input order."""
     import torch
 
     if not prompts:
         return []
+    torch.manual_seed(seed)
+    encoded = [ids for ids in _encode(tokenizer, prompts) for _ in range(n)]
+    flat = _generate_ids(model, tokenizer, encoded, batch_size, desc,
+                         {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature,
+                          "top_p": top_p, "top_k": 0})
+    return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_size: int, desc: str,
+                  options: dict[str, Any]) -> list[str]:
+    """Decoded answers to already-encoded prompts, batched longest first, in input order."""
+    import torch
+
     eos_ids = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-    encoded = _encode(tokenizer, prompts)
     # Longest first: similar lengths share a batch (little padding) and an out-of-memory shows up at once.
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     outputs: list[str] = [""] * len(encoded)
@@ -92,10 +123,8 @@ def generate(
             for start in range(0, len(order), batch_size):
                 indices = order[start:start + batch_size]
                 input_ids, attention = _left_pad([encoded[i] for i in indices], pad_id, model.device)
-                generated = model.generate(
-                    input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
-                    do_sample=False, eos_token_id=eos_ids, pad_token_id=pad_id,
-                )
+                generated = model.generate(input_ids=input_ids, attention_mask=attention, eos_token_id=eos_ids,
+                                           pad_token_id=pad_id, **options)
                 for row, i in enumerate(indices):
                     new_ids = _until_eos(generated[row, input_ids.shape[1]:].tolist(), eos_ids)
                     outputs[i] = tokenizer.decode(new_ids, skip_special_tokens=True)

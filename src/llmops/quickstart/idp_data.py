@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+
+from llmops.quickstart.values import SplitValues
 
 CLASSES = ("invoice", "receipt", "purchase_order")
 CURRENCIES = ("EUR", "USD", "GBP", "CHF")
@@ -25,7 +25,6 @@ _CODAS = ("", "", "", "n", "r", "s", "x", "l")
 _WORDS = ("Trading", "Systems", "Foods", "Logistics", "Supplies", "Partners", "Works", "Labs", "Textiles")
 _SUFFIXES = ("Ltd", "GmbH", "Inc", "LLC", "AG", "& Co")
 _SHOPS = ("Market", "Cafe", "Pharmacy", "Bakery", "Hardware", "Books")
-HELD_OUT_BUCKET = 5  # one value in five (by hash) is reserved for the held-out set
 
 _STR = {"type": "string"}
 _DATE = {"type": "string", "format": "date"}
@@ -69,21 +68,8 @@ def combined_schema() -> dict[str, Any]:
             "additionalProperties": False}
 
 
-def _held_out(value: str) -> bool:
-    return zlib.crc32(value.encode()) % HELD_OUT_BUCKET == 0
-
-
-class _Values:
+class _Values(SplitValues):
     """Draws field values from the training side or the held-out side of each value's hash split."""
-
-    def __init__(self, rng: random.Random, held_out: bool) -> None:
-        self.rng, self.held_out = rng, held_out
-
-    def _draw(self, make: Callable[[], str]) -> str:
-        while True:
-            value = make()
-            if _held_out(value) == self.held_out:
-                return value
 
     def stem(self) -> str:
         r = self.rng

@@ -1,19 +1,26 @@
-"""Default sizes of the quickstart's synthetic data and tiny model (see configs/quickstart-idp.yaml)."""
+"""Default sizes of the quickstart's synthetic data and tiny models (see quickstart/recipes/*.yaml)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
 class QuickstartSettings:
-    """Data and model sizes for `llmops quickstart --flow idp`."""
+    """Data and model sizes of `llmops quickstart` (IDP defaults; `settings_for` gives each flow's)."""
 
     n_train: int = 12000
     n_eval_per_class: int = 40
-    mini_fraction: float = 0.25
+    mini_fraction: float = 0.25  # IDP: share of "key: value" warm-up documents
     vocab_size: int = 512
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 2
     seed: int = 0
+
+
+def settings_for(flow: str) -> QuickstartSettings:
+    """The default settings of a quickstart flow ("idp" or "codegen")."""
+    if flow == "codegen":
+        return replace(QuickstartSettings(), n_train=20000, n_eval_per_class=25)
+    return QuickstartSettings()
