@@ -165,14 +165,16 @@ def _keep_adapter_precision(trainer: Any, bf16: bool) -> None:
 
 
 def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
-                 on_log: Callable[[dict], None] | None = None) -> Any:
-    """The configured SFTTrainer (data tokenized, prompt masked out of the labels), not yet trained."""
+                 on_log: Callable[[dict], None] | None = None, *, trainer_cls: type | None = None,
+                 desc: str = "sft") -> Any:
+    """The configured SFTTrainer (or subclass `trainer_cls`; data tokenized, prompt masked out of the labels)."""
     from trl import SFTTrainer
 
     args = sft_config(cfg, Path(output_dir))
     with _quiet_datasets():
-        trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(examples, tokenizer),
-                             processing_class=tokenizer, callbacks=[RichProgressCallback("sft"), _Relay(on_log)])
+        trainer = (trainer_cls or SFTTrainer)(
+            model=model, args=args, train_dataset=_dataset(examples, tokenizer), processing_class=tokenizer,
+            callbacks=[RichProgressCallback(desc), _Relay(on_log)])
     trainer.remove_callback(PrinterCallback)  # our progress callback prints instead
     _keep_adapter_precision(trainer, args.bf16)
     return trainer

@@ -1,0 +1,251 @@
+"""Knowledge distillation: SFT's trainer with loss = alpha * CE + (1 - alpha) * KD against a teacher's logits.
+
+The teacher runs online (a forward under no_grad on each batch) or offline from a top-k cache built once before
+training (`methods/kd_cache.py`). Tokenization, answer-only labels, checkpoints, resume and progress are SFT's
+(`methods/sft.py`); only `compute_loss` differs. The math is in `methods/losses.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmops.config import KDSettings, RunConfig
+from llmops.errors import ConfigError, ModelError
+from llmops.methods.kd_cache import TeacherCache, build_or_load
+from llmops.methods.sft import TrainResult, _result, _resume_arg, make_trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class KDResult(TrainResult):
+    """A training run's result plus what the offline teacher cache cost."""
+
+    cache_path: str | None = None
+    cache_built: bool = False
+    cache_seconds: float = 0.0
+    cache_bytes_per_token: float = 0.0
+
+
+def check_same_vocab(student_tokenizer: Any, teacher_tokenizer: Any, student_name: str, teacher_name: str) -> None:
+    """ConfigError unless both tokenizers map the same tokens to the same ids."""
+    student_vocab, teacher_vocab = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    if student_vocab == teacher_vocab and len(student_tokenizer) == len(teacher_tokenizer):
+        return
+    difference = ""
+    for token, token_id in sorted(student_vocab.items(), key=lambda item: item[1]):
+        if teacher_vocab.get(token) != token_id:
+            other = teacher_vocab.get(token)
+            difference = (f"; token {token!r} is id {token_id} for the student and "
+                          f"{'missing' if other is None else f'id {other}'} for the teacher")
+            break
+    else:
+        extra = next((t for t in teacher_vocab if t not in student_vocab), None)
+        if extra is not None:
+            difference = f"; token {extra!r} (id {teacher_vocab[extra]}) exists only for the teacher"
+    sizes = f"student {len(student_tokenizer)} tokens, teacher {len(teacher_tokenizer)} tokens{difference}"
+    raise ConfigError(f"teacher '{teacher_name}' and student '{student_name}' have different vocabularies "
+                      f"({sizes}); logit distillation needs the same tokenizer: "
+                      "pick a teacher from the student's model family")
+
+
+def _kd_trainer_class() -> type:
+    from trl import SFTTrainer
+
+    class KDTrainer(SFTTrainer):
+        """SFTTrainer whose loss mixes answer-token CE with distillation from `self.teacher` or `self.cache`."""
+
+        teacher: Any = None
+        cache: TeacherCache | None = None
+        kd: KDSettings = KDSettings()
+        vocab_size: int = 0
+
+        def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            return _kd_compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return KDTrainer
+
+
+def _kd_compute_loss(trainer: Any, model: Any, inputs: dict, return_outputs: bool, num_items_in_batch: Any) -> Any:
+    """Student forward, CE and KD on answer tokens, their mix; CE, KD and accuracy go to the logs."""
+    import torch
+
+    from llmops.methods.losses import completion_ce, distillation_total
+
+    mode = "train" if trainer.model.training else "eval"
+    labels = inputs["labels"]
+    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+    logits, targets = outputs.logits[:, :-1], labels[:, 1:]
+    mask = targets != -100
+    count = mask.sum()
+    ce = completion_ce(logits, targets) if bool(count) else logits.sum() * 0.0
+    kd = _kd_term(trainer, inputs, logits[..., :trainer.vocab_size], mask)
+    loss = distillation_total(ce, kd, trainer.kd.alpha)
+    if num_items_in_batch is not None:  # token-weighted across gradient accumulation, like SFT's loss
+        loss = loss * count / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
+    with torch.no_grad():
+        correct = ((logits.argmax(-1) == targets) & mask).sum()
+    metrics = trainer._metrics[mode]
+    metrics["ce_loss"].append(ce.item())
+    metrics["kd_loss"].append(kd.item())
+    metrics["mean_token_accuracy"].append((correct / count.clamp(min=1)).item())
+    if mode == "train":
+        trainer._total_train_tokens += int(inputs["attention_mask"].sum())
+    metrics["num_tokens"] = [trainer._total_train_tokens]
+    return (loss, outputs) if return_outputs else loss
+
+
+def _kd_term(trainer: Any, inputs: dict, student_logits: Any, mask: Any) -> Any:
+    """The distillation loss of a batch, from the cache or from an online teacher forward."""
+    import torch
+
+    from llmops.methods.losses import kd_loss, topk_kd_loss, topk_logprobs
+
+    kd = trainer.kd
+    options = {"loss": kd.loss, "temperature": kd.temperature, "beta": kd.beta}
+    if trainer.cache is not None:
+        values, ids = trainer.cache.lookup(inputs["input_ids"], inputs.get("attention_mask"), mask)
+        return topk_kd_loss(student_logits, values, ids, mask, **options)
+    teacher = trainer.teacher
+    device = next(teacher.parameters()).device
+    with torch.no_grad():
+        teacher_logits = teacher(input_ids=inputs["input_ids"].to(device),
+                                 attention_mask=inputs["attention_mask"].to(device), use_cache=False).logits
+    teacher_logits = teacher_logits[:, :-1, :trainer.vocab_size].to(student_logits.device)
+    if kd.top_k:
+        values, ids = topk_logprobs(teacher_logits, min(kd.top_k, trainer.vocab_size), kd.temperature)
+        return topk_kd_loss(student_logits, values, ids, mask, **options)
+    return kd_loss(student_logits, teacher_logits, mask, **options)
+
+
+def _common_vocab(model: Any, teacher: Any, tokenizer: Any) -> int:
+    """Logit columns both models share (embeddings are often padded past the tokenizer); all real tokens fit."""
+    sizes = [m.get_output_embeddings().weight.shape[0] for m in (model, teacher)]
+    if min(sizes) < len(tokenizer):
+        raise ModelError(f"student ({sizes[0]} logits) and teacher ({sizes[1]} logits): one has fewer outputs than "
+                         f"the tokenizer's {len(tokenizer)} tokens; they do not share a vocabulary")
+    return min(sizes)
+
+
+def _prepare_teacher(teacher: Any, device: Any) -> Any:
+    """Teacher frozen, in eval mode, on the student's device (unless it is spread over devices already)."""
+    teacher.eval()
+    teacher.requires_grad_(False)
+    if getattr(teacher, "hf_device_map", None) is None and not getattr(teacher, "is_loaded_in_4bit", False):
+        teacher.to(device)
+    return teacher
+
+
+def _no_packing(cfg: RunConfig) -> RunConfig:
+    if not cfg.training.packing:
+        return cfg
+    log.info("knowledge distillation trains without packing (teacher logits are matched per padded row)")
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update={"packing": False})})
+
+
+def make_kd_trainer(model: Any, tokenizer: Any, teacher: Any, examples: list[dict], cfg: RunConfig,
+                    output_dir: Path, on_log: Callable[[dict], None] | None = None) -> Any:
+    """The KD trainer, data tokenized and (with `kd.cache`) the teacher cache built or loaded, not yet trained."""
+    cfg = _no_packing(cfg)
+    trainer = make_trainer(model, tokenizer, examples, cfg, Path(output_dir), on_log,
+                           trainer_cls=_kd_trainer_class(), desc="kd")
+    trainer.kd = cfg.kd
+    trainer.vocab_size = _common_vocab(model, teacher, tokenizer)
+    trainer.teacher = _prepare_teacher(teacher, trainer.args.device)
+    if cfg.kd.cache:
+        cache_dir = Path(cfg.kd.cache_dir) if cfg.kd.cache_dir else Path(cfg.save_dir) / "kd-cache"
+        trainer.cache = build_or_load(teacher, trainer.train_dataset, trainer.data_collator, cache_dir,
+                                      cfg.kd.top_k or cfg.kd.cache_top_k, cfg.kd.temperature, trainer.vocab_size,
+                                      batch_size=cfg.training.per_device_train_batch_size)
+    return trainer
+
+
+def train_kd(model: Any, tokenizer: Any, teacher: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
+             resume_from: str | bool | None = None, on_log: Callable[[dict], None] | None = None) -> KDResult:
+    """Distil `teacher` into `model` (in place) on prompt-completion examples; checkpoints go to `output_dir`."""
+    import torch
+
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    output_dir = Path(output_dir)
+    resume = _resume_arg(resume_from, output_dir)
+    trainer = make_kd_trainer(model, tokenizer, teacher, examples, cfg, output_dir, on_log)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume)
+    result = _result(trainer, output, time.perf_counter() - start)
+    cache = trainer.cache
+    return KDResult(**vars(result), cache_path=str(cache.path) if cache else None,
+                    cache_built=bool(cache and cache.built), cache_seconds=cache.build_seconds if cache else 0.0,
+                    cache_bytes_per_token=cache.bytes_per_token if cache else 0.0)
+
+
+def _answer_batch(tokenizer: Any, prompts: list[list[dict]], answers: list[str]) -> tuple[Any, Any, Any]:
+    """Right-padded ids, attention mask and a [batch, seq-1] mask of next-token positions inside the answer."""
+    import torch
+
+    rows, starts = [], []
+    for prompt, answer in zip(prompts, answers, strict=True):
+        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                   return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=True,
+                                             return_dict=True)["input_ids"]
+        rows.append(full)
+        starts.append(len(prompt_ids))
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    answer = torch.zeros((len(rows), width - 1), dtype=torch.bool)
+    for i, (row, start) in enumerate(zip(rows, starts, strict=True)):
+        ids[i, :len(row)] = torch.tensor(row)
+        attention[i, :len(row)] = 1
+        answer[i, max(start - 1, 0):len(row) - 1] = True  # logits at t predict token t + 1
+    return ids, attention, answer
+
+
+def teacher_kl(student: Any, teacher: Any, tokenizer: Any, prompts: list[list[dict]], answers: list[str],
+               batch_size: int = 8, temperature: float = 1.0) -> float:
+    """Mean KL(teacher || student) per answer token, both teacher-forced on prompt + answer (chat template)."""
+    import torch
+
+    from llmops.methods.losses import kd_loss
+
+    if not prompts:
+        raise ModelError("teacher_kl: no examples to measure on")
+    modes = (student.training, teacher.training)
+    student.eval()
+    teacher.eval()
+    total, tokens = 0.0, 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(prompts), batch_size):
+                ids, attention, mask = _answer_batch(tokenizer, prompts[start:start + batch_size],
+                                                     answers[start:start + batch_size])
+                logits = [m(input_ids=ids.to(d), attention_mask=attention.to(d), use_cache=False).logits[:, :-1]
+                          for m, d in ((student, _device(student)), (teacher, _device(teacher)))]
+                vocab = min(x.shape[-1] for x in logits)
+                s, t = (x[..., :vocab].float().cpu() for x in logits)
+                count = int(mask.sum())
+                total += float(kd_loss(s, t, mask, temperature=temperature)) / temperature**2 * count
+                tokens += count
+    finally:
+        student.train(modes[0])
+        teacher.train(modes[1])
+    return total / max(tokens, 1)
+
+
+def _device(model: Any) -> Any:
+    return next(model.parameters()).device
+
+
+def teacher_answers(teacher: Any, tokenizer: Any, prompts: list[list[dict]], batch_size: int,
+                    max_new_tokens: int) -> list[str]:
+    """Greedy teacher generations, the targets of sequence-level KD when records carry no teacher_output."""
+    from llmops.evaluation.generate import generate
+
+    return generate(teacher, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens)

@@ -1,0 +1,182 @@
+"""train_kd on tiny models: a 4-layer teacher (trained a few SFT steps) and a 2-layer student, one tokenizer."""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmops.config import RunConfig
+from llmops.errors import ConfigError
+from llmops.methods.kd import check_same_vocab, teacher_answers, teacher_kl, train_kd
+from llmops.methods.sft import train_sft
+from llmops.models.loader import load_student
+from llmops.models.tiny import _model, train_tokenizer
+from tests.conftest import make_sft_examples
+
+
+def _texts(examples: list[dict]) -> list[str]:
+    return [e["prompt"][0]["content"] + e["completion"][0]["content"] for e in examples]
+
+
+def _cfg(student: Path, tmp: Path, method: str = "full", kd: dict | None = None, **training) -> RunConfig:
+    settings = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-2, "logging_steps": 1,
+                "save_steps": 100, "max_len": 128, "seed": 0, **training}
+    return RunConfig.model_validate({"student": str(student), "save_dir": str(tmp), "training": settings,
+                                     "peft": {"method": method, "r": 4, "alpha": 8}, "kd": kd or {}})
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Teacher (4 layers, h64, a few SFT steps) and an untrained student (2 layers, h32) saved with one tokenizer."""
+    root = tmp_path_factory.mktemp("kd-pair")
+    tokenizer = train_tokenizer(_texts(make_sft_examples(200, seed=1)), 300)
+    torch.manual_seed(0)
+    teacher = _model(tokenizer, 64, 4, 2, None, 512)
+    student = _model(tokenizer, 32, 2, 2, None, 512)
+    for name, model in (("teacher", teacher), ("student", student)):
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    cfg = _cfg(root / "teacher", root, max_steps=25, per_device_train_batch_size=8, logging_steps=25)
+    teacher, tok = load_student(cfg.student, cfg.peft, cfg.training)
+    train_sft(teacher, tok, make_sft_examples(64, seed=2), cfg, root / "teacher-run")
+    teacher.save_pretrained(root / "teacher")
+    teacher, tok = load_student(cfg.student, cfg.peft, cfg.training)  # as a run loads it: from disk
+    return {"root": root, "teacher": teacher, "student": root / "student", "tokenizer": tok, "cfg": cfg}
+
+
+def _student(cfg: RunConfig):
+    return load_student(cfg.student, cfg.peft, cfg.training)
+
+
+def _all_logs(pair: dict, cfg: RunConfig, out: Path, teacher=None, model=None, examples=None, **kwargs):
+    logs: list[dict] = []
+    if model is None:
+        model, tokenizer = _student(cfg)
+    else:
+        tokenizer = pair["tokenizer"]
+    result = train_kd(model, tokenizer, teacher or pair["teacher"], examples or make_sft_examples(16), cfg, out,
+                      on_log=logs.append, **kwargs)
+    return result, logs, model
+
+
+@pytest.mark.parametrize(("method", "cache"), [("full", False), ("full", True), ("lora", False)])
+def test_kd_trains_every_parameter_and_logs_ce_and_kd(pair: dict, tmp_path: Path, method: str, cache: bool) -> None:
+    cfg = _cfg(pair["student"], tmp_path, method, kd={"cache": cache, "cache_top_k": 16, "alpha": 0.5})
+    model, _ = _student(cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    teacher_before = {n: p.detach().clone() for n, p in pair["teacher"].named_parameters()}
+    result, logs, _ = _all_logs(pair, cfg, tmp_path / "run", model=model)
+    assert result.steps == 3 and [e["step"] for e in logs] == [1, 2, 3]
+    for entry in logs:
+        assert all(math.isfinite(entry[key]) for key in ("loss", "ce_loss", "kd_loss"))
+        assert entry["kd_loss"] > 0 and entry["ce_loss"] > 0
+        assert entry["loss"] == pytest.approx(0.5 * entry["ce_loss"] + 0.5 * entry["kd_loss"], rel=1e-3)
+    for name, param in model.named_parameters():
+        assert (not torch.equal(param.detach(), before[name])) == (name in trainable), name
+    assert all(torch.equal(p, teacher_before[n]) for n, p in pair["teacher"].named_parameters())
+    assert not any(p.requires_grad for p in pair["teacher"].parameters())
+    assert result.cache_built == cache and (result.cache_bytes_per_token == 16 * 6 if cache else True)
+
+
+def test_alpha_one_gives_the_sft_loss_curve(pair: dict, tmp_path: Path) -> None:
+    cfg = _cfg(pair["student"], tmp_path, kd={"alpha": 1.0}, max_steps=4)
+    kd, _, _ = _all_logs(pair, cfg, tmp_path / "kd")
+    model, tokenizer = _student(cfg)
+    sft = train_sft(model, tokenizer, make_sft_examples(16), cfg, tmp_path / "sft")
+    assert [s for s, _ in kd.loss_history] == [s for s, _ in sft.loss_history] == [1, 2, 3, 4]
+    for (_, a), (_, b) in zip(kd.loss_history, sft.loss_history, strict=True):
+        assert a == pytest.approx(b, rel=1e-3)
+
+
+def test_alpha_zero_with_a_copy_of_the_teacher_has_zero_kd_loss(pair: dict, tmp_path: Path) -> None:
+    cfg = _cfg(pair["student"], tmp_path, kd={"alpha": 0.0, "temperature": 2.0}, max_steps=1)
+    clone, _ = load_student(str(pair["root"] / "teacher"), pair["cfg"].peft, pair["cfg"].training)
+    _, logs, _ = _all_logs(pair, cfg, tmp_path / "run", model=clone)
+    assert logs[0]["kd_loss"] == pytest.approx(0.0, abs=1e-6) and logs[0]["loss"] == pytest.approx(0.0, abs=1e-6)
+    assert logs[0]["ce_loss"] > 0.1
+
+
+def test_offline_cache_matches_online_when_k_covers_the_vocabulary(pair: dict, tmp_path: Path) -> None:
+    vocab = len(pair["tokenizer"])
+    first = []
+    for kd in ({"cache": False}, {"cache": True, "cache_top_k": vocab}, {"cache": False, "top_k": vocab}):
+        cfg = _cfg(pair["student"], tmp_path, kd={"alpha": 0.0, **kd}, max_steps=1)
+        _, logs, _ = _all_logs(pair, cfg, tmp_path / str(len(first)))
+        first.append(logs[0]["kd_loss"])
+    assert first[1] == pytest.approx(first[0], rel=1e-2) and first[2] == pytest.approx(first[0], rel=1e-4)
+
+
+def test_second_run_reuses_the_cache_without_a_teacher_forward(pair: dict, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _cfg(pair["student"], tmp_path, kd={"cache": True, "cache_top_k": 8}, max_steps=2)
+    first, logs_a, _ = _all_logs(pair, cfg, tmp_path / "a")
+    teacher = pair["teacher"]
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("the teacher ran although its cache exists")
+
+    monkeypatch.setattr(teacher, "forward", no_forward)
+    second, logs_b, _ = _all_logs(pair, cfg, tmp_path / "b")
+    assert first.cache_built and not second.cache_built and first.cache_path == second.cache_path
+    assert Path(first.cache_path).parent == tmp_path / "kd-cache"
+    assert [e["loss"] for e in logs_a] == [e["loss"] for e in logs_b]
+    with pytest.raises(AssertionError, match="its cache exists"):  # other data: a new key, so the teacher runs
+        _all_logs(pair, cfg, tmp_path / "c", examples=make_sft_examples(16, seed=5))
+
+
+def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(pair: dict, tmp_path: Path) -> None:
+    cfg = _cfg(pair["student"], tmp_path, kd={"cache": True, "cache_top_k": 8}, max_steps=4, save_steps=2)
+    full, _, _ = _all_logs(pair, cfg, tmp_path / "a")
+    shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")
+    resumed, logs, _ = _all_logs(pair, cfg, tmp_path / "b", resume_from=True)
+    assert resumed.steps == 4 and [e["step"] for e in logs] == [3, 4]
+    assert resumed.final_loss == pytest.approx(full.final_loss, rel=1e-3)
+
+
+def test_a_teacher_with_another_vocabulary_is_a_config_error(pair: dict) -> None:
+    other = train_tokenizer(["completely different words " * 3, "zebra quartz vexing jump"] * 20, 300)
+    with pytest.raises(ConfigError) as err:
+        check_same_vocab(pair["tokenizer"], other, "tiny-student", "big-teacher")
+    message = str(err.value)
+    assert "tiny-student" in message and "big-teacher" in message
+    assert f"student {len(pair['tokenizer'])} tokens" in message and f"teacher {len(other)} tokens" in message
+    assert "token " in message and "for the teacher" in message
+    check_same_vocab(pair["tokenizer"], copy.deepcopy(pair["tokenizer"]), "a", "b")
+
+
+def test_teacher_kl_matches_kl_div_and_is_zero_against_itself(pair: dict) -> None:
+    import torch.nn.functional as F
+
+    tokenizer, teacher = pair["tokenizer"], pair["teacher"]
+    student, _ = load_student(str(pair["student"]), RunConfig.model_validate({"student": "x"}).peft,
+                              RunConfig.model_validate({"student": "x"}).training)
+    examples = make_sft_examples(5, seed=9)
+    prompts = [e["prompt"] for e in examples]
+    answers = [e["completion"][0]["content"] for e in examples]
+    measured = teacher_kl(student, teacher, tokenizer, prompts, answers, batch_size=2)
+    expected, tokens = 0.0, 0
+    with torch.no_grad():
+        for prompt, answer in zip(prompts, answers, strict=True):
+            start = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                      return_dict=True)["input_ids"])
+            ids = torch.tensor([tokenizer.apply_chat_template(
+                [*prompt, {"role": "assistant", "content": answer}], tokenize=True, return_dict=True)["input_ids"]])
+            s = F.log_softmax(student(ids).logits[0, start - 1:-1], -1)
+            t = F.log_softmax(teacher(ids).logits[0, start - 1:-1], -1)
+            expected += F.kl_div(s, t, log_target=True, reduction="sum").item()
+            tokens += ids.shape[1] - start
+    assert measured == pytest.approx(expected / tokens, rel=1e-4)
+    assert measured > 0.01
+    assert teacher_kl(teacher, teacher, tokenizer, prompts, answers) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_teacher_answers_are_one_string_per_prompt(pair: dict) -> None:
+    prompts = [e["prompt"] for e in make_sft_examples(3, seed=4)]
+    answers = teacher_answers(pair["teacher"], pair["tokenizer"], prompts, batch_size=2, max_new_tokens=8)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
