@@ -53,6 +53,7 @@ test-slow: install-dev install-bwrap
 bench: install-dev install-bwrap
 	$(BIN)/python bench/sft_throughput.py
 	$(BIN)/python bench/code_eval.py
+	$(BIN)/python bench/kd_cache.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -84,3 +84,29 @@ def test_quickstart_codegen_learns(tmp_path: Path) -> None:
     assert score - base >= 0.5, (score, base)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'qs' / 'mlflow.db'}")
     assert client.get_model_version_by_alias("llmops-codegen-sft", "champion").run_id == summary["run_id"]
+
+
+def test_quickstart_kd_compares_distilled_and_sft_alone(tmp_path: Path) -> None:
+    proc = _quickstart(tmp_path, "--flow", "codegen", "--train", "kd", "--n-train", "48", "--n-eval-per-class", "1",
+                       "--set", "training.max_steps=3", "--set", "eval.max_new_tokens=8",
+                       "--set", "tracking.system_metrics=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "distilled vs SFT alone" in proc.stdout and "teacher_kl" in proc.stdout
+    assert not (tmp_path / "qs" / "stages.json").exists()  # stages trained with --set are not kept for reuse
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "qs" / "runs").glob("*/summary.json")]
+    assert sorted(s["registered_model"] for s in summaries) == [
+        "llmops-codegen-kd", "quickstart-codegen-sft-only", "quickstart-codegen-teacher-n48"]
+    assert all(s["train"]["steps"] == 3 for s in summaries)
+
+
+def test_quickstart_dpo_starts_from_sft(tmp_path: Path) -> None:
+    proc = _quickstart(tmp_path, "--train", "dpo", "--n-train", "48", "--n-eval-per-class", "1",
+                       "--set", "training.max_steps=3", "--set", "eval.max_new_tokens=8",
+                       "--set", "tracking.system_metrics=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = {s["registered_model"]: s for s in
+                 (json.loads(p.read_text()) for p in (tmp_path / "qs" / "runs").glob("*/summary.json"))}
+    assert set(summaries) == {"quickstart-idp-sft-n48", "llmops-idp-dpo"}
+    dpo = summaries["llmops-idp-dpo"]
+    assert {"preference_accuracy", "reward_margin", "field_f1"} <= set(dpo["metrics"])
+    assert (tmp_path / "qs" / "data" / "pairs.jsonl").exists()

@@ -93,6 +93,8 @@ MaxLenOpt = typer.Option(None, "--max_len", "--max-len", help="= training.max_le
 BatchOpt = typer.Option(None, "--per_device_train_batch_size", help="= training.per_device_train_batch_size")
 AccumOpt = typer.Option(None, "--gradient_accumulation_steps", help="= training.gradient_accumulation_steps")
 ExperimentOpt = typer.Option(None, "--mlflow_experiment_name", help="= tracking.experiment_name")
+BetaOpt = typer.Option(None, "--beta", help="= dpo.beta (DPO)")
+KdTemperatureOpt = typer.Option(None, "--kd_temperature", "--kd-temperature", help="= kd.temperature (KD)")
 SetOpt = typer.Option(None, "--set", help="override any key: --set training.max_steps=100 (repeatable)")
 
 
@@ -126,6 +128,8 @@ def run(
     per_device_train_batch_size: Optional[int] = BatchOpt,
     gradient_accumulation_steps: Optional[int] = AccumOpt,
     mlflow_experiment_name: Optional[str] = ExperimentOpt,
+    beta: Optional[float] = BetaOpt,
+    kd_temperature: Optional[float] = KdTemperatureOpt,
     set_: Optional[list[str]] = SetOpt,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run from RUN_DIR"),
 ) -> None:

@@ -73,6 +73,27 @@ class EvalSettings(_Section):
     code_workers: int | None = Field(None, gt=0, description="CodeGen: programs run at once; None = CPU count")
 
 
+class KDSettings(_Section):
+    """Knowledge distillation from `teacher` (train_type KD)."""
+
+    temperature: float = Field(2.0, gt=0, description="softens both distributions; the loss is scaled by T^2")
+    alpha: float = Field(0.5, ge=0, le=1, description="total = alpha * CE + (1 - alpha) * KD")
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field("forward_kl", description="the distillation divergence")
+    beta: float = Field(0.5, gt=0, lt=1, description="jsd mixture weight")
+    top_k: int = Field(0, ge=0, description="distil on the teacher's top-k tokens + a tail bucket; 0 = full vocab")
+    cache: bool = Field(False, description="offline teacher: top-k log-probs computed once, stored, reused")
+    cache_dir: str | None = Field(None, description="where the offline teacher cache lives; default save_dir/kd-cache")
+    cache_top_k: int = Field(64, gt=0, description="k stored per token by the offline cache (top_k 0 with cache)")
+
+
+class DPOSettings(_Section):
+    """Direct preference optimisation (train_type DPO), through TRL's DPOTrainer."""
+
+    beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference model")
+    loss_type: str = Field("sigmoid", description="TRL loss_type: sigmoid, ipo, hinge, ...")
+    precompute_ref_log_probs: bool = Field(False, description="compute the reference log-probs once, before training")
+
+
 class TrackingSettings(_Section):
     """MLflow tracking and the model registry."""
 
@@ -107,6 +128,8 @@ class RunConfig(_Section):
 
     peft: PeftSettings = Field(default_factory=PeftSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    kd: KDSettings = Field(default_factory=KDSettings)
+    dpo: DPOSettings = Field(default_factory=DPOSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
@@ -162,6 +185,8 @@ SEED_FLAG_KEYS: dict[str, str] = {
     "per_device_train_batch_size": "training.per_device_train_batch_size",
     "gradient_accumulation_steps": "training.gradient_accumulation_steps",
     "mlflow_experiment_name": "tracking.experiment_name",
+    "beta": "dpo.beta",
+    "kd_temperature": "kd.temperature",
 }
 
 SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey", "credential")

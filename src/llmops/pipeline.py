@@ -30,6 +30,9 @@ class Prepared:
     task: Any
     train: list[dict]
     eval: list[dict]
+    pairs: list[dict] = field(default_factory=list)  # DPO: held-out preference pairs
+    teacher_targets: list[bool] = field(default_factory=list)  # KD: which training answers are teacher_output
+    logit_kd: bool = False  # KD on the teacher's logits (use_logit_kd with a teacher)
 
 
 @dataclass
@@ -74,10 +77,6 @@ def eval_examples(cfg: RunConfig, task: Any, records: list) -> list[dict]:
 
 
 def _check_supported(cfg: RunConfig) -> None:
-    if cfg.train_type != "SFT":
-        raise ConfigError(
-            f"train_type {cfg.train_type}: only SFT is available in this release; use --train_type SFT"
-        )
     if not cfg.data:
         raise ConfigError("data: no training data given; pass --data FILE or set `data:` in the config")
     unused = {"host": "it is where Kubeflow pipelines are submitted, not used by a local run",
@@ -85,9 +84,13 @@ def _check_supported(cfg: RunConfig) -> None:
               "teacher": "it is only used by KD", "prompt": "it is only used by CodeGen",
               "document": "it is only used by IDP"}
     unused.pop("prompt" if cfg.flow_type == "CodeGen" else "document")
+    if cfg.train_type == "KD":
+        unused.pop("teacher")
     for key, why in unused.items():
         if getattr(cfg, key):
             print(f"warning: {key} is set but ignored: {why}", file=sys.stderr)
+    if cfg.use_logit_kd and cfg.train_type != "KD":
+        print("warning: use_logit_kd is set but ignored: it is only used by train_type KD", file=sys.stderr)
 
 
 def _load_checked(location: str, cfg: RunConfig, task: Any, role: str) -> list[tuple[int, dict]]:
@@ -118,24 +121,59 @@ def _check_testable(cfg: RunConfig, eval_records: list) -> None:
 
 def validate(cfg: RunConfig) -> Prepared:
     """Check config, data and schema; build train and eval examples. Raises before any model loads."""
-    from llmops.data.formats import to_sft_examples
     from llmops.data.splits import train_eval_split
 
     _check_supported(cfg)
     task = make_task(cfg)
     records = _load_checked(cfg.data, cfg, task, "train")
+    pairs: list = []
+    if cfg.train_type == "DPO":
+        records, pairs = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
     if cfg.eval_data:
         eval_records = _load_checked(cfg.eval_data, cfg, task, "eval")
+    elif pairs:
+        eval_records = pairs  # IDP: the held-out pairs' chosen answers are the gold
+        _check_testable(cfg, eval_records)
     else:
         records, eval_records = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
         _check_testable(cfg, eval_records)
-    train = to_sft_examples(records, cfg.flow_type, task.build_prompt, task.format_answer)
-    evals = eval_examples(cfg, task, eval_records)
+    prepared = Prepared(task=task, train=_train_examples(cfg, task, records), eval=eval_examples(cfg, task,
+                                                                                               eval_records))
     if cfg.eval.max_examples:
-        evals = evals[: cfg.eval.max_examples]
-    if not train:
+        prepared.eval = prepared.eval[: cfg.eval.max_examples]
+    if not prepared.train:
         raise DataError(f"{cfg.data}: no training examples")
-    return Prepared(task=task, train=train, eval=evals)
+    if pairs:
+        from llmops.data.formats import to_preference_examples
+
+        prepared.pairs = to_preference_examples(pairs, task.build_prompt, task.format_answer, source=cfg.data)
+    if cfg.train_type == "KD":
+        _check_kd(cfg, prepared, records)
+    return prepared
+
+
+def _check_kd(cfg: RunConfig, prepared: Prepared, records: list) -> None:
+    """KD needs a teacher, except sequence-level KD on data whose every record has its teacher_output."""
+    prepared.teacher_targets = [record.get("teacher_output") is not None for _, record in records]
+    prepared.logit_kd = bool(cfg.use_logit_kd and cfg.teacher)
+    if cfg.teacher:
+        return
+    if not all(prepared.teacher_targets):
+        raise ConfigError(f"{cfg.data}: KD without --teacher needs a teacher_output in every record; "
+                          "pass --teacher (hub id or path) so the teacher answers the others")
+    if cfg.use_logit_kd:
+        print("warning: use_logit_kd needs the teacher's logits and no --teacher is given: distilling from the "
+              "data's teacher_output text instead (sequence-level KD); pass --teacher for logit-level KD",
+              file=sys.stderr)
+
+
+def _train_examples(cfg: RunConfig, task: Any, records: list) -> list[dict]:
+    """Training records as the method's examples: preference pairs (DPO) or prompt-completion examples."""
+    from llmops.data.formats import to_preference_examples, to_sft_examples
+
+    if cfg.train_type == "DPO":
+        return to_preference_examples(records, task.build_prompt, task.format_answer, source=cfg.data)
+    return to_sft_examples(records, cfg.flow_type, task.build_prompt, task.format_answer, source=cfg.data)
 
 
 # ---------------------------------------------------------------- run folder and state
@@ -182,9 +220,9 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 
 
 def train_step(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, run_dir: Path,
-               tracker: Any, resume: bool) -> Any:
+               tracker: Any, resume: bool, ctx: Any) -> Any:
     """Fine-tune with the configured method; logs the loss as it goes."""
-    from llmops.methods.sft import train_sft
+    from llmops.methods import runner
 
     def on_log(logs: dict) -> None:
         step = int(logs.get("step", 0))
@@ -194,7 +232,16 @@ def train_step(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, r
 
     ckpts = run_dir / "checkpoints"
     resume_from = True if resume and any(ckpts.glob("checkpoint-*")) else None
-    return train_sft(model, tokenizer, prepared.train, cfg, ckpts, resume_from=resume_from, on_log=on_log)
+    return runner.train(cfg, prepared, ctx, model, tokenizer, ckpts, resume_from, on_log)
+
+
+def _evaluate_all(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, ctx: Any, out: Path) -> Any:
+    """Task metrics plus the method's own held-out metrics (teacher_kl, preference_accuracy, reward_margin)."""
+    from llmops.methods.runner import method_metrics
+
+    report = evaluate_model(model, tokenizer, prepared, cfg, out)
+    report.metrics.update(method_metrics(cfg, prepared, ctx, model, tokenizer))
+    return report
 
 
 def _execute(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, state: dict[str, Any],
@@ -202,17 +249,20 @@ def _execute(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, st
     from llmops.models.export import save_outputs
     from llmops.models.loader import load_student
 
+    from llmops.methods.runner import prepare
+
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
+    ctx = prepare(cfg, prepared, model, tokenizer)
     if cfg.eval.baseline and "baseline" not in state:
-        base = evaluate_model(model, tokenizer, prepared, cfg, run_dir / "eval" / "baseline_predictions.jsonl")
+        base = _evaluate_all(model, tokenizer, prepared, cfg, ctx, run_dir / "eval" / "baseline_predictions.jsonl")
         state["baseline"] = base.metrics
         _save_state(run_dir, state)
         tracker.log_metrics(_prefixed("baseline", base.metrics))
-    result = train_step(model, tokenizer, prepared, cfg, run_dir, tracker, resume)
+    result = train_step(model, tokenizer, prepared, cfg, run_dir, tracker, resume, ctx)
     tracker.log_metrics({"train/final_loss": result.final_loss,
                          "train/tokens_per_second": result.tokens_per_second})
     outputs = save_outputs(model, tokenizer, run_dir / "model", merge=cfg.peft.merge or cfg.peft.method == "full")
-    report = evaluate_model(model, tokenizer, prepared, cfg, run_dir / "eval" / "predictions.jsonl")
+    report = _evaluate_all(model, tokenizer, prepared, cfg, ctx, run_dir / "eval" / "predictions.jsonl")
     tracker.log_metrics(_prefixed("eval", report.metrics))
     tracker.log_artifact(run_dir / "eval" / "predictions.jsonl", "eval")
     tracker.log_loss_curve(result.loss_history, run_dir / "plots" / "loss_curve.png")

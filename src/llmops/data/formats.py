@@ -238,21 +238,28 @@ def to_code_eval_examples(
     return _convert_all(records, ("humaneval",), "a HumanEval problem", convert, source)
 
 
-def to_preference_examples(records: Records, *, source: str = "data") -> list[dict[str, Any]]:
-    """{"prompt","chosen","rejected"} records as TRL conversational preference examples with a class."""
-    examples: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for line, record in numbered(records):
-        if detect_format(record) != "preference":
-            problems.append(f"{source}:{line}: not a preference record; expected {describe('preference')}")
-            continue
-        examples.append(
-            {
-                "prompt": as_messages(record["prompt"], "user"),
-                "chosen": as_messages(record["chosen"], "assistant"),
-                "rejected": as_messages(record["rejected"], "assistant"),
-                "class": record_class(record),
-            }
-        )
-    _raise_problems(source, problems, "every problem")
-    return examples
+def to_preference_examples(
+    records: Records,
+    prompt_fn: Callable[[str], str] | None = None,
+    answer_fn: Callable[[Any], str] | None = None,
+    *,
+    source: str = "data",
+) -> list[dict[str, Any]]:
+    """{"prompt","chosen","rejected"} records as TRL conversational preference examples with a class.
+
+    A string prompt goes through the task's `prompt_fn` (as in SFT and evaluation); an answer given as an object
+    (IDP gold JSON) through `answer_fn`. Message lists are kept as they are.
+    """
+    def text_prompt(value: Any) -> Any:
+        return prompt_fn(value) if prompt_fn is not None and isinstance(value, str) else value
+
+    def answer(value: Any) -> Any:
+        return answer_fn(value) if answer_fn is not None and isinstance(value, dict) else value
+
+    def convert(line: int, record: dict[str, Any], fmt: str) -> dict[str, Any]:
+        return {"prompt": as_messages(text_prompt(record["prompt"]), "user"),
+                "chosen": as_messages(answer(record["chosen"]), "assistant"),
+                "rejected": as_messages(answer(record["rejected"]), "assistant"),
+                "class": record_class(record)}
+
+    return _convert_all(records, ("preference",), "a preference record", convert, source)

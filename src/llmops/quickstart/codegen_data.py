@@ -92,6 +92,15 @@ def _inputs(arg: str, rng: random.Random) -> list[Any]:
     return [[], [rng.randint(0, 99) for _ in range(rng.randint(1, 6))], [rng.randint(0, 99) for _ in range(5)]]
 
 
+def _edge_inputs(arg: str, a: int) -> list[Any]:
+    """Inputs around the constant `a`, so an answer with a wrong constant fails the tests."""
+    if arg == "x":
+        return [a - 1, a, a + 1]
+    if arg == "s":
+        return ["xy" * (a // 2 + 2)]
+    return [[a - 1, a, a + 1, a + 2]]
+
+
 def make_task(template: Template, rng: random.Random, held_out: bool, task_id: str) -> dict[str, Any]:
     """One HumanEval record (prompt, canonical_solution, test, entry_point, class) from a template."""
     values = _Values(rng, held_out)
@@ -102,7 +111,7 @@ def make_task(template: Template, rng: random.Random, held_out: bool, task_id: s
     solution = f"    {template.body.format(**consts)}\n"
     namespace: dict[str, Any] = {}
     exec(prompt + solution, namespace)  # trusted: our own template, used to compute the expected values
-    inputs = _inputs(template.arg, rng)
+    inputs = _inputs(template.arg, rng) + _edge_inputs(template.arg, consts["a"])
     if template.arg == "s" and "'{w}'" in template.body:
         inputs += [consts["w"] + "x", f"a{consts['w']}b{consts['w']}"]
     if template.arg == "xs" and "count" in template.body:

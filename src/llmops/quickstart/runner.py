@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from llmops.config import build_config, env_tracking_uri, read_yaml
+from llmops.config import env_tracking_uri
 from llmops.errors import ConfigError
 
 RECIPES = Path(__file__).with_name("recipes")
@@ -25,16 +25,16 @@ def _tracking_uri(workdir: Path) -> str:
     return env_tracking_uri() or f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
 
 
-def _build_student(workdir: Path, flow: str, texts: list[str], settings: Any) -> Path:
-    """Build (once per workdir, flow and settings) the tiny student the quickstart trains."""
+def _build_model(workdir: Path, flow: str, role: str, texts: list[str], settings: Any, hidden: int, layers: int,
+                 heads: int) -> Path:
+    """Build (once per workdir, flow and size) a tiny model; the same texts and vocab give the same tokenizer."""
     from llmops.models.tiny import build_tiny_model
 
-    size = f"v{settings.vocab_size}-h{settings.hidden_size}-l{settings.num_layers}"
-    out = workdir / "models" / f"tiny-{flow}-student-{size}"
+    out = workdir / "models" / f"tiny-{flow}-{role}-v{settings.vocab_size}-h{hidden}-l{layers}"
     if (out / "config.json").exists():
         return out
-    return build_tiny_model(out, texts, vocab_size=settings.vocab_size, hidden_size=settings.hidden_size,
-                            num_layers=settings.num_layers, num_heads=settings.num_heads, seed=settings.seed)
+    return build_tiny_model(out, texts, vocab_size=settings.vocab_size, hidden_size=hidden, num_layers=layers,
+                            num_heads=heads, seed=settings.seed)
 
 
 def _idp_inputs(workdir: Path, settings: Any, console: Any) -> tuple[dict[str, Any], list[str]]:
@@ -60,14 +60,23 @@ def _codegen_inputs(workdir: Path, settings: Any, console: Any) -> tuple[dict[st
     return entries, tokenizer_corpus(data, CodeGenTask().build_prompt)
 
 
+def _pairs(flow: str, entries: dict[str, Any], seed: int) -> Path:
+    """Preference pairs built from the training data (chosen = gold, rejected = a plausible wrong answer)."""
+    from llmops.quickstart.pairs import write_codegen_pairs, write_idp_pairs
+
+    train = Path(entries["data"])
+    write = write_codegen_pairs if flow == "codegen" else write_idp_pairs
+    return write(train, train.with_name("pairs.jsonl"), seed)
+
+
 def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
                    sizes: dict[str, int] | None = None) -> Any:
-    """Generate data, build the tiny model, run the pipeline and print the comparison."""
-    from llmops import pipeline
+    """Generate data, build the tiny model(s), run the pipeline (stages) and print the comparison."""
+    from llmops.quickstart import stages
     from llmops.quickstart.settings import settings_for
 
-    if train != "sft":
-        raise ConfigError(f"quickstart --train {train}: only --train sft is available yet")
+    if train not in ("sft", "kd", "dpo"):
+        raise ConfigError(f"quickstart --train {train}: use sft, kd or dpo")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     console = _console()
     workdir = Path(workdir)
@@ -77,13 +86,22 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
     console.print(f"[bold]llmops quickstart[/] ({flow}/{train}) in {workdir.resolve()}")
     inputs = _codegen_inputs if flow == "codegen" else _idp_inputs
     entries, corpus = inputs(workdir, settings, console)
-    student = _build_student(workdir, flow, corpus, settings)
+    s = settings
+    student = _build_model(workdir, flow, "student", corpus, s, s.hidden_size, s.num_layers, s.num_heads)
     console.print(f"tiny student: {student}")
-    base = read_yaml(RECIPES / f"{flow}-{train}.yaml")
-    base.update({"student": str(student), "save_dir": str(workdir / "runs"), **entries})
-    base.setdefault("tracking", {})["tracking_uri"] = _tracking_uri(workdir)
-    cfg = build_config(base=base, overrides=overrides)
-    summary = pipeline.run(cfg)
-    pipeline.print_summary(summary)
+    tag = f"-n{s.n_train}"  # stages are reused only for the same data
+    entries.update({"save_dir": str(workdir / "runs"), "tracking": {"tracking_uri": _tracking_uri(workdir)}})
+    if train == "kd":
+        teacher = _build_model(workdir, flow, "teacher", corpus, s, s.teacher_hidden_size, s.teacher_num_layers,
+                               s.teacher_num_heads)
+        summary = stages.run_kd(workdir, flow, RECIPES, entries, student, teacher, overrides, console, tag)
+    elif train == "dpo":
+        summary = stages.run_dpo(workdir, flow, RECIPES, entries, student, _pairs(flow, entries, s.seed),
+                                 overrides, console, tag)
+    else:
+        summary = stages.run_stage(stages.recipe(RECIPES, flow, "sft"), {**entries, "student": str(student)},
+                                   overrides)
+        if not overrides and summary.model_dir:
+            stages.remember(workdir, f"{flow}-sft{tag}", summary.model_dir)  # the start of a later --train dpo
     console.print(f"quickstart finished in {time.time() - started:.0f} s")
     return summary

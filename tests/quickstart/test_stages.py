@@ -1,0 +1,45 @@
+"""Quickstart stages: recipes are the SFT recipe plus an overlay; a finished stage is reused, not retrained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from llmops.quickstart import stages
+from llmops.quickstart.runner import RECIPES
+
+
+def test_overlay_recipes_keep_the_sft_recipe_and_validate() -> None:
+    from llmops.config import build_config
+
+    for flow in ("idp", "codegen"):
+        sft = stages.recipe(RECIPES, flow, "sft")
+        for train in ("kd", "dpo"):
+            merged = stages.recipe(RECIPES, flow, train)
+            assert merged["train_type"] == train.upper()
+            assert merged["training"]["per_device_train_batch_size"] == sft["training"]["per_device_train_batch_size"]
+            assert merged["training"]["max_steps"] != sft["training"]["max_steps"]
+            build_config(base={**merged, "student": "s", "data": "d"})
+
+
+def test_a_stage_is_trained_once_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+
+    def fake_run(base: dict, entries: dict, overrides: list[str]) -> SimpleNamespace:
+        calls.append((entries["tracking"]["registered_model"], overrides))
+        return SimpleNamespace(model_dir=str(model))
+
+    monkeypatch.setattr(stages, "run_stage", fake_run)
+    console = Console(file=open(tmp_path / "out.txt", "w"))
+    entries = {"tracking": {"tracking_uri": "sqlite:///x.db"}}
+    assert stages.trained_once(tmp_path, "flow-teacher-n5", {}, entries, ["a=1"], console) == str(model)
+    assert stages.trained_once(tmp_path, "flow-teacher-n5", {}, entries, [], console) == str(model)
+    assert stages.trained_once(tmp_path, "flow-teacher-n5", {}, entries, [], console) == str(model)
+    assert calls == [("quickstart-flow-teacher-n5", ["a=1"]), ("quickstart-flow-teacher-n5", [])]
+    assert entries == {"tracking": {"tracking_uri": "sqlite:///x.db"}}  # not mutated
