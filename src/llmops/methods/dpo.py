@@ -29,8 +29,8 @@ from llmops.methods.sft import (
     _result,
     _resume_arg,
     _template_ends_with_eos,
+    trainer_args,
 )
-from llmops.models.device import has_cuda, use_bf16, use_gradient_checkpointing
 
 log = logging.getLogger(__name__)
 
@@ -39,44 +39,14 @@ _TRL_REF_ADAPTER = "ref"
 
 
 def dpo_config(cfg: RunConfig, output_dir: Path) -> Any:
-    """The TRL DPOConfig for a run: the `dpo` section plus the same CPU-safe settings as SFT."""
+    """The TRL DPOConfig for a run: the `dpo` section plus the same shared, CPU-safe settings as SFT."""
     from trl import DPOConfig
 
-    t = cfg.training
-    cuda = has_cuda()
     return DPOConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay,
-        adam_beta2=t.adam_beta2,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
-        data_seed=t.seed,
-        full_determinism=False,
-        max_length=t.max_len,
+        **trainer_args(cfg, output_dir),
         beta=cfg.dpo.beta,
         loss_type=[cfg.dpo.loss_type],
         precompute_ref_log_probs=cfg.dpo.precompute_ref_log_probs,
-        bf16=use_bf16(t),
-        fp16=False,
-        activation_checkpointing=use_gradient_checkpointing(t),
-        use_cpu=not cuda,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        logging_strategy="steps",
-        logging_steps=t.logging_steps,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_pin_memory=cuda,
-        average_tokens_across_devices=False,
-        dataset_num_proc=None,
     )
 
 

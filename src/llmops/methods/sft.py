@@ -31,13 +31,11 @@ class TrainResult:
     train_seconds: float = 0.0
 
 
-def sft_config(cfg: RunConfig, output_dir: Path) -> Any:
-    """The TRL SFTConfig for a run: our settings plus CPU-safe and low-overhead defaults."""
-    from trl import SFTConfig
-
+def trainer_args(cfg: RunConfig, output_dir: Path) -> dict[str, Any]:
+    """Trainer arguments every method shares: our settings plus CPU-safe and low-overhead defaults."""
     t = cfg.training
     cuda = has_cuda()
-    return SFTConfig(
+    return dict(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
         max_steps=t.max_steps,
@@ -54,10 +52,6 @@ def sft_config(cfg: RunConfig, output_dir: Path) -> Any:
         # Seeded runs repeat exactly on CPU without it; torch's deterministic mode made CPU steps ~45% slower.
         full_determinism=False,
         max_length=t.max_len,
-        packing=t.packing,
-        packing_strategy="bfd",
-        completion_only_loss=True,
-        train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random",
         bf16=use_bf16(t),
         fp16=False,
         activation_checkpointing=use_gradient_checkpointing(t),
@@ -74,6 +68,20 @@ def sft_config(cfg: RunConfig, output_dir: Path) -> Any:
         dataloader_pin_memory=cuda,
         average_tokens_across_devices=False,
         dataset_num_proc=None,
+    )
+
+
+def sft_config(cfg: RunConfig, output_dir: Path) -> Any:
+    """The TRL SFTConfig for a run: the shared trainer arguments plus completion-only loss and packing."""
+    from trl import SFTConfig
+
+    t = cfg.training
+    return SFTConfig(
+        **trainer_args(cfg, output_dir),
+        packing=t.packing,
+        packing_strategy="bfd",
+        completion_only_loss=True,
+        train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random",
     )
 
 
