@@ -138,12 +138,13 @@ def run(
 
     def body() -> None:
         from llmops import pipeline
+        from llmops.summary import print_summary
 
         if resume is not None:
             summary = pipeline.resume(resume, overrides=set_ or [])
         else:
             summary = pipeline.run(_config(config, set_, **flags))
-        pipeline.print_summary(summary)
+        print_summary(summary)
 
     _guard(body)
 
@@ -179,9 +180,9 @@ def predict(
     """Run one prediction and print it (JSON for IDP)."""
 
     def body() -> None:
-        from llmops import pipeline
+        from llmops.predict import predict as predict_one
 
-        typer.echo(pipeline.predict(model, document=document, schema=schema, prompt=prompt,
+        typer.echo(predict_one(model, document=document, schema=schema, prompt=prompt,
                                     max_new_tokens=max_new_tokens))
 
     _guard(body)

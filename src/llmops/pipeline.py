@@ -11,15 +11,15 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmops.config import RunConfig, build_config, read_yaml
 from llmops.errors import ConfigError, DataError, LlmopsError
+from llmops.summary import RunSummary, write_summary
 
 CONFIG_FILE = "config.yaml"
-GATE_METRICS = ("field_f1", "pass_at_1")
 STATE_FILE = "state.json"
 
 
@@ -33,24 +33,6 @@ class Prepared:
     pairs: list[dict] = field(default_factory=list)  # DPO: held-out preference pairs
     teacher_targets: list[bool] = field(default_factory=list)  # KD: which training answers are teacher_output
     logit_kd: bool = False  # KD on the teacher's logits (use_logit_kd with a teacher)
-
-
-@dataclass
-class RunSummary:
-    """What a run produced, printed at the end and saved as summary.json."""
-
-    run_dir: str
-    run_id: str | None
-    tracking_uri: str | None
-    registered_model: str | None
-    version: str | None
-    promoted: bool
-    gate_reason: str
-    baseline: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    train: dict[str, float] = field(default_factory=dict)
-    model_dir: str | None = None
-    sample: str | None = None
 
 
 # ---------------------------------------------------------------- validate
@@ -344,14 +326,8 @@ def _run_in(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, res
             tracker.log_params(cfg.to_dict())
             tracker.log_artifact(run_dir / CONFIG_FILE)
         summary = _execute(cfg, prepared, run_dir, tracker, state, resume)
-    _write_summary(run_dir, summary)
+    write_summary(run_dir, summary)
     return summary
-
-
-def _write_summary(run_dir: Path, summary: RunSummary) -> None:
-    tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(asdict(summary), indent=2))
-    os.replace(tmp, run_dir / "summary.json")
 
 
 def run(cfg: RunConfig) -> RunSummary:
@@ -391,56 +367,3 @@ def evaluate_saved(cfg: RunConfig, model: str, out: Path | None = None) -> dict[
     quiet_libraries()
     mdl, tok = load_for_inference(resolve_model(model))
     return evaluate_model(mdl, tok, Prepared(task, [], examples), cfg, out).metrics
-
-
-# ---------------------------------------------------------------- predict and print
-
-
-def predict(model: str, document: str | None = None, schema: str | None = None, prompt: str | None = None,
-            max_new_tokens: int = 256) -> str:
-    """One prediction from a saved or registered model: JSON for a document (IDP), code for a prompt (CodeGen)."""
-    from llmops.evaluation.generate import generate
-    from llmops.models.loader import load_for_inference
-    from llmops.tasks.codegen import CodeGenTask, full_code
-    from llmops.tasks.documents import read_document
-    from llmops.tasks.idp import IDPTask, load_schema
-    from llmops.tracking import resolve_model
-
-    if bool(document) == bool(prompt):
-        raise ConfigError("predict: pass either --document (IDP) or --prompt (CodeGen)")
-    idp = IDPTask(load_schema(schema) if schema else None)
-    source = read_document(document) if document else read_document(str(prompt))
-    text = idp.build_prompt(source) if document else CodeGenTask().build_prompt(source)
-    quiet_libraries()
-    mdl, tok = load_for_inference(resolve_model(model))
-    out = generate(mdl, tok, [[{"role": "user", "content": text}]], 1, max_new_tokens, desc="predict")[0]
-    if prompt:
-        return full_code(source, out)
-    parsed = idp.parse(out)
-    return json.dumps(parsed, indent=2, ensure_ascii=False) if parsed is not None else out
-
-
-def print_summary(summary: RunSummary) -> None:
-    """A baseline-vs-fine-tuned table, the MLflow location and the gate decision."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title="baseline vs fine-tuned (held-out)")
-    table.add_column("metric")
-    table.add_column("baseline", justify="right")
-    table.add_column("fine-tuned", justify="right")
-    keys = [k for k in summary.metrics if "/" not in k]
-    keys += sorted(k for k in summary.metrics if "/" in k and k.rsplit("/", 1)[1] in GATE_METRICS)
-    for key in keys:
-        base = summary.baseline.get(key)
-        table.add_row(key, "-" if base is None else f"{base:.3f}", f"{summary.metrics[key]:.3f}")
-    console.print(table)
-    console.print(f"run folder:   {summary.run_dir}")
-    console.print(f"MLflow:       {summary.tracking_uri}  run {summary.run_id}")
-    if summary.registered_model:
-        verdict = "champion" if summary.promoted else "challenger only"
-        console.print(f"registered:   {summary.registered_model} v{summary.version} ({verdict}: {summary.gate_reason})")
-    if summary.sample is not None:
-        console.print("sample prediction:")
-        console.print(summary.sample, markup=False, highlight=False)

@@ -46,10 +46,11 @@ def remember(workdir: Path, name: str, model_dir: str) -> None:
 def run_stage(base: dict[str, Any], entries: dict[str, Any], overrides: list[str]) -> Any:
     """One pipeline run from a recipe and the quickstart's entries (data, models, tracking); prints its summary."""
     from llmops import pipeline
+    from llmops.summary import print_summary
 
     cfg = build_config(base=_merge(base, entries), overrides=overrides)
     summary = pipeline.run(cfg)
-    pipeline.print_summary(summary)
+    print_summary(summary)
     return summary
 
 
