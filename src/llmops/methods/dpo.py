@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,8 @@ from llmops.methods.sft import (
     _keep_adapter_precision,
     _quiet_datasets,
     _Relay,
-    _result,
-    _resume_arg,
     _template_ends_with_eos,
+    fit,
     trainer_args,
 )
 
@@ -162,16 +160,10 @@ def train_dpo(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, 
               resume_from: str | bool | None = None,
               on_log: Callable[[dict], None] | None = None) -> TrainResult:
     """Preference-tune `model` in place on chosen/rejected pairs; checkpoints go to `output_dir`."""
-    import torch
+    def build(out: Path) -> Any:
+        return make_trainer(model, tokenizer, examples, cfg, out, on_log)
 
-    if cfg.training.num_threads:
-        torch.set_num_threads(cfg.training.num_threads)
-    output_dir = Path(output_dir)
-    resume = _resume_arg(resume_from, output_dir)
-    trainer = make_trainer(model, tokenizer, examples, cfg, output_dir, on_log)
-    start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume)
-    return _result(trainer, output, time.perf_counter() - start)
+    return fit(build, cfg, output_dir, resume_from)[1]
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

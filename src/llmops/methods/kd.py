@@ -8,7 +8,6 @@ training (`methods/kd_cache.py`). Tokenization, answer-only labels, checkpoints,
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from llmops.config import KDSettings, RunConfig
 from llmops.errors import ConfigError, ModelError
 from llmops.methods.kd_cache import TeacherCache, build_or_load
-from llmops.methods.sft import TrainResult, _result, _resume_arg, make_trainer
+from llmops.methods.sft import TrainResult, fit, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -169,16 +168,10 @@ def make_kd_trainer(model: Any, tokenizer: Any, teacher: Any, examples: list[dic
 def train_kd(model: Any, tokenizer: Any, teacher: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
              resume_from: str | bool | None = None, on_log: Callable[[dict], None] | None = None) -> KDResult:
     """Distil `teacher` into `model` (in place) on prompt-completion examples; checkpoints go to `output_dir`."""
-    import torch
+    def build(out: Path) -> Any:
+        return make_kd_trainer(model, tokenizer, teacher, examples, cfg, out, on_log)
 
-    if cfg.training.num_threads:
-        torch.set_num_threads(cfg.training.num_threads)
-    output_dir = Path(output_dir)
-    resume = _resume_arg(resume_from, output_dir)
-    trainer = make_kd_trainer(model, tokenizer, teacher, examples, cfg, output_dir, on_log)
-    start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume)
-    result = _result(trainer, output, time.perf_counter() - start)
+    trainer, result = fit(build, cfg, output_dir, resume_from)
     cache = trainer.cache
     return KDResult(**vars(result), cache_path=str(cache.path) if cache else None,
                     cache_built=bool(cache and cache.built), cache_seconds=cache.build_seconds if cache else 0.0,

@@ -188,26 +188,36 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfi
     return trainer
 
 
-def train_sft(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
-              resume_from: str | bool | None = None,
-              on_log: Callable[[dict], None] | None = None) -> TrainResult:
-    """Fine-tune `model` in place on prompt-completion examples; checkpoints go to `output_dir`."""
+def fit(build: Callable[[Path], Any], cfg: RunConfig, output_dir: Path, resume_from: str | bool | None,
+        wrap: Callable[[Any], Any] | None = None) -> tuple[Any, TrainResult]:
+    """Build a trainer with `build(output_dir)` and train it (threads, resume, timing): the loop every method shares."""
     import torch
 
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
     output_dir = Path(output_dir)
-    resume = _resume_arg(resume_from, output_dir)
-    trainer = make_trainer(model, tokenizer, examples, cfg, output_dir, on_log)
-    packing: Any = contextlib.nullcontext()
-    if cfg.training.packing:
-        from llmops.models.packed_attention import packed_attention
-
-        packing = packed_attention(trainer.model)
+    resume = _resume_arg(resume_from, output_dir)  # checked before the trainer is built
+    trainer = build(output_dir)
     start = time.perf_counter()
-    with packing:
+    with wrap(trainer) if wrap is not None else contextlib.nullcontext():
         output = trainer.train(resume_from_checkpoint=resume)
-    return _result(trainer, output, time.perf_counter() - start)
+    return trainer, _result(trainer, output, time.perf_counter() - start)
+
+
+def _packing(trainer: Any) -> Any:
+    from llmops.models.packed_attention import packed_attention
+
+    return packed_attention(trainer.model)
+
+
+def train_sft(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
+              resume_from: str | bool | None = None,
+              on_log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Fine-tune `model` in place on prompt-completion examples; checkpoints go to `output_dir`."""
+    def build(out: Path) -> Any:
+        return make_trainer(model, tokenizer, examples, cfg, out, on_log)
+
+    return fit(build, cfg, output_dir, resume_from, _packing if cfg.training.packing else None)[1]
 
 
 def _result(trainer: Any, output: Any, seconds: float) -> TrainResult:
