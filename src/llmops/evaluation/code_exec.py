@@ -62,18 +62,11 @@ def verdict(result: ExecResult) -> CheckResult:
 
 @contextmanager
 def _progress(desc: str | None, total: int) -> Iterator[Callable[[], None]]:
-    """An `advance()` that moves a rich bar on stderr when `desc` is set and stderr is a terminal, else nothing."""
-    from rich.console import Console
+    """An `advance()` that moves the progress bar when `desc` is set (and stderr is a terminal), else nothing."""
+    from llmops.evaluation.generate import progress_bar
 
-    console = Console(stderr=True)
-    if desc is None or not console.is_terminal:
-        yield lambda: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(desc, total=total)
+    with progress_bar(enabled=desc is not None) as progress:
+        task = progress.add_task(desc or "", total=total)
         yield lambda: progress.advance(task)
 
 

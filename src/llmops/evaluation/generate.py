@@ -53,15 +53,15 @@ def _until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
     return ids
 
 
-def _progress() -> Any:
-    """A rich progress bar on stderr, silent when stderr is not a terminal."""
+def progress_bar(enabled: bool = True) -> Any:
+    """A rich progress bar on stderr, silent when stderr is not a terminal (or when not `enabled`)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True, disable=not console.is_terminal,
+        console=console, transient=True, disable=not (enabled and console.is_terminal),
     )
 
 
@@ -118,7 +118,7 @@ def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_si
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), _progress() as progress:
+        with torch.inference_mode(), progress_bar() as progress:
             bar = progress.add_task(desc, total=len(order))
             for start in range(0, len(order), batch_size):
                 indices = order[start:start + batch_size]
