@@ -86,6 +86,27 @@ def test_quickstart_codegen_learns(tmp_path: Path) -> None:
     assert client.get_model_version_by_alias("llmops-codegen-sft", "champion").run_id == summary["run_id"]
 
 
+@pytest.mark.slow
+def test_quickstart_codegen_kd_beats_sft_alone_and_dpo_keeps_pass_rate(tmp_path: Path) -> None:
+    """The must-shows of KD and DPO on the CodeGen quickstart: one SFT model is the teacher and the DPO start."""
+    proc = _quickstart(tmp_path, "--flow", "codegen", "--train", "kd", timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reusing" not in proc.stdout  # a fresh workdir: the teacher is trained first
+    summaries = {s["registered_model"]: s for s in
+                 (json.loads(p.read_text()) for p in (tmp_path / "qs" / "runs").glob("*/summary.json"))}
+    distilled, alone = summaries["llmops-codegen-kd"], summaries["quickstart-codegen-sft-only"]
+    assert distilled["train"]["steps"] == alone["train"]["steps"]
+    assert distilled["metrics"]["pass_at_1"] > alone["metrics"]["pass_at_1"]
+    assert distilled["metrics"]["teacher_kl"] < 0.5 * distilled["baseline"]["teacher_kl"]
+    teacher = summaries["quickstart-codegen-sft-n20000"]
+    proc = _quickstart(tmp_path, "--flow", "codegen", "--train", "dpo", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reusing" in proc.stdout  # DPO starts from the model that was the teacher
+    (dpo,) = [json.loads(p.read_text()) for p in (tmp_path / "qs" / "runs").glob("codegen-dpo-*/summary.json")]
+    assert dpo["metrics"]["preference_accuracy"] >= 0.9
+    assert dpo["metrics"]["pass_at_1"] >= teacher["metrics"]["pass_at_1"] - 0.02
+
+
 def test_quickstart_kd_compares_distilled_and_sft_alone(tmp_path: Path) -> None:
     proc = _quickstart(tmp_path, "--flow", "codegen", "--train", "kd", "--n-train", "48", "--n-eval-per-class", "1",
                        "--set", "training.max_steps=3", "--set", "eval.max_new_tokens=8",
@@ -95,7 +116,7 @@ def test_quickstart_kd_compares_distilled_and_sft_alone(tmp_path: Path) -> None:
     assert not (tmp_path / "qs" / "stages.json").exists()  # stages trained with --set are not kept for reuse
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "qs" / "runs").glob("*/summary.json")]
     assert sorted(s["registered_model"] for s in summaries) == [
-        "llmops-codegen-kd", "quickstart-codegen-sft-only", "quickstart-codegen-teacher-n48"]
+        "llmops-codegen-kd", "quickstart-codegen-sft-n48", "quickstart-codegen-sft-only"]
     assert all(s["train"]["steps"] == 3 for s in summaries)
 
 

@@ -92,16 +92,18 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
     tag = f"-n{s.n_train}"  # stages are reused only for the same data
     entries.update({"save_dir": str(workdir / "runs"), "tracking": {"tracking_uri": _tracking_uri(workdir)}})
     if train == "kd":
-        teacher = _build_model(workdir, flow, "teacher", corpus, s, s.teacher_hidden_size, s.teacher_num_layers,
-                               s.teacher_num_heads)
-        summary = stages.run_kd(workdir, flow, RECIPES, entries, student, teacher, overrides, console, tag)
+        small = _build_model(workdir, flow, "student", corpus, s, s.kd_student_hidden_size, s.kd_student_num_layers,
+                             s.kd_student_num_heads)
+        console.print(f"KD: teacher = {student} fine-tuned by the SFT recipe; distilled into {small}")
+        summary = stages.run_kd(workdir, flow, RECIPES, entries, student=small, teacher=student,
+                                overrides=overrides, console=console, tag=tag)
     elif train == "dpo":
         summary = stages.run_dpo(workdir, flow, RECIPES, entries, student, _pairs(flow, entries, s.seed),
                                  overrides, console, tag)
     else:
         summary = stages.run_stage(stages.recipe(RECIPES, flow, "sft"), {**entries, "student": str(student)},
                                    overrides)
-        if not overrides and summary.model_dir:
-            stages.remember(workdir, f"{flow}-sft{tag}", summary.model_dir)  # the start of a later --train dpo
+        if not overrides and summary.model_dir:  # the teacher of a later --train kd, the start of --train dpo
+            stages.remember(workdir, f"{flow}-sft{tag}", summary.model_dir)
     console.print(f"quickstart finished in {time.time() - started:.0f} s")
     return summary

@@ -16,9 +16,9 @@ class QuickstartSettings:
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 2
-    teacher_hidden_size: int = 128  # KD: the larger tiny teacher (same tokenizer, twice the layers)
-    teacher_num_layers: int = 4
-    teacher_num_heads: int = 2
+    kd_student_hidden_size: int = 64  # KD: the smaller student; the teacher is the SFT quickstart's model (h128)
+    kd_student_num_layers: int = 2
+    kd_student_num_heads: int = 2
     seed: int = 0
 
 

@@ -1,8 +1,8 @@
 """The multi-stage quickstarts: KD (teacher, distilled student, SFT-only student) and DPO (SFT, then DPO).
 
 Each stage is an ordinary pipeline run (tracked, gated, registered) built from the flow's SFT recipe plus an overlay
-recipe (`<flow>-kd.yaml`, `<flow>-dpo.yaml`). Finished stages are reused from the workdir: a teacher or an SFT start
-is trained once (per data size: `tag`).
+recipe (`<flow>-kd.yaml`, `<flow>-dpo.yaml`). The plain quickstart's fine-tuned model (`<flow>-sft<tag>`) is both
+KD's teacher and DPO's starting point: it is trained once per workdir and data size (`tag`) and reused after that.
 """
 
 from __future__ import annotations
@@ -73,10 +73,13 @@ def trained_once(workdir: Path, name: str, base: dict[str, Any], entries: dict[s
 
 def run_kd(workdir: Path, flow: str, recipes: Path, entries: dict[str, Any], student: Path, teacher: Path,
            overrides: list[str], console: Any, tag: str = "") -> Any:
-    """Train (or reuse) the teacher, distil it into the student, and train the student by SFT alone to compare."""
+    """Train (or reuse) the teacher, distil it into the (smaller) student, and train the student by SFT alone.
+
+    The teacher is `teacher` fine-tuned by the flow's SFT recipe: the plain quickstart's model, reused when present.
+    """
     sft = recipe(recipes, flow, "sft")
     kd = recipe(recipes, flow, "kd")
-    teacher_dir = trained_once(workdir, f"{flow}-teacher{tag}", sft, {**entries, "student": str(teacher)}, overrides,
+    teacher_dir = trained_once(workdir, f"{flow}-sft{tag}", sft, {**entries, "student": str(teacher)}, overrides,
                                console)
     console.print("[bold]distilled student[/] (logit KD from the teacher)")
     distilled = run_stage(kd, {**entries, "student": str(student), "teacher": teacher_dir}, overrides)
