@@ -11,6 +11,8 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,45 +228,149 @@ def _evaluate_all(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig
     return report
 
 
-def _execute(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, state: dict[str, Any],
-             resume: bool) -> RunSummary:
-    from llmops.models.export import save_outputs
+@dataclass
+class Run:
+    """One run in progress: config, inputs, folder, tracker and saved state, plus the model once a step loads it.
+
+    `llmops run` takes every step on one Run in one process; a Kubeflow component opens the Run again from its folder
+    (`open_run`) and takes one step, so steps keep what later steps need in `state` (state.json).
+    """
+
+    cfg: RunConfig
+    prepared: Prepared
+    run_dir: Path
+    tracker: Any
+    state: dict[str, Any]
+    resume: bool = False
+    model: Any = None
+    tokenizer: Any = None
+    ctx: Any = None
+    trained: bool = False
+
+    def save(self) -> None:
+        _save_state(self.run_dir, self.state)
+
+
+def _load_student(run: Run) -> None:
+    """The student as training starts from it, and the method's teacher or reference."""
+    from llmops.methods.runner import prepare
     from llmops.models.loader import load_student
 
-    from llmops.methods.runner import prepare
+    if run.model is None:
+        run.model, run.tokenizer = load_student(run.cfg.student, run.cfg.peft, run.cfg.training)
+        run.ctx = prepare(run.cfg, run.prepared, run.model, run.tokenizer)
 
-    model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
-    ctx = prepare(cfg, prepared, model, tokenizer)
-    if cfg.eval.baseline and "baseline" not in state:
-        base = _evaluate_all(model, tokenizer, prepared, cfg, ctx, run_dir / "eval" / "baseline_predictions.jsonl")
-        state["baseline"] = base.metrics
-        _save_state(run_dir, state)
-        tracker.log_metrics(_prefixed("baseline", base.metrics))
-    result = train_step(model, tokenizer, prepared, cfg, run_dir, tracker, resume, ctx)
-    tracker.log_metrics({"train/final_loss": result.final_loss,
-                         "train/tokens_per_second": result.tokens_per_second})
-    outputs = save_outputs(model, tokenizer, run_dir / "model", merge=cfg.peft.merge or cfg.peft.method == "full")
-    report = _evaluate_all(model, tokenizer, prepared, cfg, ctx, run_dir / "eval" / "predictions.jsonl")
-    tracker.log_metrics(_prefixed("eval", report.metrics))
-    tracker.log_artifact(run_dir / "eval" / "predictions.jsonl", "eval")
-    tracker.log_loss_curve(result.loss_history, run_dir / "plots" / "loss_curve.png")
-    tracker.log_field_plot(report.per_field, run_dir / "plots" / "field_f1.png")
+
+def _load_trained(run: Run) -> None:
+    """The fine-tuned model saved by the train step (when this process did not train it)."""
+    from llmops.methods.runner import MethodContext, prepare
+    from llmops.models.loader import load_for_inference
+
+    if run.trained:
+        return
+    if "model_dir" not in run.state:
+        raise LlmopsError(f"{run.run_dir}: no trained model yet; the train step has not finished")
+    run.model, run.tokenizer = load_for_inference(run.state["model_dir"])
+    if run.cfg.train_type == "DPO":  # the reference is the model DPO started from
+        run.ctx = MethodContext(reference=load_for_inference(run.cfg.student)[0])
+    else:
+        run.ctx = prepare(run.cfg, run.prepared, run.model, run.tokenizer)
+    run.trained = True
+
+
+def step_baseline(run: Run) -> dict[str, float]:
+    """Held-out metrics of the model before training (once per run: kept in state)."""
+    if "baseline" not in run.state:
+        _load_student(run)
+        base = _evaluate_all(run.model, run.tokenizer, run.prepared, run.cfg, run.ctx,
+                             run.run_dir / "eval" / "baseline_predictions.jsonl")
+        run.state["baseline"] = base.metrics
+        run.save()
+        run.tracker.log_metrics(_prefixed("baseline", base.metrics))
+    return run.state["baseline"]
+
+
+def step_train(run: Run) -> dict[str, float]:
+    """Fine-tune, save the model (adapter and/or merged) and log the loss curve."""
+    from llmops.models.export import save_outputs
+
+    _load_student(run)
+    result = train_step(run.model, run.tokenizer, run.prepared, run.cfg, run.run_dir, run.tracker, run.resume,
+                        run.ctx)
+    run.tracker.log_metrics({"train/final_loss": result.final_loss,
+                             "train/tokens_per_second": result.tokens_per_second})
+    merge = run.cfg.peft.merge or run.cfg.peft.method == "full"
+    outputs = save_outputs(run.model, run.tokenizer, run.run_dir / "model", merge=merge)
+    run.tracker.log_loss_curve(result.loss_history, run.run_dir / "plots" / "loss_curve.png")
     if "adapter" in outputs:
-        tracker.log_artifacts(outputs["adapter"], "adapter")
-    model_dir = outputs.get("merged") or outputs.get("adapter")
-    gate = tracker.register(Path(model_dir), cfg, report.metrics, state.get("baseline", {})) \
-        if cfg.tracking.register_model else None
-    sample = _sample_prediction(model, tokenizer, prepared, cfg)
+        run.tracker.log_artifacts(outputs["adapter"], "adapter")
+    run.trained = True
+    return record_training(run, outputs.get("merged") or outputs.get("adapter"), {
+        "final_loss": result.final_loss, "steps": result.steps, "tokens_per_second": result.tokens_per_second,
+        "train_seconds": result.train_seconds})
+
+
+def record_training(run: Run, model_dir: str | Path, result: dict[str, float]) -> dict[str, float]:
+    """Keep where the trained model is and how training went (also for a model trained elsewhere: a TrainJob)."""
+    run.state["model_dir"] = str(model_dir)
+    run.state["train"] = {k: result[k] for k in ("final_loss", "steps", "tokens_per_second", "train_seconds")
+                          if k in result}
+    run.save()
+    return run.state["train"]
+
+
+def step_evaluate(run: Run) -> dict[str, float]:
+    """Held-out metrics of the fine-tuned model, its predictions table and per-field plot, and the sample answer."""
+    _load_trained(run)
+    report = _evaluate_all(run.model, run.tokenizer, run.prepared, run.cfg, run.ctx,
+                           run.run_dir / "eval" / "predictions.jsonl")
+    run.tracker.log_metrics(_prefixed("eval", report.metrics))
+    run.tracker.log_artifact(run.run_dir / "eval" / "predictions.jsonl", "eval")
+    run.tracker.log_field_plot(report.per_field, run.run_dir / "plots" / "field_f1.png")
+    run.state["metrics"] = report.metrics
+    run.state["sample"] = _sample_prediction(run.model, run.tokenizer, run.prepared, run.cfg)
+    run.save()
+    return report.metrics
+
+
+def step_gate(run: Run) -> Any:
+    """Would the fine-tuned model become champion now? Read-only: the register step records the decision."""
+    return run.tracker.preview_gate(run.cfg, run.state.get("metrics", {}), run.state.get("baseline", {}))
+
+
+def step_register(run: Run) -> Any:
+    """A new registry version (alias challenger); champion moves to it when it wins the gate."""
+    if not run.cfg.tracking.register_model:
+        run.state["gate"] = {"reason": "registration disabled"}
+        run.save()
+        return None
+    result = run.tracker.register(Path(run.state["model_dir"]), run.cfg, run.state.get("metrics", {}),
+                                  run.state.get("baseline", {}))
+    run.state["gate"] = {"version": result.version, "promoted": result.promoted, "reason": result.reason,
+                         "registered_model": run.cfg.registered_model_name()}
+    run.save()
+    return result
+
+
+def run_summary(run: Run) -> RunSummary:
+    """What the run produced, from its state."""
+    gate = run.state.get("gate", {})
     return RunSummary(
-        run_dir=str(run_dir), run_id=tracker.run_id, tracking_uri=tracker.tracking_uri,
-        registered_model=cfg.registered_model_name() if gate else None,
-        version=str(gate.version) if gate and gate.version is not None else None, promoted=bool(gate and gate.promoted),
-        gate_reason=gate.reason if gate else "registration disabled",
-        baseline=state.get("baseline", {}), metrics=report.metrics,
-        train={"final_loss": result.final_loss, "steps": result.steps,
-               "tokens_per_second": result.tokens_per_second, "train_seconds": result.train_seconds},
-        model_dir=str(model_dir), sample=sample,
+        run_dir=str(run.run_dir), run_id=run.state.get("run_id"), tracking_uri=run.tracker.tracking_uri,
+        registered_model=gate.get("registered_model"), version=None if gate.get("version") is None else
+        str(gate["version"]), promoted=bool(gate.get("promoted")), gate_reason=gate.get("reason", "not registered"),
+        baseline=run.state.get("baseline", {}), metrics=run.state.get("metrics", {}), train=run.state.get("train", {}),
+        model_dir=run.state.get("model_dir"), sample=run.state.get("sample"),
     )
+
+
+def _execute(run: Run) -> RunSummary:
+    if run.cfg.eval.baseline:
+        step_baseline(run)
+    step_train(run)
+    step_evaluate(run)
+    step_register(run)
+    return run_summary(run)
 
 
 def _sample_prediction(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig) -> str | None:
@@ -316,16 +422,19 @@ def _tracker(cfg: RunConfig) -> Any:
     return tracker
 
 
+def _tags(cfg: RunConfig, run_dir: Path) -> dict[str, str]:
+    return {"llmops.flow_type": cfg.flow_type, "llmops.train_type": cfg.train_type, "llmops.run_dir": str(run_dir)}
+
+
 def _run_in(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, resume: bool) -> RunSummary:
-    state = _load_state(run_dir)
-    tags = {"llmops.flow_type": cfg.flow_type, "llmops.train_type": cfg.train_type, "llmops.run_dir": str(run_dir)}
-    with tracker.start(run_dir.name, tags, run_id=state.get("run_id")):
-        if not state.get("run_id"):
-            state["run_id"] = tracker.run_id
-            _save_state(run_dir, state)
+    run = Run(cfg, prepared, run_dir, tracker, _load_state(run_dir), resume=resume)
+    with tracker.start(run_dir.name, _tags(cfg, run_dir), run_id=run.state.get("run_id")):
+        if not run.state.get("run_id"):
+            run.state["run_id"] = tracker.run_id
+            run.save()
             tracker.log_params(cfg.to_dict())
             tracker.log_artifact(run_dir / CONFIG_FILE)
-        summary = _execute(cfg, prepared, run_dir, tracker, state, resume)
+        summary = _execute(run)
     write_summary(run_dir, summary)
     return summary
 
@@ -338,6 +447,39 @@ def run(cfg: RunConfig) -> RunSummary:
     run_dir = new_run_dir(cfg)
     cfg.save(run_dir / CONFIG_FILE)
     return _run_in(cfg, prepared, run_dir, tracker, resume=False)
+
+
+def start_run(cfg: RunConfig) -> Path:
+    """The validate step on its own: checks, a new run folder with the config, and the MLflow run (left open to
+    later steps, which `open_run` the folder)."""
+    validate(cfg)
+    quiet_libraries()
+    tracker = _tracker(cfg)
+    run_dir = new_run_dir(cfg)
+    cfg.save(run_dir / CONFIG_FILE)
+    with tracker.start(run_dir.name, _tags(cfg, run_dir)):
+        _save_state(run_dir, {"run_id": tracker.run_id})
+        tracker.log_params(cfg.to_dict())
+        tracker.log_artifact(run_dir / CONFIG_FILE)
+    return run_dir
+
+
+@contextmanager
+def open_run(run_dir: str | Path) -> Iterator[Run]:
+    """A run started by `start_run`, its MLflow run reopened, for one more step (a Kubeflow component)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file() or not _load_state(run_dir).get("run_id"):
+        raise ConfigError(f"{run_dir}: not a started run folder (no {CONFIG_FILE} or run id); run the validate step")
+    cfg = build_config(base=read_yaml(run_dir / CONFIG_FILE))
+    prepared = validate(cfg)
+    quiet_libraries()
+    tracker = _tracker(cfg)
+    state = _load_state(run_dir)
+    with tracker.start(run_dir.name, _tags(cfg, run_dir), run_id=state["run_id"]):
+        run = Run(cfg, prepared, run_dir, tracker, state, resume=True)
+        yield run
+    if "gate" in run.state:
+        write_summary(run_dir, run_summary(run))
 
 
 def resume(run_dir: str | Path, overrides: list[str] | None = None) -> RunSummary:

@@ -236,6 +236,24 @@ class MlflowTracker:
             self.log_artifact(written, "plots")
         return written
 
+    def _gate(self, cfg: RunConfig, metrics: dict[str, float], baseline: dict[str, float] | None,
+              run_id: str | None) -> tuple[GateResult, float | None]:
+        metric, name = cfg.gate_metric(), cfg.registered_model_name()
+        new_value = _lookup(metrics, metric, "eval")
+        base = _lookup(baseline or {}, metric, "baseline")
+        if base is None and run_id:
+            base = self._client.get_run(run_id).data.metrics.get(f"baseline/{metric}")
+        return registry.gate(self._client, name, metric, new_value, base), base
+
+    def preview_gate(self, cfg: RunConfig, metrics: dict[str, float],
+                     baseline: dict[str, float] | None = None) -> GateResult:
+        """The gate's decision for these metrics against the current champion, registering nothing."""
+        try:
+            return self._gate(cfg, metrics, baseline, self._run_id)[0]
+        except MlflowException as e:
+            raise TrackingError(f"MLflow at {self._where()}: reading the champion of "
+                                f"'{cfg.registered_model_name()}' failed: {error_summary(e)}") from e
+
     def register(
         self, model_dir: str | Path, cfg: RunConfig, metrics: dict[str, float], baseline: dict[str, float] | None = None
     ) -> GateResult:
@@ -246,13 +264,9 @@ class MlflowTracker:
         an exception; a failed run never moves champion.
         """
         run_id = self._require_run()
-        metric, name = cfg.gate_metric(), cfg.registered_model_name()
-        new_value = _lookup(metrics, metric, "eval")
-        base = _lookup(baseline or {}, metric, "baseline")
+        name = cfg.registered_model_name()
         try:
-            if base is None:
-                base = self._client.get_run(run_id).data.metrics.get(f"baseline/{metric}")
-            result = registry.gate(self._client, name, metric, new_value, base)
+            result, base = self._gate(cfg, metrics, baseline, run_id)
             result.version = registry.create_version(
                 self._client, run_id, Path(model_dir), name, cfg.tracking.log_model, registry.gate_tags(result)
             )

@@ -67,6 +67,10 @@ class Tracker(Protocol):
         """Register the model folder as a new version (alias challenger) and run the champion gate."""
         ...
 
+    def preview_gate(self, cfg: Any, metrics: dict[str, float], baseline: dict[str, float] | None = None) -> GateResult:
+        """The gate's decision for these metrics now, registering nothing."""
+        ...
+
 
 def write_loss_curve(history: Sequence[tuple[int, float]], path: str | Path) -> Path | None:
     """The loss-curve PNG, or None when there is no history to plot."""
@@ -129,3 +133,7 @@ class NullTracker:
     ) -> GateResult:
         """Registers nothing."""
         return GateResult(False, None, None, None, None, "tracking disabled: nothing registered")
+
+    def preview_gate(self, cfg: Any, metrics: dict[str, float], baseline: dict[str, float] | None = None) -> GateResult:
+        """Nothing can win without a registry."""
+        return GateResult(False, None, None, None, None, "tracking disabled: no gate")
