@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test test-slow bench install install-dev install-bwrap clean
+.PHONY: quickstart test test-slow bench install install-dev install-bwrap image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ bench: install-dev install-bwrap
 	$(BIN)/python bench/sft_throughput.py
 	$(BIN)/python bench/code_eval.py
 	$(BIN)/python bench/kd_cache.py
+
+# The image of the Kubeflow steps (docker/Dockerfile; CUDA, the package with [gpu,kfp,serve], non-root user).
+# IMAGE's default is kfp.image's default; push it to the registry the cluster pulls from.
+IMAGE ?= ghcr.io/llmops/llmops:latest
+image:
+	docker build -f docker/Dockerfile -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "mlflow", "accelerate", "bitsandbytes")
+HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "mlflow", "accelerate", "bitsandbytes", "kfp", "kubeflow")
 
 
 def test_cli_import_is_light() -> None:
@@ -17,5 +17,5 @@ def test_cli_import_is_light() -> None:
 def test_help_lists_commands() -> None:
     proc = subprocess.run([sys.executable, "-m", "llmops.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
-    for command in ("quickstart", "run", "predict", "evaluate", "eval-idp", "data"):
+    for command in ("quickstart", "run", "train", "predict", "evaluate", "eval-idp", "eval-code", "data", "kfp"):
         assert command in proc.stdout

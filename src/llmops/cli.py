@@ -149,6 +149,50 @@ def run(
     _guard(body)
 
 
+def seed_command(typer_app: typer.Typer, name: str, extra: dict[str, tuple[Any, Any]], help_text: str) -> Callable:
+    """Register command NAME taking `run`'s parameters (less --resume) plus `extra` {name: (type, typer.Option)};
+    the decorated function gets the built RunConfig and the extra values."""
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(run)
+    params = [p for p in inspect.signature(run).parameters.values() if p.name != "resume"]
+    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=tp)
+               for k, (tp, opt) in extra.items()]
+
+    def decorate(body: Callable[..., None]) -> Callable:
+        def command(**kwargs: Any) -> None:
+            config, overrides = kwargs.pop("config"), kwargs.pop("set_")
+            own = {k: kwargs.pop(k) for k in extra}
+            _guard(lambda: body(_config(config, overrides, **kwargs), **own))
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: hints.get(p.name, p.annotation) for p in params}
+        command.__doc__ = help_text
+        typer_app.command(name)(command)
+        return body
+
+    return decorate
+
+
+_OUTPUT_HELP = "where the trained model, its checkpoints and train_result.json go (default: <save_dir>/train-<timestamp>)"
+
+
+@seed_command(app, "train", {"output": (Optional[Path], typer.Option(None, "--output", help=_OUTPUT_HELP))},
+              "Only train (no eval, no MLflow): validate -> train -> save. Runs under accelerate launch / torchrun "
+              "too.")
+def _train(cfg: Any, output: Optional[Path]) -> None:
+    from llmops.methods import distributed
+
+    result = distributed.train(cfg, output)
+    if distributed.is_main_process():
+        typer.echo(f"trained:  {result['steps']} steps on {result['world_size']} process(es), final loss "
+                   f"{result['final_loss']:.4f}, {result['tokens_per_second']:,.0f} tokens/s, "
+                   f"{result['train_seconds']:.1f} s")
+        typer.echo(f"model:    {result['model_dir']}")
+        typer.echo(f"result:   {Path(result['output']) / distributed.RESULT_FILE}")
+
+
 @app.command()
 def quickstart(
     flow: Flow = typer.Option(Flow.idp, "--flow", help="task family"),
@@ -273,6 +317,15 @@ def data_validate(
         typer.echo(f"{file}: OK")
 
     _guard(body)
+
+
+def _add_kfp() -> None:
+    from llmops.kfp.cli import kfp_app  # after every option above exists: it reuses `run`'s parameters
+
+    app.add_typer(kfp_app, name="kfp")
+
+
+_add_kfp()
 
 
 def main() -> None:

@@ -50,6 +50,21 @@ class TrainingSettings(_Section):
     bf16: bool | None = Field(None, description="None = bf16 on a GPU that supports it, never on CPU")
     gradient_checkpointing: bool | None = Field(None, description="None = on for GPUs, off on CPU")
     num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None = torch default")
+    fsdp: str = Field("", description="FSDP options for the transformers Trainer, e.g. 'full_shard auto_wrap' "
+                                      "(GPUs only; multi-process runs: accelerate launch / torchrun); '' = off")
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON config file (e.g. ZeRO stage 2/3) for the "
+                                                    "transformers Trainer (GPUs only; needs the deepspeed package)")
+
+    @field_validator("fsdp")
+    @classmethod
+    def _fsdp_options(cls, v: str) -> str:
+        # The Trainer's FSDP option words (transformers.trainer_utils.FSDPOption).
+        known = {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard", "hybrid_shard_zero2", "offload",
+                 "auto_wrap"}
+        unknown = [w for w in v.split() if w not in known]
+        if unknown:
+            raise ValueError(f"unknown FSDP option(s) {', '.join(unknown)}; use words of {', '.join(sorted(known))}")
+        return " ".join(v.split())
 
 
 class EvalSettings(_Section):
@@ -107,6 +122,60 @@ class TrackingSettings(_Section):
     enabled: bool = True
 
 
+class SecretEnv(_Section):
+    """One Kubernetes secret exposed to every step as environment variables ({secret key: env var})."""
+
+    secret: str = Field(description="name of the Kubernetes Secret")
+    env: dict[str, str] = Field(description="secret key -> environment variable, e.g. {token: HF_TOKEN}")
+    optional: bool = Field(True, description="steps start even when the secret does not exist")
+
+
+def _default_secrets() -> list[SecretEnv]:
+    return [
+        SecretEnv(secret="hf-token", env={"token": "HF_TOKEN"}),
+        SecretEnv(secret="aws-credentials", env={"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                                                 "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}),
+        SecretEnv(secret="mlflow-credentials", env={"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+                                                    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"}),
+    ]
+
+
+class KfpSettings(_Section):
+    """Kubeflow Pipelines: the image, resources and cluster placement of the pipeline's steps."""
+
+    image: str = Field("ghcr.io/llmops/llmops:latest", description="image of every step (make image builds it)")
+    pipeline_name: str = Field("llmops", description="name of the uploaded pipeline")
+    experiment_name: str = Field("llmops", description="KFP experiment the runs go to")
+    namespace: str | None = Field(None, description="KFP user namespace (multi-user installs)")
+    tracking_uri: str = Field("http://mlflow.mlflow.svc.cluster.local:5000",
+                              description="MLFLOW_TRACKING_URI set on every step")
+    gpus: int = Field(1, ge=0, description="GPUs per train and eval step (0 = CPU only)")
+    gpu_resource: str = Field("nvidia.com/gpu", description="extended resource name of the GPUs")
+    cpu_request: str = "4"
+    cpu_limit: str = "8"
+    memory_request: str = "32Gi"
+    memory_limit: str = "64Gi"
+    light_cpu: str = Field("1", description="CPU of the light steps (validate, gate, register, deploy)")
+    light_memory: str = Field("4Gi", description="memory of the light steps")
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"},
+                                          description="node labels of GPU steps")
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        description="tolerations of GPU steps (Kubernetes toleration fields)")
+    shm_size: str = Field("16Gi", description="/dev/shm as a memory-backed emptyDir of this size")
+    volume_size: str = Field("100Gi", description="the run's own volume (created per run, deleted after)")
+    storage_class: str = Field("", description="storage class of the run's volume; empty = cluster default")
+    access_mode: str = "ReadWriteOnce"
+    secrets: list[SecretEnv] = Field(default_factory=_default_secrets)
+    train_retries: int = Field(2, ge=0, description="retries of the train step (it resumes from checkpoints)")
+    retry_backoff: str = Field("60s", description="first backoff between retries; doubles up to 1h")
+    train_timeout_s: int = Field(86400, gt=0, description="deadline of the train step")
+    step_timeout_s: int = Field(7200, gt=0, description="deadline of every other step")
+    cache_training: bool = Field(False, description="let KFP reuse a cached train step (off: always train)")
+    num_nodes: int = Field(1, ge=1, description="> 1: the train step launches a Kubeflow Trainer TrainJob")
+    trainer_runtime: str = Field("torch-distributed", description="Kubeflow Trainer runtime of the TrainJob")
+
+
 class RunConfig(_Section):
     """Everything one pipeline run needs. The seed project's keys keep their names and meaning."""
 
@@ -132,6 +201,7 @@ class RunConfig(_Section):
     dpo: DPOSettings = Field(default_factory=DPOSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    kfp: KfpSettings = Field(default_factory=KfpSettings)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

@@ -14,6 +14,7 @@ from transformers import PrinterCallback, TrainerCallback
 
 from llmops.config import RunConfig
 from llmops.errors import DataError, ModelError
+from llmops.methods import distributed
 from llmops.methods.progress import RichProgressCallback
 from llmops.models.device import has_cuda, use_bf16, use_gradient_checkpointing
 
@@ -35,6 +36,7 @@ def trainer_args(cfg: RunConfig, output_dir: Path) -> dict[str, Any]:
     """Trainer arguments every method shares: our settings plus CPU-safe and low-overhead defaults."""
     t = cfg.training
     cuda = has_cuda()
+    distributed.check_sharding(t, cuda)
     return dict(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -63,12 +65,21 @@ def trainer_args(cfg: RunConfig, output_dir: Path) -> dict[str, Any]:
         logging_steps=t.logging_steps,
         report_to="none",
         disable_tqdm=True,
-        # Per-step overhead we do not need on one process: pinned host memory (no accelerator to copy to on
-        # CPU) and a cross-device token count.
+        # No pinned host memory on CPU (no accelerator to copy to).
         dataloader_pin_memory=cuda,
-        average_tokens_across_devices=False,
+        # Several processes (accelerate launch / torchrun): the loss is normalised by the answer tokens of all ranks,
+        # so a step's gradient is the one a single process with the whole global batch gets. Logit KD normalises its
+        # own loss per rank (its compute_loss does not rescale by the process count), so it keeps the local count.
+        average_tokens_across_devices=distributed.is_distributed() and not _logit_kd(cfg),
+        ddp_backend=distributed.ddp_backend(cuda),
+        fsdp=t.fsdp or None,
+        deepspeed=t.deepspeed or None,
         dataset_num_proc=None,
     )
+
+
+def _logit_kd(cfg: RunConfig) -> bool:
+    return cfg.train_type == "KD" and bool(cfg.use_logit_kd and cfg.teacher)
 
 
 def sft_config(cfg: RunConfig, output_dir: Path) -> Any:

@@ -1,0 +1,1 @@
+"""Kubeflow integration: pipelines and the multi-node Kubeflow Trainer TrainJob launcher."""
