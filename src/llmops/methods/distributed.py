@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -181,8 +182,16 @@ def train(cfg: RunConfig, output: str | Path | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {"final_loss": result.final_loss, "steps": result.steps, "world_size": world_size(),
                                "tokens_per_second": result.tokens_per_second, "train_seconds": result.train_seconds}
     if is_main_process():
-        outputs = save_outputs(model, tokenizer, out / "model", merge=cfg.peft.merge or cfg.peft.method == "full")
-        summary["model_dir"] = str(outputs.get("merged") or outputs.get("adapter"))
+        if result.gathered_dir:  # sharded: the Trainer's gathered copy, not this process's shard
+            kind = "merged" if cfg.peft.method == "full" else "adapter"
+            target = out / "model" / kind
+            shutil.rmtree(target, ignore_errors=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(result.gathered_dir, target)
+            summary["model_dir"] = str(target)
+        else:
+            outputs = save_outputs(model, tokenizer, out / "model", merge=cfg.peft.merge or cfg.peft.method == "full")
+            summary["model_dir"] = str(outputs.get("merged") or outputs.get("adapter"))
         cfg.save(out / pipeline.CONFIG_FILE)
         _write_json(out / RESULT_FILE, summary)
     finish()

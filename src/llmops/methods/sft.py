@@ -30,6 +30,7 @@ class TrainResult:
     steps: int = 0
     tokens_per_second: float = 0.0
     train_seconds: float = 0.0
+    gathered_dir: str | None = None  # FSDP / DeepSpeed: the whole model, gathered from the shards by the Trainer
 
 
 def trainer_args(cfg: RunConfig, output_dir: Path) -> dict[str, Any]:
@@ -212,7 +213,13 @@ def fit(build: Callable[[Path], Any], cfg: RunConfig, output_dir: Path, resume_f
     start = time.perf_counter()
     with wrap(trainer) if wrap is not None else contextlib.nullcontext():
         output = trainer.train(resume_from_checkpoint=resume)
-    return trainer, _result(trainer, output, time.perf_counter() - start)
+    result = _result(trainer, output, time.perf_counter() - start)
+    if cfg.training.fsdp or cfg.training.deepspeed:
+        # Each process holds a shard: the Trainer gathers them (FSDP FULL_STATE_DICT, ZeRO-3 16-bit consolidation)
+        # and the main process writes the whole model. Every process must take part.
+        result.gathered_dir = str(output_dir / "gathered")
+        trainer.save_model(result.gathered_dir)
+    return trainer, result
 
 
 def _packing(trainer: Any) -> Any:
