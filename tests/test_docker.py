@@ -51,7 +51,7 @@ def test_make_image_builds_the_kfp_default_tag() -> None:
     assert defaults == [KfpSettings().image]
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("IMAGE", "MAKEFLAGS")}
-    out = subprocess.run(["make", "-n", "image"], cwd=ROOT, env=env, capture_output=True, text=True,
+    env = {k: v for k, v in os.environ.items() if k not in ("IMAGE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", "image"], cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == f"docker build -f docker/Dockerfile -t {KfpSettings().image} ."

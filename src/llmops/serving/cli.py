@@ -1,0 +1,74 @@
+"""`serve(...)`: build the engine and the app for MODEL and run uvicorn (hooked to `llmops serve` by the CLI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from llmops.errors import ConfigError
+
+
+def api_key_from_env(api_key_env: str | None) -> str | None:
+    """The API key held by env var `api_key_env` (None when not named); ConfigError when named but empty."""
+    if not api_key_env:
+        return None
+    key = os.environ.get(api_key_env, "").strip()
+    if not key:
+        raise ConfigError(f"serve: --api-key-env names {api_key_env}, but that environment variable is empty or "
+                          "unset; export it or leave the option out to serve without a key")
+    return key
+
+
+def _parse_adapters(adapters: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in adapters or ():
+        name, sep, path = str(item).partition("=")
+        if not sep:
+            name, path = Path(item).name, str(item)
+        if not Path(path).expanduser().is_dir():
+            raise ConfigError(f"serve: adapter folder '{path}' does not exist")
+        out[name] = path
+    return out
+
+
+def build(model: str, *, api_key_env: str | None = None, adapters: Any = (), max_batch_size: int = 8,
+          batch_wait_ms: float = 10.0, max_queue: int = 64, max_body_bytes: int = 1 << 20,
+          max_tokens_limit: int = 2048, served_name: str | None = None,
+          json_string_max: int | None = 256) -> Any:
+    """The FastAPI app serving MODEL (a folder or models:/NAME@ALIAS); ConfigError on bad settings."""
+    from llmops.serving.app import create_app
+    from llmops.serving.engine import Engine
+
+    key = api_key_from_env(api_key_env)
+    if not model.startswith("models:/") and not Path(model).expanduser().is_dir():
+        raise ConfigError(f"serve: model folder '{model}' does not exist; pass a saved model folder or "
+                          "models:/NAME@ALIAS")
+    adapter_map = _parse_adapters(adapters)
+    if adapter_map:
+        raise ConfigError("serve: --adapter is not supported yet; merge the adapter or serve its folder as MODEL")
+    if max_tokens_limit < 1 or max_body_bytes < 1:
+        raise ConfigError("serve: max_tokens_limit and max_body_bytes must be positive")
+    engine = Engine.load(model, max_batch_size=max_batch_size, batch_wait_s=batch_wait_ms / 1000,
+                         max_queue=max_queue, json_string_max=json_string_max)
+    return create_app(engine, api_key=key, max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit,
+                      served_name=served_name or model)
+
+
+def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
+          adapters: Any = (), max_batch_size: int = 8, log_level: str = "info", **options: Any) -> None:
+    """Load MODEL and serve it until interrupted. `options` go to `build` (batch_wait_ms, max_queue, ...)."""
+    import uvicorn
+
+    from llmops.pipeline import quiet_libraries
+
+    quiet_libraries()
+    app = build(model, api_key_env=api_key_env, adapters=adapters, max_batch_size=max_batch_size, **options)
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key_env:
+        import sys
+
+        print(f"warning: serving on {host} without an API key (--api-key-env)", file=sys.stderr)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+    finally:
+        app.state.engine.close()

@@ -1,0 +1,455 @@
+"""The serving engine: a loaded model, a bounded request queue and a worker thread that batches requests.
+
+Requests that arrive within `batch_wait_s` of each other (up to `max_batch_size`) run in ONE batched, left-padded
+`generate`. Each row keeps its own max_tokens, stop strings, temperature/top_p and JSON grammar: a per-row
+stopping criterion ends a row early (the batch runs until every row is done), a per-row logits processor applies
+the grammar mask and the sampling settings. Streaming requests share the batch: their text deltas are pushed
+from the stopping criterion after every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops.errors import ConfigError, LlmopsError, ModelError
+from llmops.serving import metrics
+
+# A generated JSON string may not hold raw control characters, quotes or backslashes (no escapes needed).
+_STRING_CHARS = '[^\\x00-\\x1f"\\\\]'
+_UNTYPED_AS = ["string", "integer", "boolean", "null"]
+_SCHEMA_KEYWORDS = {"type", "enum", "const", "$ref", "anyOf", "oneOf", "allOf", "not", "properties", "items",
+                    "pattern", "format"}
+
+
+class QueueFullError(LlmopsError):
+    """The request queue is full; the API answers 429."""
+
+
+class RequestError(LlmopsError):
+    """A request the engine cannot serve as asked (bad schema, prompt too long); the API answers 400."""
+
+
+def narrow_schema(schema: Any, string_max: int | None) -> Any:
+    """A sub-schema of `schema` that a grammar can always finish: untyped values become scalars, strings get a
+    bounded pattern without control characters. Everything valid for the result is valid for `schema`."""
+    if isinstance(schema, list):
+        return [narrow_schema(s, string_max) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: narrow_schema(v, string_max) if k in ("items", "anyOf", "oneOf", "allOf", "additionalProperties",
+                                                    "prefixItems", "$defs", "definitions") else v
+           for k, v in schema.items()}
+    if "properties" in schema and isinstance(schema["properties"], dict):
+        out["properties"] = {k: narrow_schema(v, string_max) for k, v in schema["properties"].items()}
+    for key in ("$defs", "definitions"):
+        if isinstance(schema.get(key), dict):
+            out[key] = {k: narrow_schema(v, string_max) for k, v in schema[key].items()}
+    if not (_SCHEMA_KEYWORDS & schema.keys()):
+        out["type"] = list(_UNTYPED_AS)
+    types = out.get("type")
+    has_string = types == "string" or (isinstance(types, list) and "string" in types)
+    if has_string and not ({"pattern", "format", "enum", "const"} & out.keys()):
+        low = int(out.get("minLength", 0))
+        high = out.get("maxLength", string_max)
+        bound = "" if high is None else str(int(high))
+        out["pattern"] = f"^{_STRING_CHARS}{{{low},{bound}}}$"
+    return out
+
+
+@dataclass
+class Completion:
+    """What a finished request produced."""
+
+    text: str
+    finish_reason: str  # "stop" (EOS, stop string or grammar complete) or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class GenRequest:
+    """One request in the queue; `events` receives ("delta", str) for streams and finally ("done", Completion)
+    or ("error", Exception), on the asyncio loop that submitted it."""
+
+    prompt_ids: list[int]
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    grammar: Any = None  # an xgrammar CompiledGrammar
+    stream: bool = False
+    loop: Any = None
+    events: Any = None
+    cancelled: bool = False
+    # Filled by the worker.
+    emitted: int = 0
+    done: bool = False
+    finish_reason: str = "length"
+    n_generated: int = 0
+
+    def push(self, kind: str, value: Any) -> None:
+        if self.loop is not None and self.events is not None:
+            try:
+                self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                pass
+
+
+def _stop_cut(text: str, stops: list[str]) -> tuple[int, bool]:
+    """Where the text ends: (index of the first stop string, True), or (len(text), False)."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (cut, True) if cut >= 0 else (len(text), False)
+
+
+def _safe_len(text: str, stops: list[str]) -> int:
+    """How much of an unfinished text can be streamed: not a trailing partial UTF-8 char, not a stop prefix."""
+    end = len(text)
+    while end and text[end - 1] == "\ufffd":
+        end -= 1
+    hold = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, end), 0, -1):
+            if text[:end].endswith(s[:k]):
+                hold = max(hold, k)
+                break
+    return end - hold
+
+
+class Engine:
+    """A model served by a background batching worker. Thread-safe `submit`; results arrive on asyncio queues."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 8, batch_wait_s: float = 0.01,
+                 max_queue: int = 64, json_string_max: int | None = 256, name: str = "model",
+                 adapters: dict[str, str] | None = None) -> None:
+        from llmops.evaluation.generate import _eos_ids
+
+        if max_batch_size < 1 or max_queue < 1:
+            raise ConfigError("serve: max_batch_size and max_queue must be at least 1")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.adapters = dict(adapters or {})
+        self.max_batch_size = max_batch_size
+        self.batch_wait_s = batch_wait_s
+        self.json_string_max = json_string_max
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.vocab_size = int(getattr(model.config, "vocab_size", len(tokenizer)))
+        self.max_positions = getattr(model.config, "max_position_embeddings", None)
+        self.generate_calls = 0  # batched generate calls
+        self.batch_sizes: list[int] = []
+        self.held = 0  # requests taken off the queue by a paused worker
+        self._queue: queue.Queue[GenRequest] = queue.Queue(maxsize=max_queue)
+        self._running = threading.Event()
+        self._running.set()
+        self._closed = False
+        self._grammar_lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}
+        self._compiler: Any = None
+        self._worker = threading.Thread(target=self._loop, name="llmops-serve-worker", daemon=True)
+        self._worker.start()
+
+    @classmethod
+    def load(cls, model: str, **kwargs: Any) -> Engine:
+        """Load a local folder or `models:/NAME@ALIAS` (resolved through the tracking registry)."""
+        from llmops.models.loader import load_for_inference
+        from llmops.tracking import resolve_model
+
+        if not model.startswith("models:/") and not Path(model).expanduser().is_dir():
+            raise ConfigError(f"serve: model folder '{model}' does not exist")
+        path = resolve_model(model)
+        mdl, tok = load_for_inference(path)
+        kwargs.setdefault("name", model if model.startswith("models:/") else Path(model).resolve().name)
+        return cls(mdl, tok, **kwargs)
+
+    # ----------------------------------------------------------------- requests
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode_text(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def grammar(self, kind: str, schema: Any = None) -> Any:
+        """A compiled (cached) grammar for response_format json_object / json_schema; RequestError if invalid."""
+        import xgrammar as xgr
+
+        if kind == "json_object":
+            schema = {"type": "object", "additionalProperties": {"type": list(_UNTYPED_AS)}}
+        if not isinstance(schema, dict):
+            raise RequestError("response_format.json_schema.schema must be a JSON object")
+        try:
+            from jsonschema.validators import validator_for
+
+            validator_for(schema).check_schema(schema)
+        except Exception as e:  # noqa: BLE001 - any schema error is the client's
+            raise RequestError(f"response_format: invalid JSON schema ({str(e).splitlines()[0]})") from None
+        key = json.dumps(schema, sort_keys=True)
+        with self._grammar_lock:
+            if key in self._grammars:
+                return self._grammars[key]
+            if self._compiler is None:
+                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size,
+                                                          stop_token_ids=self.eos_ids)
+                self._compiler = xgr.GrammarCompiler(info)
+            try:
+                compiled = self._compiler.compile_json_schema(narrow_schema(schema, self.json_string_max),
+                                                              any_whitespace=False)
+            except Exception as e:  # noqa: BLE001
+                raise RequestError(f"response_format: schema not supported ({str(e).splitlines()[0]})") from None
+            if len(self._grammars) > 256:
+                self._grammars.clear()
+            self._grammars[key] = compiled
+            return compiled
+
+    def check(self, req: GenRequest) -> None:
+        if self.max_positions and len(req.prompt_ids) + req.max_tokens > self.max_positions:
+            raise RequestError(f"prompt ({len(req.prompt_ids)} tokens) + max_tokens ({req.max_tokens}) exceeds "
+                               f"the model's context length {self.max_positions}")
+        if not req.prompt_ids:
+            raise RequestError("the prompt is empty")
+
+    def submit(self, req: GenRequest) -> None:
+        """Queue a request (QueueFullError when the queue is full)."""
+        self.check(req)
+        if self._closed:
+            raise QueueFullError("the server is shutting down")
+        try:
+            self._queue.put_nowait(req)
+        except queue.Full:
+            raise QueueFullError("the request queue is full; retry later") from None
+
+    def start(self, req: GenRequest) -> None:
+        """Queue a request whose events go to the running asyncio loop (QueueFullError / RequestError now)."""
+        req.loop = asyncio.get_running_loop()
+        req.events = asyncio.Queue()
+        self.submit(req)
+
+    async def iterate(self, req: GenRequest) -> Any:
+        """Yield a started request's ("delta", text) events (streams only), then ("done", Completion)."""
+        try:
+            while True:
+                kind, value = await req.events.get()
+                if kind == "error":
+                    raise value
+                yield kind, value
+                if kind == "done":
+                    return
+        finally:
+            req.cancelled = True  # a client that went away stops its row at the next step
+
+    async def run(self, req: GenRequest) -> Completion:
+        """Start a request and wait for the whole answer."""
+        self.start(req)
+        async for kind, value in self.iterate(req):
+            if kind == "done":
+                return value
+        raise RuntimeError("no result")  # pragma: no cover
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def pause(self) -> None:
+        """Hold the worker before it takes the next batch (tests, maintenance)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._running.set()
+        try:
+            self._queue.put_nowait(None)  # type: ignore[arg-type]
+        except queue.Full:
+            pass
+
+    # ----------------------------------------------------------------- worker
+    def _loop(self) -> None:
+        while not self._closed:
+            self._running.wait()
+            first = self._queue.get()
+            if first is None or self._closed:
+                break
+            self.held = 1
+            self._running.wait()  # paused while blocked in get(): hold this request until resumed
+            self.held = 0
+            batch = [first]
+            deadline = time.monotonic() + self.batch_wait_s
+            while len(batch) < self.max_batch_size:
+                left = deadline - time.monotonic()
+                try:
+                    nxt = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._closed = True
+                    break
+                batch.append(nxt)
+            batch = [r for r in batch if not r.cancelled]
+            if not batch:
+                continue
+            try:
+                self._generate(batch)
+            except Exception as e:  # noqa: BLE001 - every waiting request must get an answer
+                for r in batch:
+                    r.push("error", e)
+
+    def _generate(self, batch: list[GenRequest]) -> None:
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from llmops.evaluation.generate import _left_pad
+
+        input_ids, attention = _left_pad([r.prompt_ids for r in batch], self.pad_id, self.model.device)
+        width = input_ids.shape[1]
+        sampled = any(r.temperature > 0 for r in batch)
+        config = copy.deepcopy(self.model.generation_config)
+        config.do_sample = sampled
+        config.temperature, config.top_p, config.top_k = 1.0, 1.0, None
+        config.max_new_tokens = max(r.max_tokens for r in batch)
+        config.eos_token_id = self.eos_ids
+        config.pad_token_id = self.pad_id
+        state = _BatchState(self, batch, width)
+        self.generate_calls += 1
+        self.batch_sizes.append(len(batch))
+        metrics.BATCH_SIZE.observe(len(batch))
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
+                                      logits_processor=LogitsProcessorList([_RowProcessor(state)]),
+                                      stopping_criteria=StoppingCriteriaList([_RowStopper(state)]))
+        for row, req in enumerate(batch):
+            state.finish(row, out[row, width:].tolist())
+
+
+class _BatchState:
+    """Per-row bookkeeping shared by the logits processor and the stopping criterion of one generate call."""
+
+    def __init__(self, engine: Engine, batch: list[GenRequest], width: int) -> None:
+        self.engine = engine
+        self.batch = batch
+        self.width = width
+        self.matchers: list[Any] = [None] * len(batch)
+        self.bitmask: Any = None
+        if any(r.grammar is not None for r in batch):
+            import xgrammar as xgr
+
+            self.matchers = [xgr.GrammarMatcher(r.grammar) if r.grammar is not None else None for r in batch]
+            self.bitmask = xgr.allocate_token_bitmask(len(batch), engine.vocab_size)
+
+    def generated(self, row: int, ids: list[int]) -> tuple[list[int], bool]:
+        """The row's generated ids before any EOS/padding, and whether it hit EOS."""
+        for i, token in enumerate(ids):
+            if token in self.engine.eos_ids:
+                return ids[:i], True
+        return ids, False
+
+    def text(self, ids: list[int]) -> str:
+        return self.engine.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def finish(self, row: int, raw: list[int]) -> None:
+        req = self.batch[row]
+        ids, eos = self.generated(row, raw[: req.max_tokens])
+        text = self.text(ids)
+        cut, stopped = _stop_cut(text, req.stop)
+        text = text[:cut]
+        matcher = self.matchers[row]
+        complete = matcher is not None and (matcher.is_terminated() or matcher.is_completed())
+        reason = "stop" if (eos or stopped or complete) else "length"
+        if req.stream and len(text) > req.emitted:
+            req.push("delta", text[req.emitted:])
+            req.emitted = len(text)
+        n = min(len(raw), req.max_tokens, len(ids) + (1 if eos else 0))
+        req.push("done", Completion(text, reason, len(req.prompt_ids), n))
+        metrics.GENERATED_TOKENS.inc(n)
+        metrics.PROMPT_TOKENS.inc(len(req.prompt_ids))
+
+
+class _RowProcessor:
+    """Grammar mask, then per-row temperature / top-p (greedy rows keep only their best token)."""
+
+    def __init__(self, state: _BatchState) -> None:
+        self.state = state
+        self.step = 0
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        st = self.state
+        scores = scores.float()
+        if st.bitmask is not None:
+            import xgrammar as xgr
+
+            rows = []
+            for row, matcher in enumerate(st.matchers):
+                if matcher is None or st.batch[row].done:
+                    continue
+                if self.step > 0 and not matcher.is_terminated():
+                    matcher.accept_token(int(input_ids[row, -1]))
+                if matcher.is_terminated():
+                    continue
+                matcher.fill_next_token_bitmask(st.bitmask, row)
+                rows.append(row)
+            if rows:
+                xgr.apply_token_bitmask_inplace(scores, st.bitmask.to(scores.device), vocab_size=scores.shape[1],
+                                                indices=rows)
+        self.step += 1
+        for row, req in enumerate(st.batch):
+            if req.temperature <= 0:
+                best = int(scores[row].argmax())
+                keep = scores[row, best].clone()
+                scores[row].fill_(-float("inf"))
+                scores[row, best] = keep
+                continue
+            logits = scores[row] / req.temperature
+            if req.top_p < 1.0:
+                ordered, index = torch.sort(logits, descending=True)
+                cum = torch.softmax(ordered, dim=-1).cumsum(-1)
+                drop = cum - torch.softmax(ordered, dim=-1) > req.top_p  # keep the token that crosses top_p
+                logits[index[drop]] = -float("inf")
+            scores[row] = logits
+        return scores
+
+
+class _RowStopper:
+    """Ends each row at its own max_tokens, stop string, grammar completion or cancellation; streams deltas."""
+
+    def __init__(self, state: _BatchState) -> None:
+        self.state = state
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        st = self.state
+        flags = []
+        for row, req in enumerate(st.batch):
+            if not req.done:
+                raw = input_ids[row, st.width:].tolist()
+                ids, eos = st.generated(row, raw)
+                matcher = st.matchers[row]
+                if eos or len(raw) >= req.max_tokens or req.cancelled or (matcher is not None
+                                                                          and matcher.is_terminated()):
+                    req.done = True
+                if req.stream or req.stop:
+                    text = st.text(ids[: req.max_tokens])
+                    cut, stopped = _stop_cut(text, req.stop)
+                    if stopped:
+                        req.done = True
+                    if req.stream and not req.done:
+                        end = _safe_len(text[:cut], req.stop)
+                        if end > req.emitted:
+                            req.push("delta", text[req.emitted:end])
+                            req.emitted = end
+            flags.append(req.done)
+        return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+
+__all__ = ["Completion", "Engine", "GenRequest", "ModelError", "QueueFullError", "RequestError", "narrow_schema"]
