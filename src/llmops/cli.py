@@ -332,6 +332,8 @@ def serve(
     max_tokens_limit: int = typer.Option(2048, "--max-tokens-limit", help="largest max_tokens a request may ask"),
     max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", help="larger request bodies get 413"),
     served_name: Optional[str] = typer.Option(None, "--served-name", help="the model name clients use"),
+    schema: Optional[str] = typer.Option(None, "--schema", help="JSON Schema that requests without response_format "
+                                         "are constrained to (default: the IDP model's own, if it has one)"),
 ) -> None:
     """OpenAI-compatible HTTP server: /v1/models, /v1/chat/completions (streaming), /v1/completions, /metrics."""
     def body() -> None:
@@ -339,7 +341,8 @@ def serve(
 
         run_server(model, host=host, port=port, api_key_env=api_key_env, adapters=adapter or (),
                    max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
-                   max_tokens_limit=max_tokens_limit, max_body_bytes=max_body_bytes, served_name=served_name)
+                   max_tokens_limit=max_tokens_limit, max_body_bytes=max_body_bytes, served_name=served_name,
+                   schema=schema)
 
     _guard(body)
 

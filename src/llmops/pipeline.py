@@ -300,7 +300,8 @@ def step_train(run: Run) -> dict[str, float]:
     run.tracker.log_metrics({"train/final_loss": result.final_loss,
                              "train/tokens_per_second": result.tokens_per_second})
     merge = run.cfg.peft.merge or run.cfg.peft.method == "full"
-    outputs = save_outputs(run.model, run.tokenizer, run.run_dir / "model", merge=merge)
+    outputs = save_outputs(run.model, run.tokenizer, run.run_dir / "model", merge=merge,
+                           schema=getattr(run.prepared.task, "schema", None))
     run.tracker.log_loss_curve(result.loss_history, run.run_dir / "plots" / "loss_curve.png")
     if "adapter" in outputs:
         run.tracker.log_artifacts(outputs["adapter"], "adapter")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -47,8 +49,15 @@ def _merged_from_adapter(adapter_dir: Path) -> Any:
     return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
 
-def save_outputs(model: Any, tokenizer: Any, out_dir: str | Path, merge: bool) -> dict[str, Path]:
-    """Save to out_dir/adapter (LoRA/QLoRA) and out_dir/merged (full, or LoRA when `merge`); returns the paths."""
+SCHEMA_FILE = "llmops_schema.json"  # an IDP model's JSON Schema, beside its weights: `llmops serve` constrains to it
+
+
+def save_outputs(model: Any, tokenizer: Any, out_dir: str | Path, merge: bool,
+                 schema: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Save to out_dir/adapter (LoRA/QLoRA) and out_dir/merged (full, or LoRA when `merge`); returns the paths.
+
+    With `schema` (IDP), each folder also holds it as llmops_schema.json.
+    """
     out_dir = Path(out_dir)
     outputs: dict[str, Path] = {}
 
@@ -56,6 +65,8 @@ def save_outputs(model: Any, tokenizer: Any, out_dir: str | Path, merge: bool) -
         def write(folder: Path) -> None:
             obj.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
+            if schema is not None:
+                (folder / SCHEMA_FILE).write_text(json.dumps(schema, indent=2))
 
         return write
 

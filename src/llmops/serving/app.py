@@ -116,8 +116,12 @@ def _validation_message(err: ValidationError | RequestValidationError) -> tuple[
 
 def create_app(engine: Engine, api_key: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT, served_name: str | None = None,
-               default_max_tokens: int = 256) -> FastAPI:
-    """The FastAPI app serving `engine` (as `served_name`); with `api_key`, /v1 routes need `Bearer KEY`."""
+               default_max_tokens: int = 256, default_schema: dict[str, Any] | None = None) -> FastAPI:
+    """The FastAPI app serving `engine` (as `served_name`); with `api_key`, /v1 routes need `Bearer KEY`.
+
+    With `default_schema` (an IDP model's schema) a request without `response_format` is constrained to it;
+    `response_format: {"type": "text"}` opts out.
+    """
     name = served_name or engine.name
     app = FastAPI(title="llmops serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
@@ -202,6 +206,8 @@ def create_app(engine: Engine, api_key: str | None = None, max_body_bytes: int =
         return value
 
     def _grammar(fmt: ResponseFormat | None) -> Any:
+        if fmt is None and default_schema is not None:
+            return engine.grammar("json_schema", default_schema)
         if fmt is None or fmt.type == "text":
             return None
         if fmt.type == "json_object":

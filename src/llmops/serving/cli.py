@@ -35,8 +35,12 @@ def _parse_adapters(adapters: Any) -> dict[str, str]:
 def build(model: str, *, api_key_env: str | None = None, adapters: Any = (), max_batch_size: int = 8,
           batch_wait_ms: float = 10.0, max_queue: int = 64, max_body_bytes: int = 1 << 20,
           max_tokens_limit: int = 2048, served_name: str | None = None,
-          json_string_max: int | None = 256) -> Any:
-    """The FastAPI app serving MODEL (a folder or models:/NAME@ALIAS); ConfigError on bad settings."""
+          json_string_max: int | None = 256, schema: str | None = None) -> Any:
+    """The FastAPI app serving MODEL (a folder or models:/NAME@ALIAS); ConfigError on bad settings.
+
+    `schema` (a JSON Schema file), else the schema an IDP model was trained with (`llmops_schema.json` in its
+    folder), constrains every request that names no `response_format`.
+    """
     from llmops.serving.app import create_app
     from llmops.serving.engine import Engine
 
@@ -52,7 +56,23 @@ def build(model: str, *, api_key_env: str | None = None, adapters: Any = (), max
     engine = Engine.load(model, max_batch_size=max_batch_size, batch_wait_s=batch_wait_ms / 1000,
                          max_queue=max_queue, json_string_max=json_string_max)
     return create_app(engine, api_key=key, max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit,
-                      served_name=served_name or model)
+                      served_name=served_name or model, default_schema=_default_schema(schema, engine.folder))
+
+
+def _default_schema(schema: str | None, folder: str | None) -> dict | None:
+    import json
+
+    from llmops.models.export import SCHEMA_FILE
+
+    path = Path(schema) if schema else (Path(folder) / SCHEMA_FILE if folder else None)
+    if path is None or not path.is_file():
+        if schema:
+            raise ConfigError(f"serve: --schema {schema}: no such file")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"serve: {path}: not a JSON Schema ({e})") from None
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,

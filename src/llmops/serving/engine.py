@@ -144,6 +144,7 @@ class Engine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.vocab_size = int(getattr(model.config, "vocab_size", len(tokenizer)))
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
+        self.folder: str | None = None  # the model folder, when loaded from one
         self.generate_calls = 0  # batched generate calls
         self.batch_sizes: list[int] = []
         self.held = 0  # requests taken off the queue by a paused worker
@@ -168,7 +169,9 @@ class Engine:
         path = resolve_model(model)
         mdl, tok = load_for_inference(path)
         kwargs.setdefault("name", model if model.startswith("models:/") else Path(model).resolve().name)
-        return cls(mdl, tok, **kwargs)
+        engine = cls(mdl, tok, **kwargs)
+        engine.folder = str(path)
+        return engine
 
     # ----------------------------------------------------------------- requests
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
