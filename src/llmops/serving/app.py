@@ -218,8 +218,10 @@ def create_app(engine: Engine, api_key: str | None = None, max_body_bytes: int =
 
     def _gen_request(req: _Sampling, prompt_ids: list[int], fmt: ResponseFormat | None) -> GenRequest:
         try:
+            adapter = req.model if req.model in engine.adapters else None
             return GenRequest(prompt_ids=prompt_ids, max_tokens=_max_tokens(req), temperature=req.temperature,
-                              top_p=req.top_p, stop=req.stops(), grammar=_grammar(fmt), stream=req.stream)
+                              top_p=req.top_p, stop=req.stops(), grammar=_grammar(fmt), stream=req.stream,
+                              adapter=adapter)
         except RequestError as e:
             raise ApiError(400, str(e)) from None
 

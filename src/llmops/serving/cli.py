@@ -49,12 +49,10 @@ def build(model: str, *, api_key_env: str | None = None, adapters: Any = (), max
         raise ConfigError(f"serve: model folder '{model}' does not exist; pass a saved model folder or "
                           "models:/NAME@ALIAS")
     adapter_map = _parse_adapters(adapters)
-    if adapter_map:
-        raise ConfigError("serve: --adapter is not supported yet; merge the adapter or serve its folder as MODEL")
     if max_tokens_limit < 1 or max_body_bytes < 1:
         raise ConfigError("serve: max_tokens_limit and max_body_bytes must be positive")
     engine = Engine.load(model, max_batch_size=max_batch_size, batch_wait_s=batch_wait_ms / 1000,
-                         max_queue=max_queue, json_string_max=json_string_max)
+                         max_queue=max_queue, json_string_max=json_string_max, adapters=adapter_map)
     return create_app(engine, api_key=key, max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit,
                       served_name=served_name or model, default_schema=_default_schema(schema, engine.folder))
 

@@ -86,6 +86,7 @@ class GenRequest:
     stop: list[str] = field(default_factory=list)
     grammar: Any = None  # an xgrammar CompiledGrammar
     stream: bool = False
+    adapter: str | None = None  # a LoRA adapter served beside the base (None: the base model)
     loop: Any = None
     events: Any = None
     cancelled: bool = False
@@ -168,6 +169,9 @@ class Engine:
             raise ConfigError(f"serve: model folder '{model}' does not exist")
         path = resolve_model(model)
         mdl, tok = load_for_inference(path)
+        adapters = kwargs.get("adapters") or {}
+        if adapters:
+            mdl = _with_adapters(mdl, adapters)
         kwargs.setdefault("name", model if model.startswith("models:/") else Path(model).resolve().name)
         engine = cls(mdl, tok, **kwargs)
         engine.folder = str(path)
@@ -325,12 +329,31 @@ class Engine:
         self.generate_calls += 1
         self.batch_sizes.append(len(batch))
         metrics.BATCH_SIZE.observe(len(batch))
+        extra = {"adapter_names": [r.adapter or "__base__" for r in batch]} if self.adapters else {}
         with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config, **extra,
                                       logits_processor=LogitsProcessorList([_RowProcessor(state)]),
                                       stopping_criteria=StoppingCriteriaList([_RowStopper(state)]))
         for row, req in enumerate(batch):
             state.finish(row, out[row, width:].tolist())
+
+
+def _with_adapters(model: Any, adapters: dict[str, str]) -> Any:
+    """The base model with each LoRA adapter loaded under its name; a batch mixes them (peft adapter_names)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        raise ConfigError("serve: --adapter needs a full (or merged) base model as MODEL, not an adapter folder")
+    peft_model: Any = None
+    for name, path in adapters.items():
+        try:
+            if peft_model is None:
+                peft_model = PeftModel.from_pretrained(model, path, adapter_name=name)
+            else:
+                peft_model.load_adapter(path, adapter_name=name)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ConfigError(f"serve: adapter {name}={path} does not fit the base model: {e}") from None
+    return peft_model.eval()
 
 
 class _BatchState:
