@@ -18,5 +18,5 @@ def test_help_lists_commands() -> None:
     proc = subprocess.run([sys.executable, "-m", "llmops.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     for command in ("quickstart", "run", "train", "predict", "evaluate", "eval-idp", "eval-code", "data", "kfp",
-                    "serve"):
+                    "serve", "deploy"):
         assert command in proc.stdout

@@ -351,6 +351,9 @@ def _add_kfp() -> None:
     from llmops.kfp.cli import kfp_app  # after every option above exists: it reuses `run`'s parameters
 
     app.add_typer(kfp_app, name="kfp")
+    from llmops.serving.deploy_cli import deploy_app
+
+    app.add_typer(deploy_app, name="deploy")
 
 
 _add_kfp()

@@ -172,6 +172,7 @@ class KfpSettings(_Section):
     train_timeout_s: int = Field(86400, gt=0, description="deadline of the train step")
     step_timeout_s: int = Field(7200, gt=0, description="deadline of every other step")
     cache_training: bool = Field(False, description="let KFP reuse a cached train step (off: always train)")
+    kserve_apply: bool = Field(True, description="deploy applies the KServe InferenceService (false: only writes it)")
     num_nodes: int = Field(1, ge=1, description="> 1: the train step launches a Kubeflow Trainer TrainJob")
     trainer_runtime: str = Field("torch-distributed", description="Kubeflow Trainer runtime of the TrainJob")
 

@@ -95,8 +95,12 @@ def test_compiled_pipeline_has_cluster_settings(tmp_path: Path, flow: str, metho
     # Deploy runs only inside the gate's condition.
     condition = tasks["condition-1"]
     assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
-    assert "deploy" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    deploy = spec["components"]["comp-condition-1"]["dag"]["tasks"]["deploy"]
     assert "deploy" not in tasks
+    # Deploy writes (and on a cluster applies) the KServe InferenceService of the registered winner.
+    assert set(deploy["inputs"]["parameters"]) == {"config", "registration"}
+    assert "steps.deploy(config, registration, manifest.path)" in " ".join(executors["exec-deploy"]["container"]["command"])
+    assert "manifest" in spec["components"]["comp-deploy"]["outputDefinitions"]["artifacts"]
 
 
 @pytest.mark.parametrize("example", range(len(SEED_EXAMPLES)))
@@ -220,13 +224,17 @@ def test_run_local_runs_every_step_and_registers_like_llmops_run(tmp_path: Path,
     kfp_version = client.get_model_version("llmops-idp-sft", summary["version"])
     assert client.get_model_version_by_alias("llmops-idp-sft", "champion").version == kfp_version.version
     assert kfp_version.tags["llmops.deployed"] == "true"
+    (manifest,) = list((outputs / "deploy").glob("manifest*"))  # written, not applied: no cluster here
+    service = yaml.safe_load(manifest.read_text())
+    assert service["kind"] == "InferenceService" and service["metadata"]["name"] == kfp_version.tags["llmops.kserve"]
+    assert service["spec"]["predictor"]["model"]["storageUri"].rstrip("/") == kfp_version.source.rstrip("/")
 
     proc = subprocess.run([sys.executable, "-m", "llmops.cli", "run", *args, "--save_dir", str(tmp_path / "runs")],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     local = max(client.search_model_versions("name='llmops-idp-sft'"), key=lambda v: int(v.version))
     assert local.version != kfp_version.version
-    same_tags = {k for k in kfp_version.tags if k != "llmops.deployed"}
+    same_tags = {k for k in kfp_version.tags if k not in ("llmops.deployed", "llmops.kserve")}
     assert same_tags == set(local.tags)
     assert {a.path for a in client.list_artifacts(kfp_version.run_id)} == \
         {a.path for a in client.list_artifacts(local.run_id)}

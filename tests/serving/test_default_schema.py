@@ -47,3 +47,18 @@ def test_a_missing_schema_file_is_a_clear_error(tmp_path: Path, tiny_idp: dict[s
     shutil.copytree(tiny_idp["model"], folder)
     with pytest.raises(ConfigError, match="no such file"):
         build(str(folder), schema=str(tmp_path / "missing.json"))
+
+
+def test_the_quickstart_schema_compiles_at_the_default_string_cap(tiny_idp: dict[str, Path]) -> None:
+    """xgrammar 0.2.8 fails on bounded strings much past 128 characters; the default cap must compile."""
+    from llmops.models.loader import load_for_inference
+    from llmops.serving.engine import MAX_STRING_REPEAT, Engine, narrow_schema
+
+    schema = json.loads(Path(tiny_idp["schema"]).read_text())
+    engine = Engine(*load_for_inference(tiny_idp["model"]))
+    try:
+        assert engine.grammar("json_schema", schema) is not None
+        wide = narrow_schema({"type": "string", "maxLength": 1000}, None)
+        assert wide["pattern"].endswith(f"{{0,{MAX_STRING_REPEAT}}}$")
+    finally:
+        engine.close()

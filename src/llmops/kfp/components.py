@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfp import dsl
-from kfp.dsl import Markdown, Metrics, Model, Output
+from kfp.dsl import Artifact, Markdown, Metrics, Model, Output
 
 
 def validate(config: str, workdir: str) -> str:
@@ -58,10 +58,10 @@ def register(run_dir: str) -> str:
     return json.dumps(steps.register(run_dir))
 
 
-def deploy(registration: str) -> str:
+def deploy(config: str, registration: str, manifest: Output[Artifact]) -> str:
     from llmops.kfp import steps
 
-    return steps.deploy(registration)["model_uri"]
+    return steps.deploy(config, registration, manifest.path)["service"]
 
 
 @dataclass

@@ -95,7 +95,7 @@ def build_pipeline(cfg: RunConfig, cluster: bool = True, workdir: str = WORKDIR)
         gate = place(ops.gate(run_dir=run_dir).set_display_name("gate").after(evaluate))
         register = place(ops.register(run_dir=run_dir).set_display_name("register").after(gate))
         with dsl.If(gate.output == True, name="model-won"):
-            place(ops.deploy(registration=register.output).set_display_name("deploy"), volume=False)
+            place(ops.deploy(config=config, registration=register.output).set_display_name("deploy"), volume=False)
         if cluster:
             from kfp import kubernetes
 

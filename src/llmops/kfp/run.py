@@ -113,7 +113,8 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict[str, Any]:
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     tracking = resolve_tracking_uri(cfg.tracking.tracking_uri)
-    local_cfg = cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"tracking_uri": tracking})})
+    local_cfg = cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"tracking_uri": tracking,
+                                                                        "kserve_apply": False})})
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "kfp-outputs"),
                raise_on_error=False)
     before = set((workdir / "runs").glob("*")) if (workdir / "runs").exists() else set()

@@ -100,26 +100,35 @@ def register(run_dir: str) -> dict[str, Any]:
     return gate_state
 
 
-def deploy(registration: str) -> dict[str, Any]:
-    """Mark the registered version that won the gate as deployed (`models:/NAME@champion`); needs no run volume.
+def deploy(config: str, registration: str, manifest_path: str | None = None) -> dict[str, Any]:
+    """Serve the version that won the gate: a KServe InferenceService (vLLM) for `models:/NAME/VERSION`, written to
+    `manifest_path` and applied when `kfp.kserve_apply`. Needs no run volume.
 
     `registration` is the register step's output (JSON). The version must still be the champion.
     """
     from mlflow.tracking import MlflowClient
 
+    from llmops.serving.kserve import deploy_kserve, kfp_options
     from llmops.tracking.mlflow_tracker import resolve_tracking_uri
 
+    cfg = build_config(base=yaml.safe_load(config) or {})
     gate_state = json.loads(registration)
     name, version = gate_state.get("registered_model"), gate_state.get("version")
     if not gate_state.get("promoted") or not name or version is None:
         raise RuntimeError(f"nothing to deploy: the model did not win the gate ({gate_state.get('reason')})")
-    client = MlflowClient(resolve_tracking_uri())
+    tracking = resolve_tracking_uri()
+    client = MlflowClient(tracking)
     champion = client.get_registered_model(name).aliases.get("champion")
     if str(champion) != str(version):
         raise RuntimeError(f"{name} v{version} is no longer the champion (v{champion} is); not deploying it")
+    served = deploy_kserve(f"models:/{name}/{version}", output_path=manifest_path, apply_now=cfg.kfp.kserve_apply,
+                           namespace=cfg.kfp.namespace, tracking_uri=tracking, **kfp_options(cfg.kfp))
     client.set_model_version_tag(name, str(version), "llmops.deployed", "true")
-    target = {"model_uri": f"models:/{name}@champion", "version": str(version)}
-    print(f"deploy: {target['model_uri']} (v{version})")
+    client.set_model_version_tag(name, str(version), "llmops.kserve", served["name"])
+    target = {"model_uri": f"models:/{name}@champion", "version": str(version), "service": served["name"],
+              "applied": served["applied"]}
+    print(f"deploy: {target['model_uri']} (v{version}) as InferenceService {served['name']} "
+          f"({served['applied'] or 'written, not applied'})")
     return target
 
 

@@ -35,7 +35,7 @@ def _parse_adapters(adapters: Any) -> dict[str, str]:
 def build(model: str, *, api_key_env: str | None = None, adapters: Any = (), max_batch_size: int = 8,
           batch_wait_ms: float = 10.0, max_queue: int = 64, max_body_bytes: int = 1 << 20,
           max_tokens_limit: int = 2048, served_name: str | None = None,
-          json_string_max: int | None = 256, schema: str | None = None) -> Any:
+          json_string_max: int | None = 128, schema: str | None = None) -> Any:
     """The FastAPI app serving MODEL (a folder or models:/NAME@ALIAS); ConfigError on bad settings.
 
     `schema` (a JSON Schema file), else the schema an IDP model was trained with (`llmops_schema.json` in its
