@@ -1,7 +1,8 @@
 """The step graph shared by `llmops run`, the single-step commands and the Kubeflow components.
 
-validate -> baseline eval -> train -> eval -> gate -> register. Every step is a plain function of a RunConfig and
-a run folder, so a local run and a cluster run execute the same code.
+validate (`llmops.validation`, re-exported here) -> baseline eval -> train -> eval -> gate -> register. Every step
+is a plain function of a Run (config, inputs, run folder, tracker, state.json), so a local run and a cluster run
+execute the same code.
 """
 
 from __future__ import annotations
@@ -9,155 +10,20 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmops.config import RunConfig, build_config, read_yaml
-from llmops.errors import ConfigError, DataError, LlmopsError
+from llmops.errors import ConfigError, LlmopsError
 from llmops.summary import RunSummary, write_summary
+from llmops.validation import Prepared, eval_examples, load_checked, make_task, validate
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.json"
-
-
-@dataclass
-class Prepared:
-    """Validated inputs of a run: the task and its train/eval examples (no model loaded yet)."""
-
-    task: Any
-    train: list[dict]
-    eval: list[dict]
-    pairs: list[dict] = field(default_factory=list)  # DPO: held-out preference pairs
-    teacher_targets: list[bool] = field(default_factory=list)  # KD: which training answers are teacher_output
-    logit_kd: bool = False  # KD on the teacher's logits (use_logit_kd with a teacher)
-
-
-# ---------------------------------------------------------------- validate
-
-
-def make_task(cfg: RunConfig) -> Any:
-    """The task object for the run's flow type."""
-    if cfg.flow_type == "IDP":
-        from llmops.tasks.idp import IDPTask, load_schema
-
-        return IDPTask(load_schema(cfg.schema) if cfg.schema else None)
-    from llmops.tasks.codegen import CodeGenTask
-
-    return CodeGenTask(timeout=cfg.eval.code_timeout, workers=cfg.eval.code_workers)
-
-
-def eval_examples(cfg: RunConfig, task: Any, records: list) -> list[dict]:
-    """Evaluation records as eval examples of the run's task, at most val_per_class of each class."""
-    from llmops.data.formats import to_code_eval_examples, to_idp_eval_examples
-    from llmops.data.splits import select_per_class
-
-    convert = to_idp_eval_examples if cfg.flow_type == "IDP" else to_code_eval_examples
-    return select_per_class(convert(records, task.build_prompt), cfg.val_per_class, cfg.training.seed)
-
-
-def _check_supported(cfg: RunConfig) -> None:
-    if not cfg.data:
-        raise ConfigError("data: no training data given; pass --data FILE or set `data:` in the config")
-    unused = {"host": "it is where Kubeflow pipelines are submitted, not used by a local run",
-              "offload_folder": "weight offloading is not supported by this release's loader",
-              "teacher": "it is only used by KD", "prompt": "it is only used by CodeGen",
-              "document": "it is only used by IDP"}
-    unused.pop("prompt" if cfg.flow_type == "CodeGen" else "document")
-    if cfg.train_type == "KD":
-        unused.pop("teacher")
-    for key, why in unused.items():
-        if getattr(cfg, key):
-            print(f"warning: {key} is set but ignored: {why}", file=sys.stderr)
-    if cfg.use_logit_kd and cfg.train_type != "KD":
-        print("warning: use_logit_kd is set but ignored: it is only used by train_type KD", file=sys.stderr)
-
-
-def _load_checked(location: str, cfg: RunConfig, task: Any, role: str) -> list[tuple[int, dict]]:
-    from llmops.data.io import scan_records
-    from llmops.data.validate import validate_records
-
-    scanned = scan_records(location)
-    problems = scanned.problem_lines() + validate_records(
-        location, scanned.records, cfg.flow_type, cfg.train_type, task.schema, role=role
-    )
-    if problems:
-        noun = "problem" if len(problems) == 1 else "problems"
-        raise DataError(f"{location}: {len(problems)} {noun} found; fix them and run again", problems)
-    return scanned.records
-
-
-def _check_testable(cfg: RunConfig, eval_records: list) -> None:
-    """CodeGen is judged by running tests: without eval_data the held-out part of `data` must carry them."""
-    from llmops.data.formats import detect_format, numbered
-
-    if cfg.flow_type != "CodeGen":
-        return
-    for line, record in numbered(eval_records):
-        if detect_format(record) != "humaneval":
-            raise ConfigError(f"{cfg.data}:{line}: CodeGen evaluation runs each problem's tests, and this record has "
-                              'none; pass --eval_data with HumanEval records {"task_id","prompt","test","entry_point"}')
-
-
-def validate(cfg: RunConfig) -> Prepared:
-    """Check config, data and schema; build train and eval examples. Raises before any model loads."""
-    from llmops.data.splits import train_eval_split
-
-    _check_supported(cfg)
-    task = make_task(cfg)
-    records = _load_checked(cfg.data, cfg, task, "train")
-    pairs: list = []
-    if cfg.train_type == "DPO":
-        records, pairs = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
-    if cfg.eval_data:
-        eval_records = _load_checked(cfg.eval_data, cfg, task, "eval")
-    elif pairs:
-        eval_records = pairs  # IDP: the held-out pairs' chosen answers are the gold
-        _check_testable(cfg, eval_records)
-    else:
-        records, eval_records = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
-        _check_testable(cfg, eval_records)
-    prepared = Prepared(task=task, train=_train_examples(cfg, task, records), eval=eval_examples(cfg, task,
-                                                                                               eval_records))
-    if cfg.eval.max_examples:
-        prepared.eval = prepared.eval[: cfg.eval.max_examples]
-    if not prepared.train:
-        raise DataError(f"{cfg.data}: no training examples")
-    if pairs:
-        from llmops.data.formats import to_preference_examples
-
-        prepared.pairs = to_preference_examples(pairs, task.build_prompt, task.format_answer, source=cfg.data)
-    if cfg.train_type == "KD":
-        _check_kd(cfg, prepared, records)
-    return prepared
-
-
-def _check_kd(cfg: RunConfig, prepared: Prepared, records: list) -> None:
-    """KD needs a teacher, except sequence-level KD on data whose every record has its teacher_output."""
-    prepared.teacher_targets = [record.get("teacher_output") is not None for _, record in records]
-    prepared.logit_kd = bool(cfg.use_logit_kd and cfg.teacher)
-    if cfg.teacher:
-        return
-    if not all(prepared.teacher_targets):
-        raise ConfigError(f"{cfg.data}: KD without --teacher needs a teacher_output in every record; "
-                          "pass --teacher (hub id or path) so the teacher answers the others")
-    if cfg.use_logit_kd:
-        print("warning: use_logit_kd needs the teacher's logits and no --teacher is given: distilling from the "
-              "data's teacher_output text instead (sequence-level KD); pass --teacher for logit-level KD",
-              file=sys.stderr)
-
-
-def _train_examples(cfg: RunConfig, task: Any, records: list) -> list[dict]:
-    """Training records as the method's examples: preference pairs (DPO) or prompt-completion examples."""
-    from llmops.data.formats import to_preference_examples, to_sft_examples
-
-    if cfg.train_type == "DPO":
-        return to_preference_examples(records, task.build_prompt, task.format_answer, source=cfg.data)
-    return to_sft_examples(records, cfg.flow_type, task.build_prompt, task.format_answer, source=cfg.data)
 
 
 # ---------------------------------------------------------------- run folder and state
@@ -505,7 +371,7 @@ def evaluate_saved(cfg: RunConfig, model: str, out: Path | None = None) -> dict[
     if not cfg.eval_data:
         raise ConfigError("evaluate: pass --eval_data FILE")
     task = make_task(cfg)
-    records = _load_checked(cfg.eval_data, cfg, task, "eval")
+    records = load_checked(cfg.eval_data, cfg, task, "eval")
     examples = eval_examples(cfg, task, records)
     quiet_libraries()
     mdl, tok = load_for_inference(resolve_model(model))
