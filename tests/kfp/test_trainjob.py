@@ -17,6 +17,7 @@ import pytest
 from llmops.config import RunConfig, build_config
 from llmops.errors import ConfigError, LlmopsError
 from llmops.kfp import trainjob as tj
+from llmops.kfp.trainjob_launch import launch
 
 KEY = "0f5c2d9e-4a1b-4c77-9a3e-5b2f8d1c7e60-train"
 CONFIG_URI = "s3://llmops/runs/r1/config.yaml"
@@ -266,7 +267,7 @@ class FakeTrainerClient:
 
 def _launch(fake: FakeTrainerClient, **kw) -> tuple[str, list[str]]:
     lines: list[str] = []
-    name = tj.launch(_cfg(), CONFIG_URI, OUTPUT, tj.job_name(KEY), log=lines.append, client=fake, poll_s=1, **kw)
+    name = launch(_cfg(), CONFIG_URI, OUTPUT, tj.job_name(KEY), log=lines.append, client=fake, poll_s=1, **kw)
     return name, lines
 
 

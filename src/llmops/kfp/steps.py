@@ -52,7 +52,8 @@ def train(run_dir: str, model_out: str | None = None, volume: str = "", mount_pa
 
 
 def _train_on_nodes(run: Any, volume: str, mount_path: str) -> dict[str, float]:
-    from llmops.kfp.trainjob import job_name, launch
+    from llmops.kfp.trainjob import job_name
+    from llmops.kfp.trainjob_launch import launch
     from llmops.pipeline import CONFIG_FILE, record_training
 
     if not volume:
