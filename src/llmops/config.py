@@ -47,7 +47,10 @@ class TrainingSettings(_Section):
     logging_steps: int = Field(10, gt=0)
     packing: bool = Field(False, description="padding-free packing of short examples")
     group_by_length: bool = False
-    bf16: bool | None = Field(None, description="None = bf16 on a GPU that supports it, never on CPU")
+    bf16: bool | None = Field(None, description="None = bf16 on a GPU that supports it, not on CPU; true on CPU = "
+                                                "bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX)")
+    chat_template: str | None = Field(None, description="Jinja chat template (text or a .jinja file) for models "
+                                                        "without one, or to replace the model's")
     gradient_checkpointing: bool | None = Field(None, description="None = on for GPUs, off on CPU")
     num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None = torch default")
     fsdp: str = Field("", description="FSDP options for the transformers Trainer, e.g. 'full_shard auto_wrap' "
@@ -73,6 +76,8 @@ class EvalSettings(_Section):
     batch_size: int = Field(8, gt=0)
     max_new_tokens: int = Field(256, gt=0)
     max_examples: int = Field(0, ge=0, description="0 = all")
+    bf16: bool | None = Field(None, description="bf16 autocast while generating; None = on GPUs and on CPUs with "
+                                                "native bf16 (AVX512-BF16/AMX), for fp32 weights")
     baseline: bool = Field(True, description="evaluate the untrained student before training")
     gate_metric: str | None = Field(None, description="default: field_f1 (IDP), pass_at_1 (CodeGen)")
     eval_fraction: float = Field(
@@ -373,3 +378,11 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def env_tracking_uri() -> str | None:
     """The tracking URI users set in the environment."""
     return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def cache_dir() -> Path:
+    """Where converted and built models are cached: $LLMOPS_CACHE, else $XDG_CACHE_HOME/llmops, ~/.cache/llmops."""
+    if os.environ.get("LLMOPS_CACHE"):
+        return Path(os.environ["LLMOPS_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "llmops"

@@ -26,6 +26,34 @@ CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.json"
 
 
+# ---------------------------------------------------------------- inputs
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """The validate step, then `student: tiny` (and `teacher: tiny`) made a folder: the tiny offline model, its
+    tokenizer trained on this run's training examples (built once per data, then reused from the cache)."""
+    from llmops.models.builtin import TINY, tiny_for
+
+    prepared = validate(cfg)
+    roles = [role for role in ("student", "teacher") if (getattr(cfg, role) or "").lower() == TINY]
+    if roles:
+        folder = str(tiny_for(_strings(prepared.train), num_layers=2))
+        for role in roles:
+            setattr(cfg, role, folder)
+    return prepared
+
+
 # ---------------------------------------------------------------- run folder and state
 
 
@@ -308,7 +336,7 @@ def _run_in(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, res
 
 def run(cfg: RunConfig) -> RunSummary:
     """The whole pipeline in a new run folder under cfg.save_dir."""
-    prepared = validate(cfg)
+    prepared = prepare(cfg)
     quiet_libraries()
     tracker = _tracker(cfg)
     run_dir = new_run_dir(cfg)
@@ -319,7 +347,7 @@ def run(cfg: RunConfig) -> RunSummary:
 def start_run(cfg: RunConfig) -> Path:
     """The validate step on its own: checks, a new run folder with the config, and the MLflow run (left open to
     later steps, which `open_run` the folder)."""
-    validate(cfg)
+    prepare(cfg)
     quiet_libraries()
     tracker = _tracker(cfg)
     run_dir = new_run_dir(cfg)
@@ -355,7 +383,7 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None) -> RunSummar
     if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG_FILE}); pass the folder printed by `llmops run`")
     cfg = build_config(base=read_yaml(run_dir / CONFIG_FILE), overrides=overrides)
-    prepared = validate(cfg)
+    prepared = prepare(cfg)
     quiet_libraries()
     return _run_in(cfg, prepared, run_dir, _tracker(cfg), resume=True)
 

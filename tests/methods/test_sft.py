@@ -55,7 +55,7 @@ def test_labels_mask_the_prompt_and_keep_eos(tiny_model_dir: Path, tmp_path: Pat
     assert all(label == -100 for label in labels[: len(prompt_ids)])
     completion = labels[len(prompt_ids):]
     assert all(label != -100 for label in completion)
-    assert tokenizer.eos_token_id in completion
+    assert completion[-1] == tokenizer.eos_token_id  # the last label ends the turn: nothing after it is learned
     assert tokenizer.decode([t for t in completion if t != tokenizer.eos_token_id]).strip().startswith('{"id"')
 
 

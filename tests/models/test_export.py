@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llmops.config import PeftSettings, TrainingSettings
-from llmops.models.export import save_outputs
+from llmops.models.export import QUANTIZATION_FILE, save_outputs
 from llmops.models.loader import load_for_inference, load_student
 
 
@@ -44,6 +44,12 @@ def test_adapter_and_merged_give_the_same_logits(tiny_model_dir: Path, tmp_path:
     from_adapter, from_merged = _logits(adapter_model, tok), _logits(merged_model, tok)
     torch.testing.assert_close(from_merged, from_adapter, atol=1e-4, rtol=1e-4)
     assert (from_adapter - _logits(base_model, tok)).abs().max() > 1e-2  # the adapter really is applied
+    # Both compute what the model computed in training: for QLoRA that is the NF4 base (reloaded in 4-bit for the
+    # adapter, dequantised for the merge), not the full-precision weights it was quantised from.
+    torch.testing.assert_close(from_merged, _logits(model.eval(), tok), atol=1e-4, rtol=1e-4)
+    assert (outputs["adapter"] / QUANTIZATION_FILE).is_file() == (method == "qlora")
+    if method == "qlora":
+        assert type(adapter_model.get_base_model().model.layers[0].mlp.down_proj.base_layer).__name__ == "Linear4bit"
 
 
 def test_full_model_saves_merged_only_and_reloads_identically(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -48,19 +48,36 @@ def test_tokenizer_pads_right_with_a_pad_token(tiny_model_dir: Path) -> None:
     assert tokenizer.pad_token is not None and tokenizer.eos_token == "<|end|>"
 
 
-def test_tokenizer_without_pad_or_template_gets_fallbacks(tiny_model_dir: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "bare"
+def _bare_copy(tiny_model_dir: Path, folder: Path) -> Path:
+    """The tiny model without its chat template and with pad = EOS (as SmolLM2's GGUF tokenizer has it)."""
     shutil.copytree(tiny_model_dir, folder)
     (folder / "chat_template.jinja").unlink(missing_ok=True)
     cfg_file = folder / "tokenizer_config.json"
     cfg = json.loads(cfg_file.read_text())
     cfg.pop("chat_template", None)
-    cfg.pop("pad_token", None)
+    cfg["pad_token"] = cfg["eos_token"]
     cfg_file.write_text(json.dumps(cfg))
-    _, tokenizer = _load(folder, "full")
-    assert tokenizer.pad_token == tokenizer.eos_token
-    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
-    assert tokenizer.eos_token in tokenizer.apply_chat_template(messages, tokenize=False)
+    return folder
+
+
+def test_model_without_chat_template_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    folder = _bare_copy(tiny_model_dir, tmp_path / "bare")
+    with pytest.raises(ModelError, match=r"model '.*bare' has no chat template; set training.chat_template"):
+        _load(folder, "full")
+
+
+def test_chat_template_key_supplies_one_and_pad_is_not_eos(tiny_model_dir: Path, tmp_path: Path) -> None:
+    folder = _bare_copy(tiny_model_dir, tmp_path / "bare")
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
+                        "{% if add_generation_prompt %}assistant: {% endif %}")
+    model, tokenizer = load_student(str(folder), PeftSettings(method="full"),
+                                    TrainingSettings(chat_template=str(template)))
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id and tokenizer.pad_token == "<|pad|>"
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    messages = [{"role": "user", "content": "hi"}]
+    assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
+        "user: hi<|end|>assistant: "
 
 
 def test_hub_id_while_offline_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,16 +9,17 @@ import pytest
 from rich.console import Console
 
 from llmops.quickstart import stages
-from llmops.quickstart.runner import RECIPES
+from llmops.quickstart.runner import RECIPES, TINY_RECIPES
 
 
-def test_overlay_recipes_keep_the_sft_recipe_and_validate() -> None:
+@pytest.mark.parametrize("recipes", [RECIPES, TINY_RECIPES], ids=["pretrained", "tiny"])
+def test_overlay_recipes_keep_the_sft_recipe_and_validate(recipes: Path) -> None:
     from llmops.config import build_config
 
     for flow in ("idp", "codegen"):
-        sft = stages.recipe(RECIPES, flow, "sft")
+        sft = stages.recipe(recipes, flow, "sft")
         for train in ("kd", "dpo"):
-            merged = stages.recipe(RECIPES, flow, train)
+            merged = stages.recipe(recipes, flow, train)
             assert merged["train_type"] == train.upper()
             assert merged["training"]["per_device_train_batch_size"] == sft["training"]["per_device_train_batch_size"]
             if train == "dpo":  # a short DPO phase on top of the SFT model

@@ -72,12 +72,14 @@ def generate(
     batch_size: int,
     max_new_tokens: int,
     desc: str = "generating",
+    bf16: bool | None = None,
 ) -> list[str]:
-    """Greedy completions (special tokens skipped) of chat `prompts`, in input order."""
+    """Greedy completions (special tokens skipped) of chat `prompts`, in input order. `bf16`: autocast (None = on
+    GPUs, and on CPUs that compute bf16 natively, for a model in fp32)."""
     if not prompts:
         return []
     return _generate_ids(model, tokenizer, _encode(tokenizer, prompts), batch_size, desc,
-                         {"max_new_tokens": max_new_tokens, "do_sample": False})
+                         {"max_new_tokens": max_new_tokens, "do_sample": False}, bf16)
 
 
 def sample(
@@ -91,6 +93,7 @@ def sample(
     top_p: float = 1.0,
     seed: int = 0,
     desc: str = "sampling",
+    bf16: bool | None = None,
 ) -> list[list[str]]:
     """`n` sampled completions of each chat prompt (seeded), in input order."""
     import torch
@@ -101,12 +104,27 @@ def sample(
     encoded = [ids for ids in _encode(tokenizer, prompts) for _ in range(n)]
     flat = _generate_ids(model, tokenizer, encoded, batch_size, desc,
                          {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature,
-                          "top_p": top_p, "top_k": 0})
+                          "top_p": top_p, "top_k": 0}, bf16)
     return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
+def generation_autocast(model: Any, bf16: bool | None = None) -> Any:
+    """bf16 autocast for generating with `model` (fp32 weights) where it pays: asked for, or (None) on a GPU or a
+    CPU with native bf16 (AVX512-BF16 / AMX); else a no-op context."""
+    import torch
+
+    from llmops.models.device import autocast, cpu_supports_bf16
+
+    param = next(model.parameters(), None)
+    if param is None or param.dtype != torch.float32 or bf16 is False:
+        return autocast(False)
+    if param.device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 or cpu_supports_bf16() else autocast(False)
+
+
 def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_size: int, desc: str,
-                  options: dict[str, Any]) -> list[str]:
+                  options: dict[str, Any], bf16: bool | None = None) -> list[str]:
     """Decoded answers to already-encoded prompts, batched longest first, in input order."""
     import torch
 
@@ -118,7 +136,7 @@ def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_si
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), progress_bar() as progress:
+        with torch.inference_mode(), generation_autocast(model, bf16), progress_bar() as progress:
             bar = progress.add_task(desc, total=len(order))
             for start in range(0, len(order), batch_size):
                 indices = order[start:start + batch_size]

@@ -54,7 +54,8 @@ def evaluate(
     prompts = [task.build_messages(example) for example in examples]
     references = [task.reference(example) for example in examples]
     classes = [class_of(example) for example in examples]
-    outputs = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, desc="evaluating")
+    outputs = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, desc="evaluating",
+                       bf16=settings.bf16)
     metrics = task.score(outputs, references, classes)
     metrics.update(_sampled_metrics(model, tokenizer, task, prompts, references, classes, settings))
     rows = []

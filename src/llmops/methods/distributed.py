@@ -166,7 +166,7 @@ def train(cfg: RunConfig, output: str | Path | None = None) -> dict[str, Any]:
 
     cuda = has_cuda()
     check_sharding(cfg.training, cuda)
-    prepared = pipeline.validate(cfg)
+    prepared = pipeline.prepare(cfg)
     pipeline.quiet_libraries()
     init_process_group(cuda)
     out = Path(broadcast_from_main(str(output) if output is not None else str(default_output(cfg))))

@@ -19,6 +19,7 @@ from transformers import PrinterCallback
 from llmops.config import RunConfig
 from llmops.errors import DataError, ModelError
 from llmops.methods.progress import RichProgressCallback
+from llmops.models.device import has_cuda
 from llmops.methods.sft import (
     TrainResult,
     _append_eos,
@@ -152,7 +153,7 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfi
                                    callbacks=[RichProgressCallback("dpo"), _Relay(on_log)])
     _drop_trl_ref_adapter(trainer.model, keep)
     trainer.remove_callback(PrinterCallback)  # our progress callback prints instead
-    _keep_adapter_precision(trainer, args.bf16)
+    _keep_adapter_precision(trainer, args.bf16 and has_cuda())
     return trainer
 
 

@@ -13,8 +13,9 @@ from typing import Any
 from transformers import PrinterCallback, TrainerCallback
 
 from llmops.config import RunConfig
-from llmops.errors import DataError, ModelError
+from llmops.errors import ModelError
 from llmops.methods import distributed
+from llmops.methods.chat_data import tokenized_dataset
 from llmops.methods.progress import RichProgressCallback
 from llmops.models.device import has_cuda, use_bf16, use_gradient_checkpointing
 
@@ -97,25 +98,6 @@ def sft_config(cfg: RunConfig, output_dir: Path) -> Any:
     )
 
 
-def _dataset(examples: list[dict], tokenizer: Any) -> Any:
-    from datasets import Dataset
-
-    if not examples:
-        raise DataError("train_sft: no training examples; check the training data file")
-    for i, ex in enumerate(examples):
-        if not isinstance(ex.get("prompt"), list) or not isinstance(ex.get("completion"), list):
-            raise DataError(f"training example {i}: expected 'prompt' and 'completion' message lists")
-    add_eos = not _template_ends_with_eos(tokenizer, examples[0])
-    if add_eos:
-        log.warning("the chat template does not end the assistant turn with %s; appending it to each completion "
-                    "so the model learns to stop", tokenizer.eos_token)
-    return Dataset.from_list([
-        {"prompt": ex["prompt"], "completion": _append_eos(ex["completion"], tokenizer) if add_eos
-         else ex["completion"]}
-        for ex in examples
-    ])
-
-
 def _template_ends_with_eos(tokenizer: Any, example: dict) -> bool:
     """Whether the rendered completion (the tokens after the prompt) contains the EOS token."""
     def ids(messages: list[dict], **kwargs: Any) -> list[int]:
@@ -193,10 +175,10 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfi
     args = sft_config(cfg, Path(output_dir))
     with _quiet_datasets():
         trainer = (trainer_cls or SFTTrainer)(
-            model=model, args=args, train_dataset=_dataset(examples, tokenizer), processing_class=tokenizer,
+            model=model, args=args, train_dataset=tokenized_dataset(examples, tokenizer), processing_class=tokenizer,
             callbacks=[RichProgressCallback(desc), _Relay(on_log)])
     trainer.remove_callback(PrinterCallback)  # our progress callback prints instead
-    _keep_adapter_precision(trainer, args.bf16)
+    _keep_adapter_precision(trainer, args.bf16 and has_cuda())
     return trainer
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from llmops.config import TrainingSettings
+
+log = logging.getLogger(__name__)
 
 
 def has_cuda() -> bool:
@@ -14,21 +17,68 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where autocast to bf16 pays."""
+    import torch
+
+    try:
+        native = _cpu_flags() & {"avx512_bf16", "amx_bf16"}
+        return bool(native) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def use_bf16(training: TrainingSettings) -> bool:
-    """bf16 as set; None = on a GPU that supports it, never on CPU."""
+    """bf16 as set. None = on a GPU that supports it, never on CPU; True on CPU = bf16 autocast where the CPU
+    computes bf16 natively (else fp32, with a warning)."""
     import torch
 
     if not has_cuda():
-        return False
+        if training.bf16 and not cpu_supports_bf16():
+            log.warning("training.bf16: this CPU has no native bf16 (AVX512-BF16/AMX); using fp32")
+            return False
+        return bool(training.bf16)
     supported = torch.cuda.is_bf16_supported()
     return supported if training.bf16 is None else bool(training.bf16) and supported
+
+
+def autocast(enabled: bool) -> Any:
+    """bf16 autocast on the model's device type when `enabled`, else a no-op context."""
+    import contextlib
+
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if has_cuda() else "cpu", dtype=torch.bfloat16)
 
 
 def model_dtype(training: TrainingSettings) -> Any:
     """The dtype weights are loaded in: bf16 when training in bf16, else fp32."""
     import torch
 
-    return torch.bfloat16 if use_bf16(training) else torch.float32
+    # On CPU bf16 is autocast over fp32 weights (optimizer and LoRA updates stay in full precision).
+    return torch.bfloat16 if use_bf16(training) and has_cuda() else torch.float32
+
+
+def quantized_device_map() -> dict[str, Any]:
+    """Where a 4-bit model loads: this process's own GPU (LOCAL_RANK under DDP), else the CPU."""
+    import os
+
+    if not has_cuda():
+        return {"": "cpu"}
+    return {"": int(os.environ.get("LOCAL_RANK", "0") or 0)}
 
 
 def use_gradient_checkpointing(training: TrainingSettings) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -18,7 +17,7 @@ def is_peft_model(model: Any) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> Path:
+def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> Path:
     """Write a folder into a temp sibling, then swap it into place so readers never see half a model."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -36,20 +35,34 @@ def _write_atomically(target: Path, write: Callable[[Path], None]) -> Path:
 
 
 def _merged_from_adapter(adapter_dir: Path) -> Any:
-    """Merge a saved adapter into a freshly loaded full-precision base (4-bit weights cannot take the merge)."""
-    from peft import PeftConfig, PeftModel
-    from transformers import AutoModelForCausalLM
+    """The saved adapter merged into its base, loaded as training saw it: a QLoRA adapter's base is loaded in 4-bit
+    NF4 again and dequantised to full precision before the merge, so the merged model computes what the adapter did
+    (merging into a separately loaded full-precision copy would not: NF4 rounding moves every weight)."""
+    from peft import PeftModel
 
-    from llmops.models.loader import resolve_model_path
+    from llmops.models.loader import load_adapter_base
 
-    base_name = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
-    if not base_name:
-        raise ModelError(f"{adapter_dir}: the adapter does not name its base model; cannot merge")
-    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(base_name), dtype="auto")
+    base = load_adapter_base(adapter_dir)
+    if getattr(base, "hf_quantizer", None) is not None:
+        import torch
+
+        base = base.dequantize(dtype=torch.float32)
+        base.hf_quantizer = None
+        base.is_quantized = False
+        if hasattr(base.config, "quantization_config"):
+            del base.config.quantization_config
     return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
 
 SCHEMA_FILE = "llmops_schema.json"  # an IDP model's JSON Schema, beside its weights: `llmops serve` constrains to it
+QUANTIZATION_FILE = "llmops_quantization.json"  # a QLoRA adapter's base quantisation (bitsandbytes config)
+
+
+def _quantization_of(model: Any) -> dict[str, Any] | None:
+    config = getattr(model.get_base_model().config, "quantization_config", None)
+    if config is None:
+        return None
+    return config if isinstance(config, dict) else config.to_dict()
 
 
 def save_outputs(model: Any, tokenizer: Any, out_dir: str | Path, merge: bool,
@@ -71,10 +84,18 @@ def save_outputs(model: Any, tokenizer: Any, out_dir: str | Path, merge: bool,
         return write
 
     if not is_peft_model(model):
-        outputs["merged"] = _write_atomically(out_dir / "merged", save_with_tokenizer(model))
+        outputs["merged"] = write_folder_atomically(out_dir / "merged", save_with_tokenizer(model))
         return outputs
-    outputs["adapter"] = _write_atomically(out_dir / "adapter", save_with_tokenizer(model))
+    quantization = _quantization_of(model)
+    save_adapter = save_with_tokenizer(model)
+
+    def write_adapter(folder: Path) -> None:
+        save_adapter(folder)
+        if quantization is not None:
+            (folder / QUANTIZATION_FILE).write_text(json.dumps(quantization, indent=2, default=str))
+
+    outputs["adapter"] = write_folder_atomically(out_dir / "adapter", write_adapter)
     if merge:
         merged = _merged_from_adapter(outputs["adapter"])
-        outputs["merged"] = _write_atomically(out_dir / "merged", save_with_tokenizer(merged))
+        outputs["merged"] = write_folder_atomically(out_dir / "merged", save_with_tokenizer(merged))
     return outputs

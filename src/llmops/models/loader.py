@@ -8,25 +8,24 @@ from typing import Any
 
 from llmops.config import PeftSettings, TrainingSettings
 from llmops.errors import ModelError
-from llmops.models.device import has_cuda, model_dtype, use_gradient_checkpointing
+from llmops.models.device import has_cuda, model_dtype, quantized_device_map, use_gradient_checkpointing
 
 ADAPTER_CONFIG = "adapter_config.json"
-
-# Used only for tokenizers that ship without a chat template (base models): the assistant turn ends with EOS, and
-# the prompt rendered with add_generation_prompt is a prefix of the prompt rendered with the answer.
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}"
-    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}"
-)
-
 
 def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """A local folder as-is, or a hub id that can be loaded now; ModelError otherwise (fast, no network wait)."""
+    """A built-in name or `.gguf` file (converted, cached), a local folder as-is, or a hub id that can be loaded now;
+    ModelError otherwise (fast, no network wait)."""
+    from llmops.models.builtin import TINY, resolve_builtin
+
+    if name_or_path.lower() == TINY:
+        raise ModelError("model 'tiny' is built from a run's training data; use it as `student:` of `llmops run`")
+    converted = resolve_builtin(name_or_path)
+    if converted is not None:
+        return converted
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         return str(local.resolve())  # absolute, so a saved adapter still finds its base from another directory
@@ -49,9 +48,12 @@ def _load_error(name: str, err: Exception) -> ModelError:
     return ModelError(f"model '{name}': cannot be loaded ({first})")
 
 
-def load_tokenizer(path: str, *, padding_side: str = "right") -> Any:
-    """The tokenizer with a pad token (EOS when it has none) and a chat template."""
+def load_tokenizer(path: str, *, padding_side: str = "right", chat_template: str | None = None,
+                   name: str | None = None) -> Any:
+    """The tokenizer with a pad token other than EOS and a chat template (`chat_template` replaces the model's)."""
     from transformers import AutoTokenizer
+
+    from llmops.models.builtin import set_distinct_pad
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -59,12 +61,24 @@ def load_tokenizer(path: str, *, padding_side: str = "right") -> Any:
         raise _load_error(path, e) from None
     if tokenizer.eos_token is None:
         raise ModelError(f"model '{path}': the tokenizer has no EOS token; set eos_token in tokenizer_config.json")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    set_distinct_pad(tokenizer)
+    if chat_template:
+        tokenizer.chat_template = read_chat_template(chat_template)
     if not tokenizer.chat_template:
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+        raise ModelError(f"model '{name or path}' has no chat template; set training.chat_template to a Jinja "
+                         "template (text or a .jinja file) whose assistant turn ends with the EOS token")
     tokenizer.padding_side = padding_side
     return tokenizer
+
+
+def read_chat_template(value: str) -> str:
+    """A chat template given inline or as a path to a .jinja file."""
+    if value.endswith((".jinja", ".j2", ".txt")) and "{" not in value:
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ModelError(f"training.chat_template {value}: no such file")
+        return path.read_text(encoding="utf-8")
+    return value
 
 
 def _bnb_config(training: TrainingSettings) -> Any:
@@ -83,18 +97,31 @@ def _bnb_config(training: TrainingSettings) -> Any:
     )
 
 
+def same_4bit_math_everywhere(model: Any) -> Any:
+    """Keep bitsandbytes' 4-bit layers on one code path in training and inference. On CPUs with AVX512-BF16 a
+    Linear4bit in eval mode repacks its weights, in place, for a bf16 kernel: evaluation (and a baseline before
+    training) would then compute something else than training did and than the merged model does (and it fails
+    on layers narrower than a quantisation block)."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model
+
+
 def _load_model(path: str, training: TrainingSettings, quantized: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": model_dtype(training)}
     if quantized:
         kwargs["quantization_config"] = _bnb_config(training)
-        kwargs["device_map"] = {"": 0} if has_cuda() else {"": "cpu"}
+        kwargs["device_map"] = quantized_device_map()
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
         raise _load_error(path, e) from None
-    if not quantized and has_cuda():
+    if quantized:
+        same_4bit_math_everywhere(model)
+    elif has_cuda():
         model = model.to("cuda")
     return model
 
@@ -133,12 +160,51 @@ def _apply_peft(model: Any, peft: PeftSettings, training: TrainingSettings) -> A
 
 def load_student(name_or_path: str, peft: PeftSettings, training: TrainingSettings) -> tuple[Any, Any]:
     """The student model and tokenizer, with full, LoRA or QLoRA adaptation applied, ready to train."""
+    from llmops.models.builtin import end_generation_on_eos
+
     path = resolve_model_path(name_or_path)
-    tokenizer = load_tokenizer(path)
+    tokenizer = load_tokenizer(path, chat_template=training.chat_template, name=name_or_path)
     model = _load_model(path, training, quantized=peft.method == "qlora")
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))  # a pad token was added
+    model.config.pad_token_id = tokenizer.pad_token_id
+    end_generation_on_eos(tokenizer, model)
     return _apply_peft(model, peft, training), tokenizer
+
+
+def _adapter_base_path(adapter_file: Path) -> str:
+    base = json.loads(adapter_file.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelError(f"{adapter_file}: no base_model_name_or_path; cannot tell which base model to load")
+    return resolve_model_path(base)
+
+
+def load_adapter_base(adapter_dir: str | Path, tokenizer_size: int | None = None) -> Any:
+    """The base model of a saved adapter, as it was trained on: in 4-bit NF4 again for a QLoRA adapter (its
+    llmops_quantization.json), else in full precision; embeddings resized when training added a pad token."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from llmops.models.export import QUANTIZATION_FILE
+
+    adapter_dir = Path(adapter_dir)
+    base_path = _adapter_base_path(adapter_dir / ADAPTER_CONFIG)
+    kwargs: dict[str, Any] = {"dtype": model_dtype(TrainingSettings())}
+    quant_file = adapter_dir / QUANTIZATION_FILE
+    if quant_file.is_file():
+        _bnb_config(TrainingSettings())  # the clear error when bitsandbytes is missing
+        kwargs["quantization_config"] = BitsAndBytesConfig.from_dict(json.loads(quant_file.read_text()))
+        kwargs["device_map"] = quantized_device_map()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _load_error(base_path, e) from None
+    same_4bit_math_everywhere(model)
+    if tokenizer_size is None:
+        tokenizer_size = len(load_tokenizer(str(adapter_dir) if (adapter_dir / "tokenizer_config.json").is_file()
+                                            else base_path))
+    if tokenizer_size > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(tokenizer_size)
+    return model
 
 
 def load_for_inference(path: str | Path) -> tuple[Any, Any]:
@@ -157,17 +223,16 @@ def load_for_inference(path: str | Path) -> tuple[Any, Any]:
     else:
         from peft import PeftModel
 
-        base = json.loads(adapter_file.read_text()).get("base_model_name_or_path")
-        if not base:
-            raise ModelError(f"{adapter_file}: no base_model_name_or_path; cannot tell which base model to load")
-        base_path = resolve_model_path(base)
+        base_path = _adapter_base_path(adapter_file)
         has_tok = any((Path(folder) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
         tokenizer = load_tokenizer(folder if has_tok else base_path, padding_side="left")
+        model = load_adapter_base(folder, tokenizer_size=len(tokenizer))
         try:
-            model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
             model = PeftModel.from_pretrained(model, folder)
         except (OSError, ValueError) as e:
             raise _load_error(folder, e) from None
+        if getattr(model, "is_loaded_in_4bit", False):
+            return model.eval(), tokenizer  # already on its device
     if has_cuda():
         model = model.to("cuda")
     return model.eval(), tokenizer

@@ -1,4 +1,5 @@
-"""`llmops quickstart`: synthetic data, a tiny model built here, and the whole pipeline, offline."""
+"""`llmops quickstart`: synthetic data, a student (SmolLM2-135M-Instruct by default, or the tiny model built here),
+and the whole pipeline, offline."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 from llmops.config import env_tracking_uri
 from llmops.errors import ConfigError
 
-RECIPES = Path(__file__).with_name("recipes")
+RECIPES = Path(__file__).with_name("recipes")  # for a pretrained student (the SmolLM2 default, or --model M)
+TINY_RECIPES = RECIPES / "tiny"  # for --model tiny: a tiny Llama trained from scratch
+DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 def _console() -> Any:
@@ -69,9 +72,16 @@ def _pairs(flow: str, entries: dict[str, Any], seed: int) -> Path:
     return write(train, train.with_name("pairs.jsonl"), seed)
 
 
+def _model_tag(model: str) -> str:
+    """A short name for stage reuse: the built-in name, or the folder/file name of a local model."""
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in Path(model.rstrip("/")).name.lower())[:48]
+
+
 def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
-                   sizes: dict[str, int] | None = None) -> Any:
-    """Generate data, build the tiny model(s), run the pipeline (stages) and print the comparison."""
+                   sizes: dict[str, int] | None = None, model: str = DEFAULT_MODEL) -> Any:
+    """Generate data, resolve the student (or build the tiny models), run the pipeline (stages), print the
+    comparison. `model` is the SmolLM2 default, `tiny`, or any model `student:` accepts (a pretrained student gets
+    the LoRA recipes in recipes/; `tiny` the from-scratch recipes in recipes/tiny/)."""
     from llmops.quickstart import stages
     from llmops.quickstart.settings import settings_for
 
@@ -81,27 +91,40 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
     console = _console()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    settings = replace(settings_for(flow), **(sizes or {}))
+    tiny = model.lower() == "tiny"
+    settings = replace(settings_for(flow, pretrained=not tiny), **(sizes or {}))
     started = time.time()
     console.print(f"[bold]llmops quickstart[/] ({flow}/{train}) in {workdir.resolve()}")
     inputs = _codegen_inputs if flow == "codegen" else _idp_inputs
     entries, corpus = inputs(workdir, settings, console)
     s = settings
-    student = _build_model(workdir, flow, "student", corpus, s, s.hidden_size, s.num_layers, s.num_heads)
-    console.print(f"tiny student: {student}")
-    tag = f"-n{s.n_train}"  # stages are reused only for the same data
     entries.update({"save_dir": str(workdir / "runs"), "tracking": {"tracking_uri": _tracking_uri(workdir)}})
+    if tiny:
+        recipes = TINY_RECIPES
+        student: str | Path = _build_model(workdir, flow, "student", corpus, s, s.hidden_size, s.num_layers,
+                                           s.num_heads)
+        small: str | Path = student
+        console.print(f"tiny student: {student}")
+        tag = f"-n{s.n_train}"  # stages are reused only for the same data (and model)
+    else:
+        from llmops.models.loader import resolve_model_path
+
+        recipes, student = RECIPES, model
+        small = student
+        console.print(f"student: {model} ({resolve_model_path(model)}), LoRA")
+        tag = f"-n{s.n_train}" if model == DEFAULT_MODEL else f"-{_model_tag(model)}-n{s.n_train}"
     if train == "kd":
-        small = _build_model(workdir, flow, "student", corpus, s, s.kd_student_hidden_size, s.kd_student_num_layers,
-                             s.kd_student_num_heads)
+        if tiny:
+            small = _build_model(workdir, flow, "student", corpus, s, s.kd_student_hidden_size,
+                                 s.kd_student_num_layers, s.kd_student_num_heads)
         console.print(f"KD: teacher = {student} fine-tuned by the SFT recipe; distilled into {small}")
-        summary = stages.run_kd(workdir, flow, RECIPES, entries, student=small, teacher=student,
+        summary = stages.run_kd(workdir, flow, recipes, entries, student=small, teacher=student,
                                 overrides=overrides, console=console, tag=tag)
     elif train == "dpo":
-        summary = stages.run_dpo(workdir, flow, RECIPES, entries, student, _pairs(flow, entries, s.seed),
+        summary = stages.run_dpo(workdir, flow, recipes, entries, student, _pairs(flow, entries, s.seed),
                                  overrides, console, tag)
     else:
-        summary = stages.run_stage(stages.recipe(RECIPES, flow, "sft"), {**entries, "student": str(student)},
+        summary = stages.run_stage(stages.recipe(recipes, flow, "sft"), {**entries, "student": str(student)},
                                    overrides)
         if not overrides and summary.model_dir:  # the teacher of a later --train kd, the start of --train dpo
             stages.remember(workdir, f"{flow}-sft{tag}", summary.model_dir)

@@ -1,4 +1,4 @@
-"""Default sizes of the quickstart's synthetic data and tiny models (see quickstart/recipes/*.yaml)."""
+"""Default sizes of the quickstart's synthetic data and tiny models (see quickstart/recipes/*.yaml and tiny/)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,13 @@ class QuickstartSettings:
     seed: int = 0
 
 
-def settings_for(flow: str) -> QuickstartSettings:
-    """The default settings of a quickstart flow ("idp" or "codegen")."""
+def settings_for(flow: str, pretrained: bool = True) -> QuickstartSettings:
+    """The default settings of a quickstart flow ("idp" or "codegen"), for a pretrained student (the SmolLM2
+    default: a few dozen LoRA steps, so a few hundred examples) or the tiny model trained from scratch."""
+    if pretrained:
+        if flow == "codegen":
+            return replace(QuickstartSettings(), n_train=192, n_eval_per_class=10)
+        return replace(QuickstartSettings(), n_train=144, n_eval_per_class=8)
     if flow == "codegen":
         return replace(QuickstartSettings(), n_train=20000, n_eval_per_class=25)
     return QuickstartSettings()

@@ -84,7 +84,7 @@ def run_kd(workdir: Path, flow: str, recipes: Path, entries: dict[str, Any], stu
     console.print("[bold]distilled student[/] (logit KD from the teacher)")
     distilled = run_stage(kd, {**entries, "student": str(student), "teacher": teacher_dir}, overrides)
     console.print("[bold]SFT-only student[/] (same student, data and steps, no teacher)")
-    steps = {"training": {"max_steps": kd["training"]["max_steps"]},
+    steps = {"training": {"max_steps": kd["training"]["max_steps"]}, "peft": kd["peft"],
              "tracking": {"registered_model": f"quickstart-{flow}-sft-only"}}
     alone = run_stage(sft, _merge({**entries, "student": str(student)}, steps), overrides)
     _print_side_by_side(console, distilled, alone)
