@@ -49,6 +49,9 @@ class TrainingSettings(_Section):
     group_by_length: bool = False
     bf16: bool | None = Field(None, description="None = bf16 on a GPU that supports it, not on CPU; true on CPU = "
                                                 "bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX)")
+    attn_implementation: str | None = Field(
+        None, description="attention kernel while training (eager, sdpa, flash_attention_2); None = eager on CPU "
+                          "(measured faster than SDPA's CPU kernels at these lengths), the model's default on GPU")
     chat_template: str | None = Field(None, description="Jinja chat template (text or a .jinja file) for models "
                                                         "without one, or to replace the model's")
     gradient_checkpointing: bool | None = Field(None, description="None = on for GPUs, off on CPU")

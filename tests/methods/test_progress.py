@@ -10,9 +10,9 @@ from rich.console import Console
 from llmops.methods.progress import RichProgressCallback
 
 
-def _drive(console: Console) -> list[dict]:
+def _drive(console: Console, main: bool = True) -> list[dict]:
     callback = RichProgressCallback("sft", console=console)
-    state = SimpleNamespace(global_step=0, max_steps=4)
+    state = SimpleNamespace(global_step=0, max_steps=4, is_world_process_zero=main)
     callback.on_train_begin(None, state, None)
     logs = []
     for step in range(1, 5):
@@ -40,3 +40,10 @@ def test_live_bar_on_a_terminal() -> None:
     _drive(Console(file=out, force_terminal=True, width=120))
     text = out.getvalue()
     assert "4/4" in text and "loss 0.2500" in text and "sft step" not in text
+
+
+def test_only_the_main_process_prints() -> None:
+    for terminal in (False, True):
+        out = io.StringIO()
+        _drive(Console(file=out, force_terminal=terminal, width=120), main=False)
+        assert out.getvalue() == ""

@@ -128,3 +128,31 @@ def test_packing_trains(tiny_model_dir: Path, tmp_path: Path, sft_examples) -> N
     result = train_sft(model, tokenizer, sft_examples(24), cfg, tmp_path)
     assert result.steps == 3 and result.loss_history[0][1] > result.final_loss
     assert model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_the_answer_only_lm_head_gives_trls_loss_and_gradients(tiny_model_dir: Path, tmp_path: Path, sft_examples,
+                                                               method: str) -> None:
+    """On CPU the loss is computed from the logits of the answer positions only; it must be TRL's loss."""
+    from trl import SFTTrainer
+
+    cfg = _cfg(tiny_model_dir, method)
+    cfg.peft.dropout = 0.0  # the same forward twice
+    model, tokenizer = _load(cfg)
+    ours = make_trainer(model, tokenizer, sft_examples(8), cfg, tmp_path / "ours")
+    stock = make_trainer(model, tokenizer, sft_examples(8), cfg, tmp_path / "trl", trainer_cls=SFTTrainer)
+    assert type(ours) is not SFTTrainer and isinstance(ours, SFTTrainer)
+    batch = next(iter(ours.get_train_dataloader()))
+    assert (batch["labels"] == -100).any()  # prompt and padding are masked: the head skips those positions
+    results = []
+    for trainer in (ours, stock):
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    (ours_loss, ours_grads), (trl_loss, trl_grads) = results
+    torch.testing.assert_close(ours_loss, trl_loss, rtol=1e-5, atol=1e-5)
+    assert ours_grads.keys() == trl_grads.keys() and ours_grads
+    for name in ours_grads:
+        torch.testing.assert_close(ours_grads[name], trl_grads[name], rtol=1e-4, atol=1e-6)

@@ -94,3 +94,16 @@ def test_hub_id_while_offline_fails_fast(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_missing_local_folder_is_a_model_error(path: str) -> None:
     with pytest.raises(ModelError, match="no such folder"):
         load_student(path, PeftSettings(), TrainingSettings())
+
+
+def test_qlora_under_ddp_loads_on_the_ranks_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: `has_cuda` is patched to say there is one, to check the device map a QLoRA load asks for."""
+    from llmops.models import device
+
+    monkeypatch.setattr(device, "has_cuda", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert device.quantized_device_map() == {"": 3}
+    monkeypatch.delenv("LOCAL_RANK")
+    assert device.quantized_device_map() == {"": 0}
+    monkeypatch.setattr(device, "has_cuda", lambda: False)
+    assert device.quantized_device_map() == {"": "cpu"}

@@ -1,6 +1,7 @@
 """A rich progress bar for transformers/TRL trainers: step, loss, learning rate, tokens/s and ETA.
 
 On a terminal it draws a live bar; otherwise (CI, logs piped to a file) it prints one plain line per logging step.
+Under torchrun / accelerate only the main process (world rank 0) shows anything.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _is_main(state: Any) -> bool:
+    return bool(getattr(state, "is_world_process_zero", True))
+
+
 class RichProgressCallback(TrainerCallback):
     """Shows training progress; `tokens_per_second` is added to each log from the trainer's `num_tokens`."""
 
@@ -40,7 +45,7 @@ class RichProgressCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.start_time = time.perf_counter()
         self.start_step = state.global_step
-        if not self.console.is_terminal:
+        if not self.console.is_terminal or not _is_main(state):
             return
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -61,7 +66,7 @@ class RichProgressCallback(TrainerCallback):
             self.progress.update(self.task, completed=state.global_step)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        if not logs or "loss" not in logs:
+        if not logs or "loss" not in logs or not _is_main(state):
             return
         elapsed = max(time.perf_counter() - self.start_time, 1e-9)
         if "num_tokens" in logs:

@@ -8,7 +8,13 @@ from typing import Any
 
 from llmops.config import PeftSettings, TrainingSettings
 from llmops.errors import ModelError
-from llmops.models.device import has_cuda, model_dtype, quantized_device_map, use_gradient_checkpointing
+from llmops.models.device import (
+    attn_implementation,
+    has_cuda,
+    model_dtype,
+    quantized_device_map,
+    use_gradient_checkpointing,
+)
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -112,6 +118,8 @@ def _load_model(path: str, training: TrainingSettings, quantized: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": model_dtype(training)}
+    if attn_implementation(training):
+        kwargs["attn_implementation"] = attn_implementation(training)
     if quantized:
         kwargs["quantization_config"] = _bnb_config(training)
         kwargs["device_map"] = quantized_device_map()
