@@ -14,8 +14,8 @@ from llmops.models.loader import load_for_inference, load_student
 
 def _logits(model, tokenizer) -> torch.Tensor:
     batch = tokenizer(["Invoice 123 total 45", "line 7"], return_tensors="pt", padding=True)
-    with torch.no_grad():
-        return model(**batch).logits.float()
+    with torch.no_grad():  # padding positions zeroed: attention kernels differ only in what they put there
+        return model(**batch).logits.float() * batch["attention_mask"][..., None]
 
 
 def _perturb_adapters(model) -> None:
@@ -38,9 +38,9 @@ def test_adapter_and_merged_give_the_same_logits(tiny_model_dir: Path, tmp_path:
     assert (outputs["adapter"] / "adapter_config.json").is_file()
     assert not (outputs["merged"] / "adapter_config.json").exists()
 
-    adapter_model, tok = load_for_inference(outputs["adapter"])
-    merged_model, _ = load_for_inference(outputs["merged"])
-    base_model, _ = load_for_inference(tiny_model_dir)
+    adapter_model, tok = load_for_inference(outputs["adapter"], torch.float32)
+    merged_model, _ = load_for_inference(outputs["merged"], torch.float32)
+    base_model, _ = load_for_inference(tiny_model_dir, torch.float32)
     from_adapter, from_merged = _logits(adapter_model, tok), _logits(merged_model, tok)
     torch.testing.assert_close(from_merged, from_adapter, atol=1e-4, rtol=1e-4)
     assert (from_adapter - _logits(base_model, tok)).abs().max() > 1e-2  # the adapter really is applied
@@ -58,7 +58,7 @@ def test_full_model_saves_merged_only_and_reloads_identically(tiny_model_dir: Pa
         model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
     outputs = save_outputs(model, tokenizer, tmp_path / "out", merge=False)
     assert set(outputs) == {"merged"}
-    reloaded, tok = load_for_inference(outputs["merged"])
+    reloaded, tok = load_for_inference(outputs["merged"], torch.float32)
     assert tok.padding_side == "left"  # ready for batched generation
     torch.testing.assert_close(_logits(reloaded, tok), _logits(model.eval(), tok))
 
@@ -70,3 +70,11 @@ def test_saving_twice_replaces_the_previous_output(tiny_model_dir: Path, tmp_pat
     outputs = save_outputs(model, tokenizer, tmp_path / "out", merge=False)
     assert not (outputs["adapter"] / "stale.txt").exists()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adapter"]
+
+
+def test_inference_loads_in_bf16_where_the_cpu_has_it(tiny_model_dir: Path) -> None:
+    from llmops.models.device import cpu_supports_bf16, inference_dtype
+
+    model, _ = load_for_inference(tiny_model_dir)
+    expected = torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    assert inference_dtype() == expected and next(model.parameters()).dtype == expected

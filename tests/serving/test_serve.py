@@ -138,21 +138,11 @@ def test_completions_endpoint_and_stop(client: Any) -> None:
 
 
 def test_json_schema_always_valid(client: Any, tiny_idp: dict[str, Path]) -> None:
-    import jsonschema
+    from tests.serving.concurrent import assert_all_valid
 
     schema = json.loads(Path(tiny_idp["schema"]).read_text())
-    fmt = {"type": "json_schema", "json_schema": {"name": "idp", "schema": schema}}
-
-    def ask(i: int) -> Any:
-        return client.chat.completions.create(
-            model="tiny-idp", messages=[{"role": "user", "content": f"Extract the fields of document {i}"}],
-            max_tokens=TOKEN_LIMIT, temperature=1.0 if i % 2 else 0, response_format=fmt)
-
-    with ThreadPoolExecutor(8) as pool:
-        outs = list(pool.map(ask, range(20)))
-    for out in outs:
-        assert out.choices[0].finish_reason == "stop", out
-        jsonschema.validate(json.loads(out.choices[0].message.content), schema)
+    assert_all_valid(client, "tiny-idp", schema, lambda i: f"Extract the fields of document {i}", TOKEN_LIMIT,
+                     workers=8)
     # json_object: when it finishes, it is a JSON object.
     out = client.chat.completions.create(model="tiny-idp", messages=[{"role": "user", "content": "json"}],
                                          max_tokens=200, temperature=0, response_format={"type": "json_object"})

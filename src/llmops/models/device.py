@@ -72,6 +72,16 @@ def model_dtype(training: TrainingSettings) -> Any:
     return torch.bfloat16 if use_bf16(training) and has_cuda() else torch.float32
 
 
+def inference_dtype() -> Any:
+    """The dtype models are loaded in for generation: bf16 on a GPU that supports it and on a CPU that computes bf16
+    natively (AVX512-BF16 / AMX), else fp32."""
+    import torch
+
+    if has_cuda():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
 def quantized_device_map() -> dict[str, Any]:
     """Where a 4-bit model loads: this process's own GPU (LOCAL_RANK under DDP), else the CPU."""
     import os

