@@ -115,6 +115,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32, help="max batch size of the batched server")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="weights' dtype (auto: bf16 where the CPU computes it natively, as `llmops serve`)")
     args = parser.parse_args()
 
     import torch
@@ -129,7 +131,10 @@ def main() -> None:
         model_dir = args.model or tiny_model(folder)
         texts = prompts(folder, args.clients * args.requests) if args.model is None else \
             [f"Write a short note number {i}." for i in range(args.clients * args.requests)]
-        model, tokenizer = load_for_inference(model_dir)
+        dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+        model, tokenizer = load_for_inference(model_dir, dtype)
+        print(f"model {model_dir} ({next(model.parameters()).dtype}), {args.clients} clients x {args.requests} "
+              f"requests, max_tokens {args.max_tokens}", flush=True)
         runs: dict[int, list[dict]] = {args.batch: [], 1: []}
         for repeat in range(args.repeats):
             for batch in ((args.batch, 1) if repeat % 2 == 0 else (1, args.batch)):
