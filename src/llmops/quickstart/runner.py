@@ -111,7 +111,7 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
 
         recipes, student = RECIPES, model
         small = student
-        console.print(f"student: {model} ({resolve_model_path(model)}), LoRA")
+        console.print(f"student: {model} ({resolve_model_path(model)})")
         tag = f"-n{s.n_train}" if model == DEFAULT_MODEL else f"-{_model_tag(model)}-n{s.n_train}"
     if train == "kd":
         if tiny:
