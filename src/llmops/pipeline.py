@@ -29,28 +29,12 @@ STATE_FILE = "state.json"
 # ---------------------------------------------------------------- inputs
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
 def prepare(cfg: RunConfig) -> Prepared:
-    """The validate step, then `student: tiny` (and `teacher: tiny`) made a folder: the tiny offline model, its
-    tokenizer trained on this run's training examples (built once per data, then reused from the cache)."""
-    from llmops.models.builtin import TINY, tiny_for
+    """The validate step, then `student: tiny` / `teacher: tiny` made a folder (built from the training data)."""
+    from llmops.models.builtin import build_tiny_roles
 
     prepared = validate(cfg)
-    roles = [role for role in ("student", "teacher") if (getattr(cfg, role) or "").lower() == TINY]
-    if roles:
-        folder = str(tiny_for(_strings(prepared.train), num_layers=2))
-        for role in roles:
-            setattr(cfg, role, folder)
+    build_tiny_roles(cfg, prepared.train)
     return prepared
 
 

@@ -143,3 +143,17 @@ def test_tiny_is_built_from_the_run_data_once(tmp_path: Path, monkeypatch: pytes
     assert builtin.tiny_for(texts, vocab_size=300, hidden_size=32, num_layers=2, num_heads=2) == first
     assert (first / "config.json").stat().st_mtime_ns == stamp
     assert builtin.tiny_for(texts[:10], vocab_size=300, hidden_size=32, num_layers=2, num_heads=2) != first
+
+
+def test_student_tiny_becomes_the_folder_built_from_the_training_examples() -> None:
+    from llmops.config import RunConfig
+
+    cfg = RunConfig.model_validate({"student": "tiny", "teacher": "TINY", "data": "d"})
+    examples = [{"prompt": [{"role": "user", "content": f"Invoice {i} total {i}.50"}],
+                 "completion": [{"role": "assistant", "content": f'{{"total": "{i}.50"}}'}]} for i in range(30)]
+    builtin.build_tiny_roles(cfg, examples)
+    assert cfg.student == cfg.teacher and (Path(cfg.student) / "config.json").is_file()
+    assert Path(cfg.student).parent == Path(os.environ["LLMOPS_CACHE"]) / "models"
+    other = RunConfig.model_validate({"student": "some/model", "data": "d"})
+    builtin.build_tiny_roles(other, examples)
+    assert other.student == "some/model" and other.teacher is None

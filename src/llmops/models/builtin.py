@@ -49,9 +49,9 @@ BUILTIN_MODELS = {
 PAD_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<unk>")
 
 
-def is_builtin(name: str) -> bool:
-    """Whether `name` is a built-in model name (or `tiny`), resolved without a hub."""
-    return name.lower() in BUILTIN_MODELS or name.lower() == TINY
+def converts_offline(name: str) -> bool:
+    """Whether `name` is a built-in model name or a `.gguf` file: resolved here, without a hub or a folder."""
+    return name.lower() in BUILTIN_MODELS or name.lower().endswith(".gguf")
 
 
 def builtin_gguf(model: BuiltinModel) -> Path:
@@ -170,6 +170,27 @@ def end_generation_on_eos(tokenizer: Any, model: Any) -> None:
         ids.insert(0, tokenizer.eos_token_id)
     config.eos_token_id = ids if len(ids) > 1 else ids[0]
     config.pad_token_id = tokenizer.pad_token_id
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def build_tiny_roles(cfg: Any, examples: list[dict]) -> None:
+    """`student: tiny` (and `teacher: tiny`) replaced by the folder of the tiny offline model, its tokenizer
+    trained on the texts of this run's training `examples` (built once per data, then reused from the cache)."""
+    roles = [role for role in ("student", "teacher") if (getattr(cfg, role) or "").lower() == TINY]
+    if roles:
+        folder = str(tiny_for(_strings(examples), num_layers=2))
+        for role in roles:
+            setattr(cfg, role, folder)
 
 
 def tiny_for(texts: Iterable[str], **sizes: Any) -> Path:

@@ -130,10 +130,9 @@ class Engine:
         from llmops.models.loader import load_for_inference
         from llmops.tracking import resolve_model
 
-        from llmops.models.builtin import BUILTIN_MODELS
+        from llmops.models.builtin import converts_offline
 
-        built_in = model.lower() in BUILTIN_MODELS or model.lower().endswith(".gguf")
-        if not model.startswith("models:/") and not built_in and not Path(model).expanduser().is_dir():
+        if not model.startswith("models:/") and not converts_offline(model) and not Path(model).expanduser().is_dir():
             raise ConfigError(f"serve: model folder '{model}' does not exist")
         path = resolve_model(model)
         mdl, tok = load_for_inference(path)
