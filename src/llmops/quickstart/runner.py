@@ -95,6 +95,10 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
     settings = replace(settings_for(flow, pretrained=not tiny), **(sizes or {}))
     started = time.time()
     console.print(f"[bold]llmops quickstart[/] ({flow}/{train}) in {workdir.resolve()}")
+    if not tiny:  # a missing or unconvertible model is reported before any data is generated
+        from llmops.models.loader import resolve_model_path
+
+        console.print(f"student: {model} ({resolve_model_path(model)})")
     inputs = _codegen_inputs if flow == "codegen" else _idp_inputs
     entries, corpus = inputs(workdir, settings, console)
     s = settings
@@ -107,11 +111,8 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
         console.print(f"tiny student: {student}")
         tag = f"-n{s.n_train}"  # stages are reused only for the same data (and model)
     else:
-        from llmops.models.loader import resolve_model_path
-
         recipes, student = RECIPES, model
         small = student
-        console.print(f"student: {model} ({resolve_model_path(model)})")
         tag = f"-n{s.n_train}" if model == DEFAULT_MODEL else f"-{_model_tag(model)}-n{s.n_train}"
     if train == "kd":
         if tiny:
