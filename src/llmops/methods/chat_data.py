@@ -52,3 +52,18 @@ def tokenized_dataset(examples: list[dict], tokenizer: Any) -> Any:
             raise DataError(f"training example {i}: expected 'prompt' and 'completion' message lists")
         rows.append(tokenize_example(tokenizer, ex["prompt"], ex["completion"]))
     return Dataset.from_list(rows)
+
+
+def template_ends_with_eos(tokenizer: Any, example: dict) -> bool:
+    """Whether the rendered completion (the tokens after the prompt) contains the EOS token."""
+    def ids(messages: list[dict], **kwargs: Any) -> list[int]:
+        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"]
+
+    prompt_len = len(ids(example["prompt"], add_generation_prompt=True))
+    return tokenizer.eos_token_id in ids(example["prompt"] + example["completion"])[prompt_len:]
+
+
+def append_eos(completion: list[dict], tokenizer: Any) -> list[dict]:
+    last = dict(completion[-1])
+    last["content"] = str(last.get("content", "")) + tokenizer.eos_token
+    return [*completion[:-1], last]

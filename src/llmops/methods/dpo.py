@@ -18,18 +18,17 @@ from transformers import PrinterCallback
 
 from llmops.config import RunConfig
 from llmops.errors import DataError, ModelError
+from llmops.methods.chat_data import append_eos, template_ends_with_eos
 from llmops.methods.progress import RichProgressCallback
-from llmops.models.device import has_cuda
 from llmops.methods.sft import (
     TrainResult,
-    _append_eos,
     _keep_adapter_precision,
     _quiet_datasets,
     _Relay,
-    _template_ends_with_eos,
     fit,
     trainer_args,
 )
+from llmops.models.device import has_cuda
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +73,12 @@ def _pairs(examples: list[dict]) -> list[dict]:
 def _with_eos(pairs: list[dict], tokenizer: Any) -> list[dict]:
     """Pairs whose answers end with EOS when rendered: TRL adds none to conversational data, the template must."""
     first = pairs[0]
-    if _template_ends_with_eos(tokenizer, {"prompt": first["prompt"], "completion": first["chosen"]}):
+    if template_ends_with_eos(tokenizer, {"prompt": first["prompt"], "completion": first["chosen"]}):
         return pairs
     log.warning("the chat template does not end the assistant turn with %s; appending it to each answer",
                 tokenizer.eos_token)
-    return [{"prompt": p["prompt"], "chosen": _append_eos(p["chosen"], tokenizer),
-             "rejected": _append_eos(p["rejected"], tokenizer)} for p in pairs]
+    return [{"prompt": p["prompt"], "chosen": append_eos(p["chosen"], tokenizer),
+             "rejected": append_eos(p["rejected"], tokenizer)} for p in pairs]
 
 
 def _dataset(examples: list[dict], tokenizer: Any) -> Any:
