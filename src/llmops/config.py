@@ -79,8 +79,9 @@ class EvalSettings(_Section):
     batch_size: int = Field(8, gt=0)
     max_new_tokens: int = Field(256, gt=0)
     max_examples: int = Field(0, ge=0, description="0 = all")
-    bf16: bool | None = Field(None, description="bf16 autocast while generating; None = on GPUs and on CPUs with "
-                                                "native bf16 (AVX512-BF16/AMX), for fp32 weights")
+    bf16: bool | None = Field(None, description="bf16 while generating; None = on GPUs and on CPUs with native bf16 "
+                                                "(AVX512-BF16/AMX), except for models computed from 4-bit QLoRA "
+                                                "weights; false = saved models load and generate in fp32")
     baseline: bool = Field(True, description="evaluate the untrained student before training")
     gate_metric: str | None = Field(None, description="default: field_f1 (IDP), pass_at_1 (CodeGen)")
     eval_fraction: float = Field(

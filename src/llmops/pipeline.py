@@ -142,13 +142,14 @@ def _load_student(run: Run) -> None:
 def _load_trained(run: Run) -> None:
     """The fine-tuned model saved by the train step (when this process did not train it)."""
     from llmops.methods.runner import MethodContext, prepare
+    from llmops.models.device import eval_load_dtype
     from llmops.models.loader import load_for_inference
 
     if run.trained:
         return
     if "model_dir" not in run.state:
         raise LlmopsError(f"{run.run_dir}: no trained model yet; the train step has not finished")
-    run.model, run.tokenizer = load_for_inference(run.state["model_dir"])
+    run.model, run.tokenizer = load_for_inference(run.state["model_dir"], eval_load_dtype(run.cfg.eval.bf16))
     if run.cfg.train_type == "DPO":  # the reference is the model DPO started from
         run.ctx = MethodContext(reference=load_for_inference(run.cfg.student)[0])
     else:
@@ -377,6 +378,7 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None) -> RunSummar
 
 def evaluate_saved(cfg: RunConfig, model: str, out: Path | None = None) -> dict[str, float]:
     """Evaluate a saved or registered model on cfg.eval_data (the pipeline's eval step on its own)."""
+    from llmops.models.device import eval_load_dtype
     from llmops.models.loader import load_for_inference
     from llmops.tracking import resolve_model
 
@@ -386,5 +388,5 @@ def evaluate_saved(cfg: RunConfig, model: str, out: Path | None = None) -> dict[
     records = load_checked(cfg.eval_data, cfg, task, "eval")
     examples = eval_examples(cfg, task, records)
     quiet_libraries()
-    mdl, tok = load_for_inference(resolve_model(model))
+    mdl, tok = load_for_inference(resolve_model(model), eval_load_dtype(cfg.eval.bf16))
     return evaluate_model(mdl, tok, Prepared(task, [], examples), cfg, out).metrics

@@ -78,3 +78,42 @@ def test_inference_loads_in_bf16_where_the_cpu_has_it(tiny_model_dir: Path) -> N
     model, _ = load_for_inference(tiny_model_dir)
     expected = torch.bfloat16 if cpu_supports_bf16() else torch.float32
     assert inference_dtype() == expected and next(model.parameters()).dtype == expected
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_models_computed_from_4bit_weights_generate_in_fp32_by_default(tiny_model_dir: Path, tmp_path: Path,
+                                                                       method: str) -> None:
+    """A merged QLoRA model is dequantised NF4 + the LoRA delta: loaded in bf16 its greedy answers drift from the
+    adapter's (measured on SmolLM2), so both load in fp32 and generation does not autocast them back to bf16."""
+    from llmops.evaluation.generate import generate, generation_autocast
+    from llmops.models.device import inference_dtype
+    from llmops.models.export import PRECISION_FILE
+
+    model, tokenizer = load_student(str(tiny_model_dir), PeftSettings(method=method, r=4, alpha=8),
+                                    TrainingSettings())
+    _perturb_adapters(model)
+    outputs = save_outputs(model, tokenizer, tmp_path / "out", merge=True)
+    assert (outputs["merged"] / PRECISION_FILE).is_file() == (method == "qlora")
+    adapter_model, tok = load_for_inference(outputs["adapter"])
+    merged_model, _ = load_for_inference(outputs["merged"])
+    expected = torch.float32 if method == "qlora" else inference_dtype()
+    assert merged_model.dtype == expected
+    if method == "qlora":
+        for loaded in (adapter_model, merged_model):
+            with generation_autocast(loaded):
+                assert not torch.is_autocast_cpu_enabled()
+        prompts = [[{"role": "user", "content": f"Invoice {i} total {i * 7}"}] for i in range(6)]
+        assert generate(adapter_model, tok, prompts, 3, 12) == generate(merged_model, tok, prompts, 3, 12)
+
+
+def test_a_broken_precision_file_is_one_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from llmops.errors import ModelError
+    from llmops.models.export import PRECISION_FILE
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / PRECISION_FILE).write_text('{"dtype": "float33"}')
+    with pytest.raises(ModelError, match="float33"):
+        load_for_inference(folder)

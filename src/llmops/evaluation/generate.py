@@ -110,13 +110,16 @@ def sample(
 
 def generation_autocast(model: Any, bf16: bool | None = None) -> Any:
     """bf16 autocast for generating with `model` (fp32 weights) where it pays: asked for, or (None) on a GPU or a
-    CPU with native bf16 (AVX512-BF16 / AMX); else a no-op context."""
+    CPU with native bf16 (AVX512-BF16 / AMX), unless the model computes from 4-bit weights or was loaded in fp32
+    on purpose (load_for_inference); else a no-op context."""
     import torch
 
     from llmops.models.device import autocast, cpu_supports_bf16
 
     param = next(model.parameters(), None)
     if param is None or param.dtype != torch.float32 or bf16 is False:
+        return autocast(False)
+    if bf16 is None and (getattr(model, "is_loaded_in_4bit", False) or getattr(model, "llmops_full_precision", False)):
         return autocast(False)
     if param.device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -82,6 +82,14 @@ def inference_dtype() -> Any:
     return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
 
+def eval_load_dtype(bf16: bool | None) -> Any:
+    """The dtype `eval.bf16` asks saved models to load in: None = each model's default (saved_inference_dtype),
+    false = fp32, true = bf16."""
+    import torch
+
+    return None if bf16 is None else (torch.bfloat16 if bf16 else torch.float32)
+
+
 def quantized_device_map() -> dict[str, Any]:
     """Where a 4-bit model loads: this process's own GPU (LOCAL_RANK under DDP), else the CPU."""
     import os

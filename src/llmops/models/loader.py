@@ -221,16 +221,41 @@ def load_adapter_base(adapter_dir: str | Path, tokenizer_size: int | None = None
     return model
 
 
-def load_for_inference(path: str | Path, dtype: Any = None) -> tuple[Any, Any]:
-    """A saved model for generation: a full/merged model folder, or a PEFT adapter folder (base loaded first).
+def saved_inference_dtype(folder: str | Path) -> Any:
+    """The dtype a saved model generates in by default: fp32 for one computed from 4-bit weights (a QLoRA adapter,
+    or a model merged from one: its llmops_precision.json), so the merged model answers as the adapter does; else
+    bf16 where it is native (a GPU that has it, a CPU with AVX512-BF16 / AMX: measured 1.45x faster greedy decoding
+    than bf16 autocast over fp32 weights, 2.3x faster than fp32), else fp32."""
+    import torch
 
-    `dtype` default: bf16 where it is native (a GPU that has it, a CPU with AVX512-BF16 / AMX: measured 1.45x faster
-    greedy decoding than bf16 autocast over fp32 weights, 2.3x faster than fp32), else fp32."""
+    from llmops.models.export import PRECISION_FILE, QUANTIZATION_FILE
+
+    folder = Path(folder)
+    if (folder / QUANTIZATION_FILE).is_file():
+        return torch.float32
+    precision = folder / PRECISION_FILE
+    if precision.is_file():
+        try:
+            name = json.loads(precision.read_text()).get("dtype", "")
+        except (ValueError, AttributeError):
+            raise ModelError(f"{precision}: not a JSON object; delete it or write {{\"dtype\": \"float32\"}}") from None
+        dtype = getattr(torch, str(name), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ModelError(f"{precision}: dtype '{name}' is not a torch dtype (float32, bfloat16, float16)")
+        return dtype
+    return inference_dtype()
+
+
+def load_for_inference(path: str | Path, dtype: Any = None) -> tuple[Any, Any]:
+    """A saved model for generation: a full/merged model folder, or a PEFT adapter folder (base loaded first), in
+    `dtype` (default: saved_inference_dtype). A model kept in fp32 on purpose is marked `llmops_full_precision`,
+    so generation does not autocast it to bf16 either."""
     from transformers import AutoModelForCausalLM
 
     folder = resolve_model_path(str(path))
     adapter_file = Path(folder) / ADAPTER_CONFIG
-    dtype = dtype or inference_dtype()
+    keep_precision = dtype is None and saved_inference_dtype(folder) != inference_dtype()
+    dtype = dtype or saved_inference_dtype(folder)
     if not adapter_file.is_file():
         tokenizer = load_tokenizer(folder, padding_side="left")
         try:
@@ -248,8 +273,9 @@ def load_for_inference(path: str | Path, dtype: Any = None) -> tuple[Any, Any]:
             model = PeftModel.from_pretrained(model, folder)
         except (OSError, ValueError) as e:
             raise _load_error(folder, e) from None
-        if getattr(model, "is_loaded_in_4bit", False):
-            return model.eval(), tokenizer  # already on its device
+    model.llmops_full_precision = keep_precision
+    if getattr(model, "is_loaded_in_4bit", False):
+        return model.eval(), tokenizer  # already on its device
     if has_cuda():
         model = model.to("cuda")
     return model.eval(), tokenizer
