@@ -63,7 +63,7 @@ def verdict(result: ExecResult) -> CheckResult:
 @contextmanager
 def _progress(desc: str | None, total: int) -> Iterator[Callable[[], None]]:
     """An `advance()` that moves the progress bar when `desc` is set (and stderr is a terminal), else nothing."""
-    from llmops.evaluation.generate import progress_bar
+    from llmops.progress import progress_bar
 
     with progress_bar(enabled=desc is not None) as progress:
         task = progress.add_task(desc or "", total=total)

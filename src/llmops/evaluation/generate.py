@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmops.errors import ModelError
+from llmops.progress import progress_bar
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -51,18 +52,6 @@ def _until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
         if token in eos_ids:
             return ids[:i]
     return ids
-
-
-def progress_bar(enabled: bool = True) -> Any:
-    """A rich progress bar on stderr, silent when stderr is not a terminal (or when not `enabled`)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True, disable=not (enabled and console.is_terminal),
-    )
 
 
 def generate(
