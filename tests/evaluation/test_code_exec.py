@@ -92,7 +92,7 @@ def test_build_program_is_human_evals_check_program() -> None:
 
 
 def test_verdicts_use_human_evals_vocabulary() -> None:
-    from llmops.tasks.sandbox import ExecResult
+    from llmops.sandbox import ExecResult
 
     def check(status: str, message: str = "") -> str:
         return verdict(ExecResult(status, message, None, "", "", 0.1)).result

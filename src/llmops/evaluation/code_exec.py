@@ -2,7 +2,7 @@
 
 The program, the verdicts ("passed", "timed out", "failed: <detail>"), the files (SAMPLES_results.jsonl) and the
 unbiased pass@k estimator are those of OpenAI's human-eval (Chen et al. 2021, https://arxiv.org/abs/2107.03374).
-The difference: each program runs in `llmops.tasks.sandbox`, not in a forked copy of the evaluator.
+The difference: each program runs in `llmops.sandbox`, not in a forked copy of the evaluator.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from llmops.data.io import format_problem, read_bytes, read_records
 from llmops.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from llmops.tasks.sandbox import ExecResult
+    from llmops.sandbox import ExecResult
 
 DEFAULT_KS = (1, 10, 100)
 PROBLEM_FIELDS = ("task_id", "prompt", "test", "entry_point")
@@ -84,7 +84,7 @@ def check_programs(
     programs: list[str], timeout: float = 3.0, workers: int | None = None, desc: str | None = "executing"
 ) -> list[CheckResult]:
     """Run each program in the sandbox (`workers` at a time, default `default_workers()`); verdicts in input order."""
-    from llmops.tasks.sandbox import Limits, run_python
+    from llmops.sandbox import Limits, run_python
 
     if not programs:
         return []

@@ -1,9 +1,9 @@
 """The code that runs inside the sandbox: the wrapper around one program, and the warm sandbox's fork server.
 
-Not imported by the evaluator: `llmops.tasks.sandbox` reads this file and runs it with `python -I -S -B -c SOURCE`
-followed by one call, `_main(...)` (a cold run: this process becomes the program) or `_serve(...)` (a warm sandbox:
-this process forks one child per program). Standard library only, and only cheap imports at the top: a cold run pays
-for each one.
+Not imported by the evaluator: `llmops.sandbox.bwrap.child_source` reads this file, which runs as
+`python -I -S -B -c SOURCE` followed by one call, `_main(...)` (a cold run: this process becomes the program) or
+`_serve(...)` (a warm sandbox: this process forks one child per program). Standard library only, and only cheap
+imports at the top: a cold run pays for each one.
 """
 
 import _signal

@@ -1,6 +1,6 @@
 """The rlimits fallback's process bookkeeping: find and kill every process of a run without namespaces.
 
-See `llmops.tasks.sandbox` for what this backend protects against and what it does not.
+See `llmops.sandbox` for what this backend protects against and what it does not.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-MARKER = "LLMOPS_SANDBOX_RUN"  # in a fallback run's environment, when it shares the evaluator's uid
+from llmops.sandbox.core import MARKER
 
 
 class ProcessTree:

@@ -2,14 +2,14 @@
 
 A cold run starts bwrap and a fresh interpreter per program (~20 ms before the program's first line, most of it
 interpreter start-up and imports). A warm sandbox is the same bwrap sandbox (namespaces, read-only file system view,
-capabilities) started once, running `sandbox_child._serve` as root-in-the-sandbox with common modules imported. Per
+capabilities) started once, running `child._serve` as root-in-the-sandbox with common modules imported. Per
 program the server forks a child that takes a new mount and IPC namespace with empty size-limited tmpfs at /tmp and
 /sandbox, drops to the sandbox's unprivileged uid, sets the limits and runs the program through the same nonce
 protocol; its stdin, stdout, stderr and report pipes come straight from the evaluator (passed over a socket), so
 program text and output never pass through the server. At the end of a run (report, exit, timeout, output cap) the
 server SIGKILLs every process in the sandbox but itself and pid 1 until none is left, then says "clean". If it does
 not within a grace period, or its socket closes, the evaluator kills the whole sandbox (its pid namespace dies with
-its pid 1) and the run is not ok. See `llmops.tasks.sandbox` for what this shares between runs and why it is safe.
+its pid 1) and the run is not ok. See `llmops.sandbox` for what this shares between runs and why it is safe.
 """
 
 from __future__ import annotations
@@ -28,10 +28,22 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import TypeVar
 
-from llmops.tasks import sandbox as sb
+from llmops.sandbox.bwrap import BwrapProcess, bwrap_base, child_source, python, python_binds
+from llmops.sandbox.capture import Capture, exec_result, program_input
+from llmops.sandbox.core import (
+    BOX,
+    FREE_SLOTS,
+    SLOTS,
+    TMPFS_FILES,
+    ExecResult,
+    Limits,
+    program_env,
+    rlimits,
+    slot_uid,
+)
 
 _GRACE = 5.0  # seconds the server may take to clean up after a run
-_MAX_WARM = sb._SLOTS // 2  # warm sandboxes hold their uid slot; leave the rest to cold runs
+_MAX_WARM = SLOTS // 2  # warm sandboxes hold their uid slot; leave the rest to cold runs
 _T = TypeVar("_T")
 
 
@@ -45,7 +57,7 @@ class WarmSandbox:
         argv = _command(theirs.fileno(), info_w, uid)
         try:
             proc = _spawn(lambda: subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=sb._env("bwrap", "/", "warm"),
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=program_env("bwrap", "/", "warm"),
                 start_new_session=True, pass_fds=[theirs.fileno(), info_w]))
         except BaseException:
             self.sock.close()
@@ -54,23 +66,22 @@ class WarmSandbox:
         finally:
             theirs.close()
             os.close(info_w)
-        self.box = sb._Sandbox(proc, info_r)
+        self.box = BwrapProcess(proc, info_r)
         said = self.sock.recv(256) if select.select([self.sock], [], [], 30.0)[0] else b"no answer in 30 s"
         if said != b"ready":
             self.destroy()
             raise OSError(f"the warm sandbox did not start: {said.decode(errors='replace') or 'it exited'}")
-        while self.box.init_fd is None and self.box._read_info():  # pin its pid 1 (written before the start)
-            pass
+        self.box.pin()  # its pid 1 (written before the start)
 
-    def run(self, code: str, limits: sb.Limits, as_main: bool = True) -> sb.ExecResult | None:
+    def run(self, code: str, limits: Limits, as_main: bool = True) -> ExecResult | None:
         """Run one program in a fresh child of the server; afterwards nothing of it is left in the sandbox.
 
         None when the sandbox was found dead before the program was handed over (it is then destroyed).
         """
         nonce = secrets.token_hex(16).encode()
         (code_r, code_w), (out_r, out_w), (err_r, err_w), (status_r, status_w) = (os.pipe() for _ in range(4))
-        tmpfs = sb._TMPFS_FILES * limits.max_file_mb << 20
-        header = " ".join(map(str, (int(as_main), *sb._rlimits(limits, limits.max_processes), tmpfs)))
+        tmpfs = TMPFS_FILES * limits.max_file_mb << 20
+        header = " ".join(map(str, (int(as_main), *rlimits(limits, limits.max_processes), tmpfs)))
         start = time.monotonic()
         server = _Server(self)
         try:
@@ -84,16 +95,11 @@ class WarmSandbox:
             for fd in (code_r, out_w, err_w, status_w):
                 os.close(fd)
         files = (open(out_r, "rb", buffering=0), open(err_r, "rb", buffering=0))  # noqa: SIM115 (capture closes)
-        capture = sb._Capture(files, status_r, nonce, limits.max_output_bytes)
-        try:
-            _feed(code_w, nonce + b"\n" + code.encode("utf-8", "surrogateescape"))
-            reason = capture.pump(server, start + limits.timeout)
-        finally:
-            server.kill()
-            capture.close()
-        result = sb._result(reason, capture, server.returncode, time.monotonic() - start)
+        capture = Capture(files, status_r, nonce, limits.max_output_bytes)
+        reason = capture.run(server, lambda: _feed(code_w, program_input(nonce, code)), start + limits.timeout)
+        result = exec_result(reason, capture, server.returncode, time.monotonic() - start)
         if server.broken and result.ok:  # never happens unless the server failed after the report: still not ok
-            result = sb.ExecResult("error", "the sandbox failed", None, result.stdout, result.stderr, result.duration)
+            result = ExecResult("error", "the sandbox failed", None, result.stdout, result.stderr, result.duration)
         return result
 
     def healthy(self) -> bool:
@@ -148,7 +154,7 @@ class _Server:
         return msg == b"clean"
 
 
-def run_warm(code: str, limits: sb.Limits, as_main: bool) -> sb.ExecResult | None:
+def run_warm(code: str, limits: Limits, as_main: bool) -> ExecResult | None:
     """Run `code` in a warm sandbox of the pool; None when none can be had (not root, failed to start, too many)."""
     for _ in range(2):  # an idle sandbox found dead on hand-over: once more in another (a new one)
         if (sandbox := _POOL.acquire()) is None:
@@ -178,17 +184,17 @@ class _Pool:
                 sandbox = self.idle.pop()
                 if sandbox.healthy():
                     return sandbox
-                sb._FREE_SLOTS.put(self.slots.pop(sandbox))
+                FREE_SLOTS.put(self.slots.pop(sandbox))
             if os.geteuid() != 0 or self.failure or len(self.slots) >= _MAX_WARM:
                 return None  # not root: the server and its programs would share a uid
             try:
-                index = sb._FREE_SLOTS.get_nowait()
+                index = FREE_SLOTS.get_nowait()
             except queue.Empty:
                 return None
         try:
-            sandbox = WarmSandbox(sb._slot_uid(index))
+            sandbox = WarmSandbox(slot_uid(index))
         except OSError as exc:
-            sb._FREE_SLOTS.put(index)
+            FREE_SLOTS.put(index)
             self.failure = str(exc)
             return None
         with self.lock:
@@ -201,7 +207,7 @@ class _Pool:
             if sandbox.alive and sandbox in self.slots:
                 self.idle.append(sandbox)
             elif sandbox in self.slots:
-                sb._FREE_SLOTS.put(self.slots.pop(sandbox))
+                FREE_SLOTS.put(self.slots.pop(sandbox))
 
     def close(self) -> None:
         """Destroy every idle sandbox (at interpreter exit)."""
@@ -218,12 +224,12 @@ atexit.register(_POOL.close)
 
 def _command(sock_fd: int, info_w: int, uid: int) -> list[str]:
     """bwrap as for a cold run, plus the server's capabilities, and the server."""
-    mounts = [arg for path in ("/tmp", sb._BOX) for arg in ("--perms", "0755", "--size", "65536", "--tmpfs", path)]
+    mounts = [arg for path in ("/tmp", BOX) for arg in ("--perms", "0755", "--size", "65536", "--tmpfs", path)]
     # CAP_SYS_ADMIN: each child's new mount and IPC namespaces; CAP_KILL: the server kills the run's processes.
     # The child loses every capability when it drops to `uid`, before any of the program runs.
-    return [*sb._bwrap_base(), "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_KILL", "--json-status-fd",
-            str(info_w), *mounts, "--chdir", "/", *sb._python_binds(), "--",
-            sb._python(), "-I", "-S", "-B", "-c", sb._child_source() + "\n_serve(*map(int, sys.argv[1:]))",
+    return [*bwrap_base(), "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_KILL", "--json-status-fd",
+            str(info_w), *mounts, "--chdir", "/", *python_binds(), "--",
+            python(), "-I", "-S", "-B", "-c", child_source() + "\n_serve(*map(int, sys.argv[1:]))",
             str(sock_fd), str(uid)]
 
 
