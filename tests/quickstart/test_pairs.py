@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llmops.evaluation.code_exec import check_programs
 from llmops.quickstart.codegen_data import generate_codegen_dataset
 from llmops.quickstart.idp_data import generate_idp_dataset
 from llmops.quickstart.pairs import write_codegen_pairs, write_idp_pairs
+from llmops.sandbox import check_programs
 from llmops.tasks.codegen import program_for
 from llmops.tasks.idp import IDPTask
 

