@@ -63,11 +63,11 @@ def test_malformed_lines_listed_with_file_and_line(tmp_path: Path) -> None:
         eval_idp_files(preds, gold)
     problems = info.value.problems
     assert problems == [
-        f"{preds}:2: invalid JSON (Expecting value at column 23)",
+        f"{preds}:2: not valid JSON: Expecting value at column 23",
         f"{preds}:3: duplicate id '1' (first on line 1)",
         f'{preds}:4: missing "id" (a string or integer)',
         f'{preds}:5: missing "output" (the raw model text or a JSON object)',
-        f"{preds}:6: expected a JSON object, got list",
+        f"{preds}:6: a record must be a JSON object, got an array",
         f'{gold}:2: missing "fields" (or "output"): the gold JSON',
         f'{gold}:3: "output" is text but not JSON (Expecting value)',
         f'{gold}:4: "fields" must be a JSON object, got int',
@@ -86,6 +86,7 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
     empty.write_text("\n")
     with pytest.raises(DataError, match=r"empty\.jsonl: no gold records"):
         eval_idp_files(preds, str(empty))
+    assert eval_idp_files(str(empty), gold)["missing_predictions"] == 1  # no predictions: every one missing
     with pytest.raises(DataError, match="invalid JSON Schema"):
         eval_idp_files(preds, gold, '{"type": 5}')
 

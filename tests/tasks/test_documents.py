@@ -67,7 +67,7 @@ def test_text_files_and_inline_text(tmp_path: Path) -> None:
     assert read_document("Please see the attached receipt.pdf") == "Please see the attached receipt.pdf"
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("caf\xe9".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1\.txt: not UTF-8 text"):
+    with pytest.raises(DataError, match=r"latin1\.txt:1: not valid UTF-8 \(byte 0xe9\); save the file as UTF-8"):
         read_document(str(latin1))
 
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from llmops.data.io import scan_records
 from llmops.errors import DataError
 
 _MAX_LISTED = 20
@@ -30,23 +31,10 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def _read_records(location: str, problems: list[str]) -> list[tuple[int, dict[str, Any]]]:
-    """The JSON object on each non-blank line of a JSONL file; malformed lines go to `problems`."""
-    from llmops.tasks.documents import read_text
-
-    records = []
-    for lineno, line in enumerate(read_text(location).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{location}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(record, dict):
-            problems.append(f"{location}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            continue
-        records.append((lineno, record))
-    return records
+    """The records of a JSONL / JSON file; malformed lines go to `problems` (an empty file has no records)."""
+    result = scan_records(location, empty_ok=True)
+    problems.extend(result.problem_lines())
+    return result.records
 
 
 def _record_id(location: str, lineno: int, record: dict[str, Any], seen: dict[str, int],

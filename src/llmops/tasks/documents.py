@@ -1,40 +1,18 @@
-"""Reading documents and small files through fsspec: local paths, s3://, gs://, http(s)://."""
+"""Documents given as a file (a PDF's text layer, a text file) or as the text itself; files are read with
+`llmops.data.io` (local paths, s3://, gs://, http(s)://)."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path, PurePosixPath
 
+from llmops.data.io import decode_text, read_bytes
 from llmops.errors import DataError
 
 # A single-line value without spaces ending in one of these suffixes, a URI, or an existing local file names a
 # file; anything else is document text.
 _FILE_SUFFIXES = {".pdf", ".txt", ".text", ".md", ".json", ".jsonl", ".html", ".htm", ".xml", ".csv", ".tsv"}
 _MAX_PATH_LENGTH = 4096
-
-
-def read_bytes(location: str) -> bytes:
-    """The bytes of a local file or URI; DataError `LOCATION: not found` / `cannot read` on failure."""
-    import fsspec
-
-    try:
-        with fsspec.open(location, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise DataError(f"{location}: not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{location}: is a directory, expected a file") from None
-    except (OSError, ValueError, ImportError) as exc:
-        raise DataError(f"{location}: cannot read ({type(exc).__name__}: {exc})") from None
-
-
-def read_text(location: str) -> str:
-    """A local file or URI decoded as UTF-8 text."""
-    data = read_bytes(location)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{location}: not UTF-8 text (byte {exc.start}); convert it to UTF-8") from None
 
 
 def _is_one_line(value: str) -> bool:
@@ -98,7 +76,4 @@ def read_document(value: str) -> str:
     data = read_bytes(candidate)
     if candidate.lower().endswith(".pdf") or data[:5] == b"%PDF-":
         return _pdf_text(candidate, data)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{candidate}: not UTF-8 text (byte {exc.start}); convert it to UTF-8") from None
+    return decode_text(candidate, data)

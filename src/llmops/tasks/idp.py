@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from llmops.data.io import read_text
 from llmops.errors import DataError
 from llmops.tasks.base import DEFAULT_CLASS, per_class
 
@@ -235,8 +236,6 @@ def _schema_validator(schema: dict[str, Any], name: str) -> Any:
 
 def load_schema(location: str | None) -> dict[str, Any] | None:
     """A JSON Schema from a path/URI (local, s3://, http(s)://) or inline JSON text, checked against its draft."""
-    from llmops.tasks.documents import read_text
-
     if location is None or not location.strip():
         return None
     inline = location.lstrip().startswith("{")
