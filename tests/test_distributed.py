@@ -16,7 +16,8 @@ import yaml
 from llmops.config import RunConfig, build_config
 from llmops.errors import ConfigError
 from llmops.methods import distributed
-from llmops.methods.sft import trainer_args
+from llmops.methods.trainer import trainer_args
+from llmops.training_job import RESULT_FILE
 
 LAUNCH_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -50,7 +51,7 @@ def _check(proc: subprocess.CompletedProcess) -> None:
 def _only_result(save_dir: Path) -> dict:
     """The one train_result.json under save_dir, after checking exactly one output folder and model were written."""
     assert len(list(save_dir.iterdir())) == 1, sorted(p.name for p in save_dir.iterdir())
-    results = list(save_dir.rglob(distributed.RESULT_FILE))
+    results = list(save_dir.rglob(RESULT_FILE))
     models = list(save_dir.rglob("model/merged/model.safetensors"))
     assert len(results) == 1 and len(models) == 1, (results, models)
     result = json.loads(results[0].read_text())
@@ -94,7 +95,7 @@ def _cfg(**training: object) -> RunConfig:
 @pytest.mark.parametrize("setting", [{"fsdp": "full_shard auto_wrap"}, {"deepspeed": "ds_zero3.json"}])
 def test_fsdp_or_deepspeed_on_cpu_is_a_config_error(setting: dict, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("llmops.methods.sft.has_cuda", lambda: False)
+    monkeypatch.setattr("llmops.methods.trainer.has_cuda", lambda: False)
     with pytest.raises(ConfigError, match=r"training\.(fsdp|deepspeed) set, but no GPU is available"):
         trainer_args(_cfg(**setting), tmp_path)
 
@@ -112,7 +113,7 @@ def test_train_command_with_fsdp_on_cpu_fails_before_loading_anything(tmp_path: 
 
 
 def test_fsdp_and_deepspeed_pass_through_on_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("llmops.methods.sft.has_cuda", lambda: True)
+    monkeypatch.setattr("llmops.methods.trainer.has_cuda", lambda: True)
     args = trainer_args(_cfg(fsdp="full_shard  auto_wrap"), tmp_path)
     assert args["fsdp"] == "full_shard auto_wrap" and args["deepspeed"] is None
     assert trainer_args(_cfg(), tmp_path)["fsdp"] is None
@@ -132,7 +133,7 @@ def test_unknown_fsdp_option_names_the_key() -> None:
 
 
 def test_trainer_args_for_several_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("llmops.methods.sft.has_cuda", lambda: False)
+    monkeypatch.setattr("llmops.methods.trainer.has_cuda", lambda: False)
     for name in LAUNCH_ENV:
         monkeypatch.delenv(name, raising=False)
     args = trainer_args(_cfg(), tmp_path)
@@ -140,8 +141,8 @@ def test_trainer_args_for_several_processes(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("WORLD_SIZE", "2")
     args = trainer_args(_cfg(), tmp_path)
     assert (args["average_tokens_across_devices"], args["ddp_backend"]) == (True, "gloo")
-    logit_kd = RunConfig.model_validate({"student": "s", "teacher": "t", "train_type": "KD", "use_logit_kd": True})
-    assert trainer_args(logit_kd, tmp_path)["average_tokens_across_devices"] is False
+    # logit KD's loss normalises itself per rank: its trainer asks for the local token count
+    assert trainer_args(_cfg(), tmp_path, average_tokens=False)["average_tokens_across_devices"] is False
 
 
 def test_rank_helpers_read_the_launcher_environment(monkeypatch: pytest.MonkeyPatch) -> None:

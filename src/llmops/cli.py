@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from llmops.errors import DataError, LlmopsError
+from llmops.methods.registry import names as method_names
 
 app = typer.Typer(
     name="llmops",
@@ -78,7 +79,8 @@ DataOpt = typer.Option(None, "--data", help="training data (JSONL/JSON; local, s
 SaveDirOpt = typer.Option(None, "--save_dir", "--save-dir", help="runs are written under SAVE_DIR/<run name>/")
 EpochsOpt = typer.Option(None, "--epochs", help="training epochs")
 FlowTypeOpt = typer.Option(None, "--flow_type", "--flow-type", help="IDP or CodeGen")
-TrainTypeOpt = typer.Option(None, "--train_type", "--train-type", help="SFT, KD or DPO")
+_TRAIN_TYPE_HELP = "training method: " + ", ".join(method_names())
+TrainTypeOpt = typer.Option(None, "--train_type", "--train-type", help=_TRAIN_TYPE_HELP)
 SchemaOpt = typer.Option(None, "--schema", help="JSON Schema file/URI (IDP)")
 DocumentOpt = typer.Option(None, "--document", help="sample document (text or file) predicted after training")
 PromptOpt = typer.Option(None, "--prompt", help="sample prompt (CodeGen) predicted after training")
@@ -182,15 +184,16 @@ _OUTPUT_HELP = "where the trained model, its checkpoints and train_result.json g
               "Only train (no eval, no MLflow): validate -> train -> save. Runs under accelerate launch / torchrun "
               "too.")
 def _train(cfg: Any, output: Optional[Path]) -> None:
-    from llmops.methods import distributed
+    from llmops import training_job
+    from llmops.methods.distributed import is_main_process
 
-    result = distributed.train(cfg, output)
-    if distributed.is_main_process():
+    result = training_job.train(cfg, output)
+    if is_main_process():
         typer.echo(f"trained:  {result['steps']} steps on {result['world_size']} process(es), final loss "
                    f"{result['final_loss']:.4f}, {result['tokens_per_second']:,.0f} tokens/s, "
                    f"{result['train_seconds']:.1f} s")
         typer.echo(f"model:    {result['model_dir']}")
-        typer.echo(f"result:   {Path(result['output']) / distributed.RESULT_FILE}")
+        typer.echo(f"result:   {Path(result['output']) / training_job.RESULT_FILE}")
 
 
 @app.command()
@@ -302,7 +305,7 @@ def eval_code(
 def data_validate(
     file: str = typer.Argument(..., help="JSONL/JSON file or URI"),
     flow_type: str = typer.Option("IDP", "--flow-type", "--flow_type", help="IDP or CodeGen"),
-    train_type: str = typer.Option("SFT", "--train-type", "--train_type", help="SFT, KD or DPO"),
+    train_type: str = typer.Option("SFT", "--train-type", "--train_type", help=_TRAIN_TYPE_HELP),
     schema: Optional[str] = typer.Option(None, "--schema", help="JSON Schema the gold JSON must satisfy"),
     role: str = typer.Option("train", "--role", help="train or eval data"),
 ) -> None:
@@ -310,7 +313,7 @@ def data_validate(
 
     def body() -> None:
         from llmops.config import build_config
-        from llmops.data.validate import validate_file
+        from llmops.validation import validate_file
         from llmops.tasks.idp import load_schema
 
         cfg = build_config(flags={"flow_type": flow_type, "train_type": train_type})

@@ -195,7 +195,7 @@ class RunConfig(_Section):
     save_dir: str = Field("runs", description="each run writes under save_dir/<run name>/")
     epochs: float = Field(3.0, gt=0)
     flow_type: Literal["IDP", "CodeGen"] = "IDP"
-    train_type: Literal["SFT", "KD", "DPO"] = "SFT"
+    train_type: str = Field("SFT", description="the training method (llmops.methods.registry): SFT, KD, DPO, ...")
     schema_: str | None = Field(None, alias="schema", description="JSON Schema (path/URI or inline JSON), IDP")
     document: str | None = Field(None, description="a sample document (text or path) predicted after training")
     prompt: str | None = Field(None, description="a sample prompt (CodeGen) predicted after training")

@@ -84,7 +84,7 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 def train_step(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, run_dir: Path,
                tracker: Any, resume: bool, ctx: Any) -> Any:
     """Fine-tune with the configured method; logs the loss as it goes."""
-    from llmops.methods import runner
+    from llmops.methods import registry
 
     def on_log(logs: dict) -> None:
         step = int(logs.get("step", 0))
@@ -94,15 +94,15 @@ def train_step(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, r
 
     ckpts = run_dir / "checkpoints"
     resume_from = True if resume and any(ckpts.glob("checkpoint-*")) else None
-    return runner.train(cfg, prepared, ctx, model, tokenizer, ckpts, resume_from, on_log)
+    return registry.get(cfg.train_type).train(cfg, prepared, ctx, model, tokenizer, ckpts, resume_from, on_log)
 
 
 def _evaluate_all(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, ctx: Any, out: Path) -> Any:
     """Task metrics plus the method's own held-out metrics (teacher_kl, preference_accuracy, reward_margin)."""
-    from llmops.methods.runner import method_metrics
+    from llmops.methods import registry
 
     report = evaluate_model(model, tokenizer, prepared, cfg, out)
-    report.metrics.update(method_metrics(cfg, prepared, ctx, model, tokenizer))
+    report.metrics.update(registry.get(cfg.train_type).metrics(cfg, prepared, ctx, model, tokenizer))
     return report
 
 
@@ -131,17 +131,17 @@ class Run:
 
 def _load_student(run: Run) -> None:
     """The student as training starts from it, and the method's teacher or reference."""
-    from llmops.methods.runner import prepare
+    from llmops.methods import registry
     from llmops.models.loader import load_student
 
     if run.model is None:
         run.model, run.tokenizer = load_student(run.cfg.student, run.cfg.peft, run.cfg.training)
-        run.ctx = prepare(run.cfg, run.prepared, run.model, run.tokenizer)
+        run.ctx = registry.get(run.cfg.train_type).prepare(run.cfg, run.prepared, run.model, run.tokenizer)
 
 
 def _load_trained(run: Run) -> None:
     """The fine-tuned model saved by the train step (when this process did not train it)."""
-    from llmops.methods.runner import MethodContext, prepare
+    from llmops.methods import registry
     from llmops.models.device import eval_load_dtype
     from llmops.models.loader import load_for_inference
 
@@ -150,10 +150,8 @@ def _load_trained(run: Run) -> None:
     if "model_dir" not in run.state:
         raise LlmopsError(f"{run.run_dir}: no trained model yet; the train step has not finished")
     run.model, run.tokenizer = load_for_inference(run.state["model_dir"], eval_load_dtype(run.cfg.eval.bf16))
-    if run.cfg.train_type == "DPO":  # the reference is the model DPO started from
-        run.ctx = MethodContext(reference=load_for_inference(run.cfg.student)[0])
-    else:
-        run.ctx = prepare(run.cfg, run.prepared, run.model, run.tokenizer)
+    method = registry.get(run.cfg.train_type)
+    run.ctx = method.prepare_trained(run.cfg, run.prepared, run.model, run.tokenizer)
     run.trained = True
 
 

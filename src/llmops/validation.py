@@ -12,6 +12,7 @@ from typing import Any
 
 from llmops.config import RunConfig
 from llmops.errors import ConfigError, DataError
+from llmops.methods import registry
 
 
 @dataclass
@@ -46,26 +47,52 @@ def eval_examples(cfg: RunConfig, task: Any, records: list) -> list[dict]:
     return select_per_class(convert(records, task.build_prompt), cfg.val_per_class, cfg.training.seed)
 
 
+def accepted_formats(flow_type: str, train_type: str, role: str) -> tuple[str, ...]:
+    """The record formats a file may use for this flow, training method and role ("train" or "eval")."""
+    method = registry.get(train_type)
+    if role not in ("train", "eval"):
+        raise ConfigError(f"role must be train or eval, got {role!r}")
+    return method.train_formats(flow_type) if role == "train" else method.eval_formats(flow_type)
+
+
+def validate_file(location: str, flow_type: str, train_type: str, schema: dict | None = None,
+                  role: str = "train") -> list[str]:
+    """Every problem in the file as `FILE:LINE: what is wrong`, for the formats `train_type` accepts."""
+    from llmops.data import validate as data_validate
+
+    accepted = accepted_formats(flow_type, train_type, role)
+    return data_validate.validate_file(location, flow_type, accepted, schema, role, registry.get(train_type).name)
+
+
+def validate_records(location: str, records: list, flow_type: str, train_type: str, schema: dict | None = None,
+                     role: str = "train") -> list[str]:
+    """Every problem in already-read records, for the formats `train_type` accepts."""
+    from llmops.data import validate as data_validate
+
+    accepted = accepted_formats(flow_type, train_type, role)
+    return data_validate.validate_records(location, records, flow_type, accepted, schema, role,
+                                          registry.get(train_type).name)
+
+
 def _check_supported(cfg: RunConfig) -> None:
     if not cfg.data:
         raise ConfigError("data: no training data given; pass --data FILE or set `data:` in the config")
     unused = {"host": "it is where Kubeflow pipelines are submitted, not used by a local run",
               "offload_folder": "weight offloading is not supported by this release's loader",
-              "teacher": "it is only used by KD", "prompt": "it is only used by CodeGen",
-              "document": "it is only used by IDP"}
+              "prompt": "it is only used by CodeGen", "document": "it is only used by IDP"}
     unused.pop("prompt" if cfg.flow_type == "CodeGen" else "document")
-    if cfg.train_type == "KD":
-        unused.pop("teacher")
+    method = registry.get(cfg.train_type)
+    for other in registry.all_methods():
+        if other is not method:
+            unused.update({key: f"it is only used by train_type {other.name}" for key in other.own_keys
+                           if key not in method.own_keys})
     for key, why in unused.items():
         if getattr(cfg, key):
             print(f"warning: {key} is set but ignored: {why}", file=sys.stderr)
-    if cfg.use_logit_kd and cfg.train_type != "KD":
-        print("warning: use_logit_kd is set but ignored: it is only used by train_type KD", file=sys.stderr)
 
 
 def load_checked(location: str, cfg: RunConfig, task: Any, role: str) -> list[tuple[int, dict]]:
     from llmops.data.io import scan_records
-    from llmops.data.validate import validate_records
 
     scanned = scan_records(location)
     problems = scanned.problem_lines() + validate_records(
@@ -93,11 +120,12 @@ def validate(cfg: RunConfig) -> Prepared:
     """Check config, data and schema; build train and eval examples. Raises before any model loads."""
     from llmops.data.splits import train_eval_split
 
+    method = registry.get(cfg.train_type)
     _check_supported(cfg)
     task = make_task(cfg)
     records = load_checked(cfg.data, cfg, task, "train")
     pairs: list = []
-    if cfg.train_type == "DPO":
+    if method.holds_out_pairs:
         records, pairs = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
     if cfg.eval_data:
         eval_records = load_checked(cfg.eval_data, cfg, task, "eval")
@@ -107,8 +135,8 @@ def validate(cfg: RunConfig) -> Prepared:
     else:
         records, eval_records = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
         _check_testable(cfg, eval_records)
-    prepared = Prepared(task=task, train=_train_examples(cfg, task, records), eval=eval_examples(cfg, task,
-                                                                                               eval_records))
+    prepared = Prepared(task=task, train=method.train_examples(cfg, task, records),
+                        eval=eval_examples(cfg, task, eval_records))
     if cfg.eval.max_examples:
         prepared.eval = prepared.eval[: cfg.eval.max_examples]
     if not prepared.train:
@@ -117,30 +145,5 @@ def validate(cfg: RunConfig) -> Prepared:
         from llmops.data.formats import to_preference_examples
 
         prepared.pairs = to_preference_examples(pairs, task.build_prompt, task.format_answer, source=cfg.data)
-    if cfg.train_type == "KD":
-        _check_kd(cfg, prepared, records)
+    method.check(cfg, prepared, records)
     return prepared
-
-
-def _check_kd(cfg: RunConfig, prepared: Prepared, records: list) -> None:
-    """KD needs a teacher, except sequence-level KD on data whose every record has its teacher_output."""
-    prepared.teacher_targets = [record.get("teacher_output") is not None for _, record in records]
-    prepared.logit_kd = bool(cfg.use_logit_kd and cfg.teacher)
-    if cfg.teacher:
-        return
-    if not all(prepared.teacher_targets):
-        raise ConfigError(f"{cfg.data}: KD without --teacher needs a teacher_output in every record; "
-                          "pass --teacher (hub id or path) so the teacher answers the others")
-    if cfg.use_logit_kd:
-        print("warning: use_logit_kd needs the teacher's logits and no --teacher is given: distilling from the "
-              "data's teacher_output text instead (sequence-level KD); pass --teacher for logit-level KD",
-              file=sys.stderr)
-
-
-def _train_examples(cfg: RunConfig, task: Any, records: list) -> list[dict]:
-    """Training records as the method's examples: preference pairs (DPO) or prompt-completion examples."""
-    from llmops.data.formats import to_preference_examples, to_sft_examples
-
-    if cfg.train_type == "DPO":
-        return to_preference_examples(records, task.build_prompt, task.format_answer, source=cfg.data)
-    return to_sft_examples(records, cfg.flow_type, task.build_prompt, task.format_answer, source=cfg.data)

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from llmops.data.formats import (
-    accepted_formats,
     detect_format,
     to_idp_eval_examples,
     to_preference_examples,
@@ -177,6 +176,8 @@ def test_preference_examples() -> None:
 
 
 def test_accepted_formats_per_flow_train_and_role() -> None:
+    from llmops.validation import accepted_formats  # each method says which formats it reads
+
     assert "document_fields" in accepted_formats("IDP", "SFT", "train")
     assert "document_fields" not in accepted_formats("CodeGen", "SFT", "train")
     assert "input_teacher_output" in accepted_formats("idp", "kd", "train")
@@ -185,6 +186,8 @@ def test_accepted_formats_per_flow_train_and_role() -> None:
     assert accepted_formats("CodeGen", "SFT", "eval") == ("humaneval",)
     with pytest.raises(ConfigError, match="flow_type must be IDP or CodeGen, got 'OCR'"):
         accepted_formats("OCR", "SFT", "train")
+    with pytest.raises(ConfigError, match="train_type must be one of SFT, KD, DPO"):
+        accepted_formats("IDP", "PPO", "train")
 
 
 def test_conversion_with_the_real_idp_task() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.data.validate import validate_file, validate_records
+from llmops.validation import validate_file, validate_records  # the formats of the method named
 from llmops.errors import DataError
 
 INVOICE_SCHEMA = {

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from llmops.config import PeftSettings, TrainingSettings
-from llmops.models.export import QUANTIZATION_FILE, save_outputs
+from llmops.models.export import save_outputs
+from llmops.models.files import QUANTIZATION_FILE
 from llmops.models.loader import load_for_inference, load_student
 
 
@@ -87,7 +88,7 @@ def test_models_computed_from_4bit_weights_generate_in_fp32_by_default(tiny_mode
     adapter's (measured on SmolLM2), so both load in fp32 and generation does not autocast them back to bf16."""
     from llmops.evaluation.generate import generate, generation_autocast
     from llmops.models.device import inference_dtype
-    from llmops.models.export import PRECISION_FILE
+    from llmops.models.files import PRECISION_FILE
 
     model, tokenizer = load_student(str(tiny_model_dir), PeftSettings(method=method, r=4, alpha=8),
                                     TrainingSettings())
@@ -110,7 +111,7 @@ def test_a_broken_precision_file_is_one_clear_error(tiny_model_dir: Path, tmp_pa
     import shutil
 
     from llmops.errors import ModelError
-    from llmops.models.export import PRECISION_FILE
+    from llmops.models.files import PRECISION_FILE
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)

@@ -22,11 +22,13 @@ FORMATS: dict[str, tuple[str, ...]] = {
 UNKNOWN = "unknown"
 DEFAULT_CLASS = "all"
 FLOW_TYPES = {"idp": "IDP", "codegen": "CodeGen"}
-TRAIN_TYPES = {"sft": "SFT", "kd": "KD", "dpo": "DPO"}
 
-_SFT_COMMON = ("input_output", "prompt_completion", "messages")
+# Format groups the training methods compose (each method says which it accepts: llmops.methods).
+_ANSWERS_COMMON = ("input_output", "prompt_completion", "messages")
 _IDP_DOCUMENT = ("document_fields", "document_output")
 _IDP_EVAL = _IDP_DOCUMENT + ("input_output", "input_teacher_output", "prompt_completion", "messages")
+TEACHER_ANSWER = ("input_teacher_output",)  # an answer written by a teacher model
+PREFERENCE = ("preference",)
 
 Records = Sequence[tuple[int, dict[str, Any]]] | Sequence[dict[str, Any]]
 
@@ -44,29 +46,22 @@ def describe(name: str) -> str:
     return "{" + ",".join(f'"{key}"' for key in FORMATS[name]) + "}"
 
 
-def normalise_types(flow_type: str, train_type: str) -> tuple[str, str]:
-    """Canonical ("IDP"|"CodeGen", "SFT"|"KD"|"DPO"); ConfigError naming the bad value."""
+def normalise_flow(flow_type: str) -> str:
+    """Canonical "IDP" or "CodeGen"; ConfigError naming the bad value."""
     flow = FLOW_TYPES.get(str(flow_type).lower())
-    train = TRAIN_TYPES.get(str(train_type).lower())
     if flow is None:
         raise ConfigError(f"flow_type must be IDP or CodeGen, got {flow_type!r}")
-    if train is None:
-        raise ConfigError(f"train_type must be SFT, KD or DPO, got {train_type!r}")
-    return flow, train
+    return flow
 
 
-def accepted_formats(flow_type: str, train_type: str, role: str) -> tuple[str, ...]:
-    """The formats a file may use for this flow, training type and role ("train" or "eval")."""
-    flow, train = normalise_types(flow_type, train_type)
-    if role not in ("train", "eval"):
-        raise ConfigError(f"role must be train or eval, got {role!r}")
-    if role == "eval":
-        formats = _IDP_EVAL if flow == "IDP" else ("humaneval",)
-        return formats + (("preference",) if train == "DPO" else ())
-    if train == "DPO":
-        return ("preference",)
-    formats = _SFT_COMMON + (("input_teacher_output",) if train == "KD" else ())
-    return formats + (_IDP_DOCUMENT if flow == "IDP" else ("humaneval",))
+def answer_formats(flow_type: str) -> tuple[str, ...]:
+    """Training formats with a prompt and the answer to learn (what supervised fine-tuning reads)."""
+    return _ANSWERS_COMMON + (_IDP_DOCUMENT if normalise_flow(flow_type) == "IDP" else ("humaneval",))
+
+
+def eval_formats(flow_type: str) -> tuple[str, ...]:
+    """Evaluation formats: a prompt and its gold JSON (IDP), a problem with its tests (CodeGen)."""
+    return _IDP_EVAL if normalise_flow(flow_type) == "IDP" else ("humaneval",)
 
 
 def numbered(records: Records) -> list[tuple[int, dict[str, Any]]]:
@@ -153,7 +148,7 @@ def to_sft_examples(
     source: str = "data",
 ) -> list[dict[str, Any]]:
     """Training records (SFT formats, and KD's {"input","teacher_output"}) as SFT examples."""
-    flow, _ = normalise_types(flow_type, "KD")
+    flow = normalise_flow(flow_type)
 
     def convert(line: int, record: dict[str, Any], fmt: str) -> dict[str, Any]:
         try:
@@ -162,7 +157,8 @@ def to_sft_examples(
             raise ValueError(f"cannot convert the {describe(fmt)} record: {err}") from err
         return {"prompt": prompt, "completion": completion, "class": record_class(record)}
 
-    return _convert_all(records, accepted_formats(flow, "KD", "train"), f"a {flow} training record", convert, source)
+    accepted = answer_formats(flow) + TEACHER_ANSWER
+    return _convert_all(records, accepted, f"a {flow} training record", convert, source)
 
 
 def _convert_all(records: Records, accepted: Any, label: str,
@@ -223,7 +219,7 @@ def to_idp_eval_examples(
         return {"id": str(line if ident is None else ident), "prompt": prompt, "reference": reference,
                 "class": record_class(record)}
 
-    return _convert_all(records, accepted_formats("IDP", "DPO", "eval"), "an IDP evaluation record", convert, source)
+    return _convert_all(records, eval_formats("IDP") + PREFERENCE, "an IDP evaluation record", convert, source)
 
 
 def to_code_eval_examples(

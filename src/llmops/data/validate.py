@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,16 +11,15 @@ from llmops.data.formats import (
     FORMATS,
     UNKNOWN,
     Records,
-    accepted_formats,
     completion_text,
     describe,
     detect_format,
     last_assistant,
-    normalise_types,
+    normalise_flow,
     numbered,
 )
 from llmops.data.io import format_problem, scan_records
-from llmops.errors import DataError
+from llmops.errors import ConfigError, DataError
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
 MAX_SCHEMA_ERRORS = 10
@@ -28,17 +28,21 @@ MAX_SCHEMA_ERRORS = 10
 @dataclass(frozen=True)
 class _Context:
     flow: str
-    train: str
+    label: str
     role: str
     accepted: tuple[str, ...]
     validator: Any
 
 
 def validate_file(
-    location: str, flow_type: str, train_type: str, schema: dict | None = None, role: str = "train"
+    location: str, flow_type: str, accepted: Sequence[str], schema: dict | None = None, role: str = "train",
+    label: str = "",
 ) -> list[str]:
-    """Every problem in the file at `location` as `FILE:LINE: what is wrong`; [] when it is clean."""
-    ctx = _context(flow_type, train_type, schema, role)
+    """Every problem in the file at `location` as `FILE:LINE: what is wrong`; [] when it is clean.
+
+    `accepted`: the record formats allowed (a training method's, see llmops.methods); `label` names that method in
+    messages."""
+    ctx = _context(flow_type, accepted, label, schema, role)
     try:
         result = scan_records(location)
     except DataError as err:
@@ -52,12 +56,13 @@ def validate_records(
     location: str,
     records: Records,
     flow_type: str,
-    train_type: str,
+    accepted: Sequence[str],
     schema: dict | None = None,
     role: str = "train",
+    label: str = "",
 ) -> list[str]:
     """Every problem in already-read records as `FILE:LINE: what is wrong`; [] when they are clean."""
-    ctx = _context(flow_type, train_type, schema, role)
+    ctx = _context(flow_type, accepted, label, schema, role)
     return [format_problem(location, line, message) for line, message in _record_problems(numbered(records), ctx)]
 
 
@@ -77,9 +82,10 @@ def schema_validator(schema: dict | None) -> Any:
     return cls(schema)
 
 
-def _context(flow_type: str, train_type: str, schema: dict | None, role: str) -> _Context:
-    flow, train = normalise_types(flow_type, train_type)
-    return _Context(flow, train, role, accepted_formats(flow, train, role), schema_validator(schema))
+def _context(flow_type: str, accepted: Sequence[str], label: str, schema: dict | None, role: str) -> _Context:
+    if role not in ("train", "eval"):
+        raise ConfigError(f"role must be train or eval, got {role!r}")
+    return _Context(normalise_flow(flow_type), label, role, tuple(accepted), schema_validator(schema))
 
 
 def _record_problems(records: list[tuple[int, dict[str, Any]]], ctx: _Context) -> list[tuple[int, str]]:
@@ -109,7 +115,8 @@ def _check_record(record: dict[str, Any], ctx: _Context) -> list[str]:
 
 def _format_mismatch(record: dict[str, Any], fmt: str, ctx: _Context) -> str:
     expected = ", ".join(describe(name) for name in ctx.accepted)
-    where = f"{ctx.flow} {ctx.train} {'training' if ctx.role == 'train' else 'evaluation'} data"
+    where = " ".join(filter(None, (ctx.flow, ctx.label, "training" if ctx.role == "train" else "evaluation")))
+    where += " data"
     if fmt != UNKNOWN:
         return f"a {describe(fmt)} record is not accepted in {where}; expected one of {expected}"
     has = ", ".join(f'"{key}"' for key in record) or "no fields"

@@ -1,4 +1,4 @@
-"""Training with several processes: which process this is, the launch command line, and the `llmops train` step.
+"""Training with several processes: which process this is, joining the group, and the launch command line.
 
 `accelerate launch` and `torchrun` start one process per device and describe it in the environment (RANK,
 LOCAL_RANK, WORLD_SIZE). The transformers Trainer (through accelerate) then does the distributed work: it joins the
@@ -10,21 +10,13 @@ joins the group early (before models load, so each rank uses its own GPU) and ke
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shutil
-import sys
-import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from llmops.config import RunConfig, TrainingSettings
+from llmops.config import TrainingSettings
 from llmops.errors import ConfigError
-
-RESULT_FILE = "train_result.json"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -132,67 +124,3 @@ def launch_command(config_path: str | Path, num_processes: int, extra_args: Sequ
     if num_processes > 1:
         cmd.append("--multi_gpu")
     return [*cmd, "-m", "llmops.cli", "train", str(config_path), *map(str, extra_args)]
-
-
-def default_output(cfg: RunConfig) -> Path:
-    """<save_dir>/train-<timestamp>, never an existing folder."""
-    base = Path(cfg.save_dir)
-    stem = f"train-{time.strftime('%Y%m%d-%H%M%S')}"
-    path = base / stem
-    while path.exists():
-        path = base / f"{stem}-{secrets.token_hex(2)}"
-    return path
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def train(cfg: RunConfig, output: str | Path | None = None) -> dict[str, Any]:
-    """Validate, load, train with the run's method (SFT, KD, DPO) and save: the `llmops train` command.
-
-    Every process trains; only the main process writes the model (output/model/), config.yaml and train_result.json.
-    Trainer checkpoints go to output/checkpoints/, and training continues from the last one when there is one.
-    Returns the result (the same on every process, except model_dir, which only the main process knows).
-    """
-    from llmops import pipeline
-    from llmops.methods import runner
-    from llmops.models.device import has_cuda
-    from llmops.models.export import save_outputs
-    from llmops.models.loader import load_student
-
-    cuda = has_cuda()
-    check_sharding(cfg.training, cuda)
-    prepared = pipeline.prepare(cfg)
-    pipeline.quiet_libraries()
-    init_process_group(cuda)
-    out = Path(broadcast_from_main(str(output) if output is not None else str(default_output(cfg))))
-    checkpoints = out / "checkpoints"
-    resume_from = True if any(checkpoints.glob("checkpoint-*")) else None
-    if resume_from and is_main_process():
-        print(f"resuming from the last checkpoint in {checkpoints}", file=sys.stderr)
-
-    model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
-    # No eval set: this step reports no held-out metrics, so KD's teacher answers to eval prompts are not generated.
-    ctx = runner.prepare(cfg, replace(prepared, eval=[]), model, tokenizer)
-    result = runner.train(cfg, prepared, ctx, model, tokenizer, checkpoints, resume_from, lambda logs: None)
-    summary: dict[str, Any] = {"final_loss": result.final_loss, "steps": result.steps, "world_size": world_size(),
-                               "tokens_per_second": result.tokens_per_second, "train_seconds": result.train_seconds}
-    if is_main_process():
-        if result.gathered_dir:  # sharded: the Trainer's gathered copy, not this process's shard
-            kind = "merged" if cfg.peft.method == "full" else "adapter"
-            target = out / "model" / kind
-            shutil.rmtree(target, ignore_errors=True)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(result.gathered_dir, target)
-            summary["model_dir"] = str(target)
-        else:
-            outputs = save_outputs(model, tokenizer, out / "model", merge=cfg.peft.merge or cfg.peft.method == "full")
-            summary["model_dir"] = str(outputs.get("merged") or outputs.get("adapter"))
-        cfg.save(out / pipeline.CONFIG_FILE)
-        _write_json(out / RESULT_FILE, summary)
-    finish()
-    return {**summary, "output": str(out)}

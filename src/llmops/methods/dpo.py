@@ -14,23 +14,58 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from transformers import PrinterCallback
-
 from llmops.config import RunConfig
 from llmops.errors import DataError, ModelError
+from llmops.methods.base import Method, MethodContext, OnLog, TrainResult
 from llmops.methods.chat_data import append_eos, template_ends_with_eos
-from llmops.methods.progress import RichProgressCallback
-from llmops.methods.sft import (
-    TrainResult,
-    _keep_adapter_precision,
-    _quiet_datasets,
-    _Relay,
-    fit,
-    trainer_args,
-)
 from llmops.models.device import has_cuda
 
 log = logging.getLogger(__name__)
+
+
+class DPO(Method):
+    """Direct preference optimisation on {"prompt","chosen","rejected"} pairs, against the starting model."""
+
+    name = "DPO"
+    summary = "direct preference optimisation on chosen/rejected pairs"
+    section = "dpo"
+    holds_out_pairs = True
+
+    def train_formats(self, flow_type: str) -> tuple[str, ...]:
+        from llmops.data.formats import PREFERENCE
+
+        return PREFERENCE
+
+    def eval_formats(self, flow_type: str) -> tuple[str, ...]:
+        from llmops.data.formats import PREFERENCE, eval_formats
+
+        return eval_formats(flow_type) + PREFERENCE
+
+    def train_examples(self, cfg: RunConfig, task: Any, records: list) -> list[dict]:
+        from llmops.data.formats import to_preference_examples
+
+        return to_preference_examples(records, task.build_prompt, task.format_answer, source=cfg.data)
+
+    def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
+        """A frozen copy of the student as the reference under full fine-tuning (none under LoRA: adapter off)."""
+        return MethodContext(reference=reference_copy(model))
+
+    def prepare_trained(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
+        """The reference is the model DPO started from: the student, loaded again."""
+        from llmops.models.loader import load_for_inference
+
+        return MethodContext(reference=load_for_inference(cfg.student)[0])
+
+    def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
+              output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:
+        return train_dpo(model, tokenizer, prepared.train, cfg, output_dir, resume_from=resume_from, on_log=on_log)
+
+    def metrics(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any,
+                tokenizer: Any) -> dict[str, float]:
+        if not prepared.pairs:
+            return {}
+        return preference_metrics(model, tokenizer, prepared.pairs, cfg.dpo.beta, reference=ctx.reference,
+                                  batch_size=cfg.eval.batch_size)
 
 # TRL (with peft >= 0.20) gives a PeftModel passed without ref_model a frozen copy of its adapter under this name.
 _TRL_REF_ADAPTER = "ref"
@@ -39,6 +74,8 @@ _TRL_REF_ADAPTER = "ref"
 def dpo_config(cfg: RunConfig, output_dir: Path) -> Any:
     """The TRL DPOConfig for a run: the `dpo` section plus the same shared, CPU-safe settings as SFT."""
     from trl import DPOConfig
+
+    from llmops.methods.trainer import trainer_args
 
     return DPOConfig(
         **trainer_args(cfg, output_dir),
@@ -138,6 +175,11 @@ def _warn_if_adapter_trained(model: Any) -> None:
 def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
                  on_log: Callable[[dict], None] | None = None, reference: Any = None) -> Any:
     """The configured DPOTrainer (pairs tokenized), not yet trained; `reference` only for full fine-tuning."""
+    from transformers import PrinterCallback
+
+    from llmops.methods.progress import RichProgressCallback
+    from llmops.methods.trainer import Relay, keep_adapter_precision, quiet_datasets
+
     args = dpo_config(cfg, Path(output_dir))
     peft = _is_peft(model)
     if peft:
@@ -146,13 +188,13 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfi
     elif reference is None and not args.precompute_ref_log_probs:
         reference = reference_copy(model)  # TRL would reload the weights from disk by name instead
     keep = peft and _TRL_REF_ADAPTER in model.peft_config  # a user's own adapter of that name stays
-    with _quiet_datasets():
+    with quiet_datasets():
         trainer = _trainer_class()(model=model, ref_model=reference, args=args, keep_ref_adapter=keep,
                                    train_dataset=_dataset(examples, tokenizer), processing_class=tokenizer,
-                                   callbacks=[RichProgressCallback("dpo"), _Relay(on_log)])
+                                   callbacks=[RichProgressCallback("dpo"), Relay(on_log)])
     _drop_trl_ref_adapter(trainer.model, keep)
     trainer.remove_callback(PrinterCallback)  # our progress callback prints instead
-    _keep_adapter_precision(trainer, args.bf16 and has_cuda())
+    keep_adapter_precision(trainer, args.bf16 and has_cuda())
     return trainer
 
 
@@ -162,6 +204,8 @@ def train_dpo(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, 
     """Preference-tune `model` in place on chosen/rejected pairs; checkpoints go to `output_dir`."""
     def build(out: Path) -> Any:
         return make_trainer(model, tokenizer, examples, cfg, out, on_log)
+
+    from llmops.methods.trainer import fit
 
     return fit(build, cfg, output_dir, resume_from)[1]
 
@@ -254,8 +298,10 @@ def preference_logps(model: Any, tokenizer: Any, examples: list[dict], batch_siz
 def preference_metrics(model: Any, tokenizer: Any, examples: list[dict], beta: float, reference: Any = None,
                        batch_size: int = 8) -> dict[str, float]:
     """preference_accuracy (chosen reward > rejected reward; ties wrong) and reward_margin over the pairs."""
+    from llmops.methods.losses import dpo_loss
+
     logps = preference_logps(model, tokenizer, examples, batch_size, reference)
-    chosen = beta * (logps["policy_chosen"] - logps["reference_chosen"])
-    rejected = beta * (logps["policy_rejected"] - logps["reference_rejected"])
+    _, chosen, rejected = dpo_loss(logps["policy_chosen"], logps["policy_rejected"], logps["reference_chosen"],
+                                   logps["reference_rejected"], beta)
     return {"preference_accuracy": float((chosen > rejected).float().mean()),
             "reward_margin": float((chosen - rejected).mean())}

@@ -8,6 +8,7 @@ training (`methods/kd_cache.py`). Tokenization, answer-only labels, checkpoints,
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,85 @@ from typing import Any
 
 from llmops.config import KDSettings, RunConfig
 from llmops.errors import ConfigError, ModelError
-from llmops.methods.kd_cache import TeacherCache, build_or_load
-from llmops.methods.sft import TrainResult, fit, make_trainer
+from llmops.methods.base import Method, MethodContext, OnLog, TrainResult
 
 log = logging.getLogger(__name__)
+
+
+class KD(Method):
+    """Knowledge distillation from `teacher`: on its logits (`use_logit_kd`, online or cached) or its answers."""
+
+    name = "KD"
+    summary = "knowledge distillation from a teacher model (its logits or its answers)"
+    section = "kd"
+    own_keys = ("teacher", "use_logit_kd")
+
+    def train_formats(self, flow_type: str) -> tuple[str, ...]:
+        from llmops.data.formats import TEACHER_ANSWER, answer_formats
+
+        return answer_formats(flow_type) + TEACHER_ANSWER
+
+    def check(self, cfg: RunConfig, prepared: Any, records: list) -> None:
+        """A teacher, except for sequence-level KD on data whose every record has its teacher_output."""
+        prepared.teacher_targets = [record.get("teacher_output") is not None for _, record in records]
+        prepared.logit_kd = bool(cfg.use_logit_kd and cfg.teacher)
+        if cfg.teacher:
+            return
+        if not all(prepared.teacher_targets):
+            raise ConfigError(f"{cfg.data}: KD without --teacher needs a teacher_output in every record; "
+                              "pass --teacher (hub id or path) so the teacher answers the others")
+        if cfg.use_logit_kd:
+            print("warning: use_logit_kd needs the teacher's logits and no --teacher is given: distilling from the "
+                  "data's teacher_output text instead (sequence-level KD); pass --teacher for logit-level KD",
+                  file=sys.stderr)
+
+    def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
+        """The teacher, checked against the student's vocabulary, and its answers to the eval prompts."""
+        from llmops.models.loader import load_for_inference
+
+        ctx = MethodContext()
+        if not cfg.teacher:
+            return ctx
+        ctx.teacher, teacher_tokenizer = load_for_inference(cfg.teacher)
+        check_same_vocab(tokenizer, teacher_tokenizer, cfg.student, cfg.teacher)
+        prompts = [example["prompt"] for example in prepared.eval]
+        ctx.teacher_answers = teacher_answers(ctx.teacher, tokenizer, prompts, cfg.eval.batch_size,
+                                              cfg.eval.max_new_tokens)
+        return ctx
+
+    def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
+              output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:
+        if prepared.logit_kd:
+            return train_kd(model, tokenizer, ctx.teacher, prepared.train, cfg, output_dir, resume_from=resume_from,
+                            on_log=on_log)
+        from llmops.methods.sft import train_sft
+
+        examples = _sequence_kd_examples(cfg, prepared, ctx, tokenizer)
+        return train_sft(model, tokenizer, examples, cfg, output_dir, resume_from=resume_from, on_log=on_log)
+
+    def metrics(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any,
+                tokenizer: Any) -> dict[str, float]:
+        """teacher_kl: the student's divergence from the teacher on the teacher's eval answers."""
+        if ctx.teacher is None or not prepared.eval:
+            return {}
+        prompts = [example["prompt"] for example in prepared.eval]
+        return {"teacher_kl": teacher_kl(model, ctx.teacher, tokenizer, prompts, ctx.teacher_answers,
+                                         batch_size=cfg.eval.batch_size)}
+
+
+def _sequence_kd_examples(cfg: RunConfig, prepared: Any, ctx: MethodContext, tokenizer: Any) -> list[dict]:
+    """SFT examples whose answers come from the teacher where the data has no teacher_output."""
+    todo = [i for i, has_target in enumerate(prepared.teacher_targets) if not has_target]
+    if not todo:
+        return prepared.train
+    print(f"kd: generating teacher answers for {len(todo)} training examples without teacher_output",
+          file=sys.stderr)
+    answers = teacher_answers(ctx.teacher, tokenizer, [prepared.train[i]["prompt"] for i in todo],
+                              cfg.eval.batch_size, cfg.eval.max_new_tokens)
+    examples = list(prepared.train)
+    for i, answer in zip(todo, answers):
+        examples[i] = {**examples[i], "completion": [{"role": "assistant", "content": answer}]}
+    return examples
 
 
 @dataclass
@@ -60,7 +136,7 @@ def _kd_trainer_class() -> type:
         """SFTTrainer whose loss mixes answer-token CE with distillation from `self.teacher` or `self.cache`."""
 
         teacher: Any = None
-        cache: TeacherCache | None = None
+        cache: Any = None  # a kd_cache.TeacherCache
         kd: KDSettings = KDSettings()
         vocab_size: int = 0
 
@@ -151,9 +227,13 @@ def _no_packing(cfg: RunConfig) -> RunConfig:
 def make_kd_trainer(model: Any, tokenizer: Any, teacher: Any, examples: list[dict], cfg: RunConfig,
                     output_dir: Path, on_log: Callable[[dict], None] | None = None) -> Any:
     """The KD trainer, data tokenized and (with `kd.cache`) the teacher cache built or loaded, not yet trained."""
+    from llmops.methods.kd_cache import build_or_load
+    from llmops.methods.sft import make_trainer
+
     cfg = _no_packing(cfg)
+    # Its compute_loss normalises the loss per rank (no rescaling by the process count): the local token count.
     trainer = make_trainer(model, tokenizer, examples, cfg, Path(output_dir), on_log,
-                           trainer_cls=_kd_trainer_class(), desc="kd")
+                           trainer_cls=_kd_trainer_class(), desc="kd", average_tokens=False)
     trainer.kd = cfg.kd
     trainer.vocab_size = _common_vocab(model, teacher, tokenizer)
     trainer.teacher = _prepare_teacher(teacher, trainer.args.device)
@@ -170,6 +250,8 @@ def train_kd(model: Any, tokenizer: Any, teacher: Any, examples: list[dict], cfg
     """Distil `teacher` into `model` (in place) on prompt-completion examples; checkpoints go to `output_dir`."""
     def build(out: Path) -> Any:
         return make_kd_trainer(model, tokenizer, teacher, examples, cfg, out, on_log)
+
+    from llmops.methods.trainer import fit
 
     trainer, result = fit(build, cfg, output_dir, resume_from)
     cache = trainer.cache

@@ -20,7 +20,7 @@ from typing import Any
 
 from llmops.config import cache_dir
 from llmops.errors import ModelError
-from llmops.models.export import write_folder_atomically
+from llmops.models.files import write_folder_atomically
 
 
 SOURCE_FILE = "llmops_source.json"  # what a cached conversion was made from (its reuse key)

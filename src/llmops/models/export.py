@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmops.errors import ModelError
+from llmops.models.files import (
+    FULL_PRECISION,
+    PRECISION_FILE,
+    QUANTIZATION_FILE,
+    SCHEMA_FILE,
+    write_folder_atomically,
+)
 
 
 def is_peft_model(model: Any) -> bool:
     """Whether `model` is a peft PeftModel (LoRA or QLoRA)."""
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
-
-
-def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> Path:
-    """Write a folder into a temp sibling, then swap it into place so readers never see half a model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    old = target.with_name(f".{target.name}.old")
-    try:
-        write(tmp)
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def _merged_from_adapter(adapter_dir: Path) -> Any:
@@ -52,15 +39,6 @@ def _merged_from_adapter(adapter_dir: Path) -> Any:
         if hasattr(base.config, "quantization_config"):
             del base.config.quantization_config
     return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-
-
-SCHEMA_FILE = "llmops_schema.json"  # an IDP model's JSON Schema, beside its weights: `llmops serve` constrains to it
-QUANTIZATION_FILE = "llmops_quantization.json"  # a QLoRA adapter's base quantisation (bitsandbytes config)
-PRECISION_FILE = "llmops_precision.json"  # the dtype a saved model generates in when none is asked for
-# A model merged from a QLoRA adapter holds dequantised NF4 weights plus the LoRA delta: rounding those to bf16
-# changed greedy answers on a third of an eval set where fp32 (and the adapter itself) agree on all of them.
-FULL_PRECISION = {"dtype": "float32", "reason": "merged from a 4-bit QLoRA adapter: bf16 rounding of the merged "
-                  "weights changes its greedy answers; fp32 keeps them equal to the adapter's"}
 
 
 def _quantization_of(model: Any) -> dict[str, Any] | None:

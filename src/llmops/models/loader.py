@@ -195,7 +195,7 @@ def load_adapter_base(adapter_dir: str | Path, tokenizer_size: int | None = None
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from llmops.models.export import QUANTIZATION_FILE
+    from llmops.models.files import QUANTIZATION_FILE
 
     adapter_dir = Path(adapter_dir)
     base_path = _adapter_base_path(adapter_dir / ADAPTER_CONFIG)
@@ -228,7 +228,7 @@ def saved_inference_dtype(folder: str | Path) -> Any:
     than bf16 autocast over fp32 weights, 2.3x faster than fp32), else fp32."""
     import torch
 
-    from llmops.models.export import PRECISION_FILE, QUANTIZATION_FILE
+    from llmops.models.files import PRECISION_FILE, QUANTIZATION_FILE
 
     folder = Path(folder)
     if (folder / QUANTIZATION_FILE).is_file():

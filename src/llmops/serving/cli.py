@@ -60,7 +60,7 @@ def build(model: str, *, api_key_env: str | None = None, adapters: Any = (), max
 def _default_schema(schema: str | None, folder: str | None) -> dict | None:
     import json
 
-    from llmops.models.export import SCHEMA_FILE
+    from llmops.models.files import SCHEMA_FILE
 
     path = Path(schema) if schema else (Path(folder) / SCHEMA_FILE if folder else None)
     if path is None or not path.is_file():
