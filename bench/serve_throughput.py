@@ -122,7 +122,7 @@ def main() -> None:
     import torch
 
     from llmops.models.loader import load_for_inference
-    from llmops.pipeline import quiet_libraries
+    from llmops.environment import quiet_libraries
 
     quiet_libraries()
     torch.set_num_threads(max(1, os.cpu_count() or 1))

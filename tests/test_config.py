@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llmops.cli.seed_flags import build_run_config  # seed flag names -> config keys
 from llmops.config import RunConfig, build_config, flatten, redact
 from llmops.errors import ConfigError
 
@@ -21,7 +22,7 @@ def test_defaults_and_registered_name() -> None:
 def test_precedence_yaml_then_flags_then_set(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"epochs": 1, "student": "a", "training": {"learning_rate": 0.1, "seed": 3}}))
-    cfg = build_config(path, {"student": "b", "learning_rate": 0.2, "epochs": None}, ["training.learning_rate=0.3"])
+    cfg = build_run_config(path, ["training.learning_rate=0.3"], {"student": "b", "learning_rate": 0.2, "epochs": None})
     assert cfg.student == "b"  # flag beats YAML
     assert cfg.epochs == 1  # a flag left unset keeps the YAML value
     assert cfg.training.learning_rate == 0.3  # --set beats the flag
@@ -29,8 +30,8 @@ def test_precedence_yaml_then_flags_then_set(tmp_path: Path) -> None:
 
 
 def test_seed_flag_names_and_case() -> None:
-    cfg = build_config(flags={"flow_type": "codegen", "train_type": "dpo", "use_logit_kd": True,
-                              "max_steps": 7, "mlflow_experiment_name": "exp", "schema": "s.json"})
+    cfg = build_run_config(None, [], {"flow_type": "codegen", "train_type": "dpo", "use_logit_kd": True,
+                                      "max_steps": 7, "mlflow_experiment_name": "exp", "schema": "s.json"})
     assert cfg.flow_type == "CodeGen" and cfg.train_type == "DPO" and cfg.use_logit_kd
     assert cfg.training.max_steps == 7 and cfg.tracking.experiment_name == "exp"
     assert cfg.schema == "s.json" and cfg.to_dict()["schema"] == "s.json"

@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Top-level packages and modules of llmops by layer, lowest first.
 LAYERS: list[set[str]] = [
-    {"errors", "config", "data", "summary", "__init__"},
+    {"errors", "config", "data", "summary", "environment", "progress", "__init__"},
     {"sandbox", "models", "tracking"},
     {"tasks"},
     {"evaluation"},

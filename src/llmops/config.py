@@ -257,18 +257,6 @@ class RunConfig(_Section):
         return path
 
 
-# Seed trainer flags that users wanted to reach, mapped to their section keys.
-SEED_FLAG_KEYS: dict[str, str] = {
-    "learning_rate": "training.learning_rate",
-    "max_steps": "training.max_steps",
-    "max_len": "training.max_len",
-    "per_device_train_batch_size": "training.per_device_train_batch_size",
-    "gradient_accumulation_steps": "training.gradient_accumulation_steps",
-    "mlflow_experiment_name": "tracking.experiment_name",
-    "beta": "dpo.beta",
-    "kd_temperature": "kd.temperature",
-}
-
 SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey", "credential")
 
 
@@ -331,8 +319,10 @@ def build_config(
     flags: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
+    sources: dict[str, str] | None = None,
 ) -> RunConfig:
-    """YAML, then seed flags (None = not given), then `--set a.b=c` overrides, validated together."""
+    """YAML, then `flags` ({config key, dotted for a section: value}; None = not given), then `--set a.b=c`
+    overrides, validated together. `sources` names where each flag came from in messages (e.g. --learning_rate)."""
     data: dict[str, Any] = dict(base or {})
     source = "config"
     if yaml_path:
@@ -341,7 +331,7 @@ def build_config(
     for name, value in (flags or {}).items():
         if value is None:
             continue
-        _set_dotted(data, SEED_FLAG_KEYS.get(name, name), value, f"--{name}")
+        _set_dotted(data, name, value, (sources or {}).get(name, f"--{name}"))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"--set {item}: expected key=value, e.g. --set training.max_steps=100")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.config import RunConfig, build_config, read_yaml
+from llmops.environment import quiet_libraries
 from llmops.errors import ConfigError, LlmopsError
 from llmops.summary import RunSummary, write_summary
 from llmops.validation import Prepared, eval_examples, load_checked, make_task, validate
@@ -270,25 +271,6 @@ def _sample_prediction(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunC
 
         return full_code(source, answer)
     return answer
-
-
-def quiet_libraries() -> None:
-    """Keep library chatter (weight-loading bars, INFO logs) out of the run's output."""
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    for name in ("mlflow", "bitsandbytes", "transformers", "datasets", "accelerate", "peft", "trl", "httpx"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        from huggingface_hub.utils import disable_progress_bars
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        disable_progress_bars()
-    except ImportError:
-        pass
 
 
 def _tracker(cfg: RunConfig) -> Any:

@@ -11,7 +11,7 @@ def predict(model: str, document: str | None = None, schema: str | None = None, 
             max_new_tokens: int = 256) -> str:
     """One prediction from a saved or registered model: JSON for a document (IDP), code for a prompt (CodeGen)."""
     from llmops.evaluation.generate import generate
-    from llmops.pipeline import quiet_libraries
+    from llmops.environment import quiet_libraries
     from llmops.models.loader import load_for_inference
     from llmops.tasks.codegen import CodeGenTask, full_code
     from llmops.tasks.documents import read_document

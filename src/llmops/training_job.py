@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.config import RunConfig
+from llmops.environment import quiet_libraries
 from llmops.methods.distributed import (
     broadcast_from_main,
     check_sharding,
@@ -59,7 +60,7 @@ def train(cfg: RunConfig, output: str | Path | None = None) -> dict[str, Any]:
     cuda = has_cuda()
     check_sharding(cfg.training, cuda)
     prepared = pipeline.prepare(cfg)
-    pipeline.quiet_libraries()
+    quiet_libraries()
     init_process_group(cuda)
     out = Path(broadcast_from_main(str(output) if output is not None else str(default_output(cfg))))
     checkpoints = out / "checkpoints"

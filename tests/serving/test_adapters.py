@@ -40,7 +40,7 @@ def _direct(base: Path, adapter: Path | None, prompt_ids: list[int], n: int) -> 
 def test_model_field_selects_the_adapter_in_a_mixed_batch(tmp_path: Path, tiny_idp: dict[str, Path]) -> None:
     from fastapi.testclient import TestClient
 
-    from llmops.serving.cli import build
+    from llmops.serving.launch import build
 
     base = tiny_idp["model"]
     a = _adapter(base, tmp_path / "a", 1)
@@ -73,7 +73,7 @@ def test_model_field_selects_the_adapter_in_a_mixed_batch(tmp_path: Path, tiny_i
 
 def test_an_adapter_folder_that_does_not_exist_is_a_clear_error(tiny_idp: dict[str, Path]) -> None:
     from llmops.errors import ConfigError
-    from llmops.serving.cli import build
+    from llmops.serving.launch import build
 
     with pytest.raises(ConfigError, match="does not exist"):
         build(str(tiny_idp["model"]), adapters=["alpha=/no/such/adapter"])

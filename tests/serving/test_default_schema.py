@@ -26,7 +26,7 @@ def test_saved_idp_model_is_served_constrained_to_its_schema(tmp_path: Path, tin
 
     from llmops.models.export import SCHEMA_FILE, save_outputs
     from llmops.models.loader import load_for_inference
-    from llmops.serving.cli import build
+    from llmops.serving.launch import build
 
     schema = json.loads(Path(tiny_idp["schema"]).read_text())
     model, tokenizer = load_for_inference(tiny_idp["model"])
@@ -52,7 +52,7 @@ def test_saved_idp_model_is_served_constrained_to_its_schema(tmp_path: Path, tin
 
 def test_a_missing_schema_file_is_a_clear_error(tmp_path: Path, tiny_idp: dict[str, Path]) -> None:
     from llmops.errors import ConfigError
-    from llmops.serving.cli import build
+    from llmops.serving.launch import build
 
     folder = tmp_path / "m"
     shutil.copytree(tiny_idp["model"], folder)

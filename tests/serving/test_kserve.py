@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from llmops.errors import ConfigError, LlmopsError
 from llmops.serving import kserve
-from llmops.serving.deploy_cli import deploy_app
+from llmops.cli.deploy import deploy_app
 from llmops.tracking.registry import CHAMPION, create_version
 
 NAME = "llmops-idp-sft"

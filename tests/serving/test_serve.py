@@ -247,7 +247,7 @@ def test_metrics(server: Any, client: Any) -> None:
 
 def test_serve_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmops.errors import ConfigError
-    from llmops.serving.cli import api_key_from_env, build
+    from llmops.serving.launch import api_key_from_env, build
 
     monkeypatch.setenv("LLMOPS_TEST_KEY", "")
     with pytest.raises(ConfigError, match="LLMOPS_TEST_KEY"):

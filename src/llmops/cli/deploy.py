@@ -1,5 +1,4 @@
-"""`llmops deploy ...`: deploy a registered model to a serving platform (hooked as `app.add_typer(deploy_app,
-name="deploy")` by the main CLI)."""
+"""`llmops deploy ...`: deploy a registered model to a serving platform."""
 
 from __future__ import annotations
 
@@ -7,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
+from llmops.cli.common import guard
 
 deploy_app = typer.Typer(help="Deploy a registered model (models:/NAME@ALIAS) to a serving platform.",
                          no_args_is_help=True, add_completion=False)
@@ -45,8 +46,6 @@ def kserve(
     max_model_len: int | None = typer.Option(None, "--max-model-len", help="vLLM --max-model-len"),
 ) -> None:
     """Write a KServe InferenceService (Hugging Face runtime, vLLM) for a registered model; --apply deploys it."""
-    from llmops.cli import _guard
-
     def body() -> None:
         from llmops.serving.kserve import deploy_kserve
 
@@ -67,8 +66,4 @@ def kserve(
         if result["applied"]:
             typer.echo(f"{result['applied']} InferenceService {result['namespace']}/{result['name']}", err=True)
 
-    _guard(body)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    deploy_app()
+    guard(body)

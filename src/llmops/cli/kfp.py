@@ -8,13 +8,13 @@ from typing import Any, Optional
 
 import typer
 
+from llmops.cli.seed_flags import seed_command
+
 kfp_app = typer.Typer(help="Kubeflow Pipelines: compile, submit to a KFP host, or run locally with kfp.local.",
                       no_args_is_help=True)
 
 
 def _seed_command(name: str, extra: dict[str, tuple[Any, Any]], help_text: str) -> Callable:
-    from llmops.cli import seed_command
-
     return seed_command(kfp_app, name, extra, help_text)
 
 

@@ -1,4 +1,4 @@
-"""`serve(...)`: build the engine and the app for MODEL and run uvicorn (hooked to `llmops serve` by the CLI)."""
+"""`serve(...)`: build the engine and the app for MODEL and run uvicorn (what `llmops serve` calls)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
     """Load MODEL and serve it until interrupted. `options` go to `build` (batch_wait_ms, max_queue, ...)."""
     import uvicorn
 
-    from llmops.pipeline import quiet_libraries
+    from llmops.environment import quiet_libraries
 
     quiet_libraries()
     app = build(model, api_key_env=api_key_env, adapters=adapters, max_batch_size=max_batch_size, **options)

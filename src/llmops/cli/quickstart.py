@@ -1,0 +1,51 @@
+"""`llmops quickstart`: the embedded default, offline, end to end."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from llmops.cli.common import guard
+from llmops.cli.seed_flags import SetOpt
+
+
+class Flow(str, Enum):
+    idp = "idp"
+    codegen = "codegen"
+
+
+class Train(str, Enum):
+    sft = "sft"
+    kd = "kd"
+    dpo = "dpo"
+
+
+def quickstart(
+    flow: Flow = typer.Option(Flow.idp, "--flow", help="task family"),
+    train: Train = typer.Option(Train.sft, "--train", help="training method"),
+    workdir: Path = typer.Option(Path("llmops-quickstart"), "--workdir", help="where data, models and runs go"),
+    n_train: Optional[int] = typer.Option(None, "--n-train", min=1,
+                                          help="training documents (smaller = faster demo)"),
+    n_eval_per_class: Optional[int] = typer.Option(None, "--n-eval-per-class", min=1,
+                                                   help="held-out docs per class"),
+    model: str = typer.Option("smollm2-135m-instruct", "--model",
+                              help="student: smollm2-135m-instruct (built in), tiny (from scratch, for smoke "
+                                   "runs), or a model folder / .gguf file / hub id"),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """The embedded default, offline: SmolLM2-135M-Instruct + synthetic data through the whole pipeline."""
+
+    def body() -> None:
+        from llmops.quickstart.runner import run_quickstart
+
+        sizes = {k: v for k, v in {"n_train": n_train, "n_eval_per_class": n_eval_per_class}.items() if v}
+        run_quickstart(flow.value, train.value, workdir, set_ or [], sizes, model=model)
+
+    guard(body)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(quickstart)
