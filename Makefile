@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test test-slow bench install install-dev install-bwrap image clean
+.PHONY: quickstart test layers test-slow bench install install-dev install-bwrap image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ quickstart: install install-bwrap
 
 test: install-dev install-bwrap
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+layers: install-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
 
 test-slow: install-dev install-bwrap
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)
