@@ -1,9 +1,13 @@
-"""`llmops --help` stays fast: the CLI imports no heavy library at start-up."""
+"""`llmops --help` stays fast (no heavy library at start-up) and lists every command the app registers."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+
+import typer
 
 HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "mlflow", "accelerate", "bitsandbytes", "kfp", "kubeflow")
 
@@ -14,9 +18,30 @@ def test_cli_import_is_light() -> None:
     assert out == "", f"imported at start-up: {out}"
 
 
+COMMANDS = {"quickstart", "run", "train", "predict", "evaluate", "eval-idp", "eval-code", "data", "kfp", "serve",
+            "deploy"}
+
+
+def _help_commands(text: str) -> list[str]:
+    """The command names in the Commands panel of `--help` (not the description or the options above it)."""
+    panel = text.split("─ Commands ─", 1)[1].split("╰", 1)[0]
+    return [m.group(1) for m in re.finditer(r"^│ (\S+)\s{2,}", panel, flags=re.MULTILINE)]
+
+
+def test_every_command_is_registered() -> None:
+    from llmops.cli import app
+
+    registered = set(typer.main.get_command(app).commands)
+    assert COMMANDS <= registered, f"missing: {sorted(COMMANDS - registered)}"
+
+
 def test_help_lists_commands() -> None:
-    proc = subprocess.run([sys.executable, "-m", "llmops.cli", "--help"], capture_output=True, text=True)
-    assert proc.returncode == 0
-    for command in ("quickstart", "run", "train", "predict", "evaluate", "eval-idp", "eval-code", "data", "kfp",
-                    "serve", "deploy"):
-        assert command in proc.stdout
+    from llmops.cli import app
+
+    env = {**os.environ, "COLUMNS": "120", "TERM": "dumb"}
+    proc = subprocess.run([sys.executable, "-m", "llmops.cli", "--help"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    listed = _help_commands(proc.stdout)
+    assert len(listed) == len(set(listed))
+    assert set(listed) == set(typer.main.get_command(app).commands)  # every registered command, nothing else
+    assert COMMANDS <= set(listed)

@@ -16,6 +16,18 @@ from llmops.config import KfpSettings
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _project() -> dict:
+    """pyproject.toml's [project] table."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _pin(requirements: list[str], name: str) -> str:
+    """The `==` version pinned for `name` in a requirement list."""
+    (version,) = [r.split("==", 1)[1] for r in requirements if re.split(r"[=<>!~\[ ;]", r, maxsplit=1)[0] == name]
+    return version
+
+
 def _instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
     text = re.sub(r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines()
@@ -31,16 +43,23 @@ def test_dockerfile_cuda_base_package_extras_and_non_root_user() -> None:
     base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
     assert "cuda" in base.lower(), base
     runs = " ".join(a for kind, a in steps if kind == "RUN")
-    assert re.search(r"pip install torch==2\.13\.0\b", runs)  # the project's torch pin
-    assert re.search(r"pip install '?\.\[gpu,kfp,serve\]'?", runs), runs
+    project = _project()
+    torch = _pin(project["dependencies"], "torch")
+    assert re.findall(r"pip install torch==(\S+)", runs) == [torch]  # exactly the project's pin
+    extras = re.findall(r"pip install '?\.\[([\w,]+)\]'?", runs)
+    assert len(extras) == 1, runs
+    assert set(extras[0].split(",")) == {"gpu", "kfp", "serve"}
+    assert set(extras[0].split(",")) <= set(project["optional-dependencies"])  # extras the package declares
     assert "bubblewrap" in runs
-    users = [a for kind, a in steps if kind == "USER"]
-    assert users and users[-1].split(":")[0] not in ("root", "0"), users
-    assert re.search(r"useradd [^&]*--uid 1000\b", runs)
-    assert [a for kind, a in steps if kind == "WORKDIR"][-1] == "/home/llmops"
+    user = re.search(r"useradd [^&]*--uid (\d+)[^&]*--home-dir (\S+)", runs)
+    assert user, runs
+    uid, home = user.groups()
+    assert [a for kind, a in steps if kind == "USER"][-1] == f"{uid}:{uid}"  # numeric, for runAsNonRoot
+    assert uid != "0"
+    assert [a for kind, a in steps if kind == "WORKDIR"][-1] == home
     assert not [kind for kind, _ in steps if kind == "ENTRYPOINT"]
-    env = " ".join(a for kind, a in steps if kind == "ENV")
-    for setting in ("HF_HOME=/home/llmops/.cache/huggingface", "PYTHONUNBUFFERED=1", "MLFLOW_DISABLE_TELEMETRY=true"):
+    env = " ".join(a for kind, a in steps if kind == "ENV").split()
+    for setting in (f"HF_HOME={home}/.cache/huggingface", "PYTHONUNBUFFERED=1", "MLFLOW_DISABLE_TELEMETRY=true"):
         assert setting in env
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "runs", "mlruns", ".git"} <= set(ignored)

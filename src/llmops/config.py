@@ -369,11 +369,6 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def env_tracking_uri() -> str | None:
-    """The tracking URI users set in the environment."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or None
-
-
 def cache_dir() -> Path:
     """Where converted and built models are cached: $LLMOPS_CACHE, else $XDG_CACHE_HOME/llmops, ~/.cache/llmops."""
     if os.environ.get("LLMOPS_CACHE"):

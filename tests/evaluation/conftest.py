@@ -15,7 +15,8 @@ TEXTS = [
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def invoice_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-layer, 32-wide Llama with a 320-token tokenizer trained on invoice text (not the root `tiny_model_dir`)."""
     from llmops.models.tiny import build_tiny_model
 
     out = tmp_path_factory.mktemp("eval-tiny") / "model"
@@ -23,10 +24,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny(tiny_model_dir: Path) -> tuple[Any, Any]:
+def tiny(invoice_tiny_model_dir: Path) -> tuple[Any, Any]:
     from transformers import AutoTokenizer
 
-    return load_diverse(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+    return load_diverse(invoice_tiny_model_dir), AutoTokenizer.from_pretrained(invoice_tiny_model_dir)
 
 
 def load_diverse(path: Path) -> Any:
@@ -44,8 +45,8 @@ def load_diverse(path: Path) -> Any:
 
 
 @pytest.fixture
-def fresh_tiny(tiny_model_dir: Path) -> tuple[Any, Any]:
+def fresh_tiny(invoice_tiny_model_dir: Path) -> tuple[Any, Any]:
     """A fresh copy of the tiny model and tokenizer, for tests that change them."""
     from transformers import AutoTokenizer
 
-    return load_diverse(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+    return load_diverse(invoice_tiny_model_dir), AutoTokenizer.from_pretrained(invoice_tiny_model_dir)

@@ -176,7 +176,27 @@ def test_teacher_kl_matches_kl_div_and_is_zero_against_itself(pair: dict) -> Non
     assert teacher_kl(teacher, teacher, tokenizer, prompts, answers) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_teacher_answers_are_one_string_per_prompt(pair: dict) -> None:
+def _greedy(model, tokenizer, prompt: list[dict], max_new_tokens: int) -> str:
+    """One prompt's answer by hand: no batch, no padding, the argmax token until an EOS."""
+    ids = tokenizer(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True),
+                    add_special_tokens=False)["input_ids"]
+    configured = model.generation_config.eos_token_id
+    eos = {tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
+    new: list[int] = []
+    with torch.no_grad():
+        while len(new) < max_new_tokens:
+            token = int(model(torch.tensor([ids + new], device=model.device)).logits[0, -1].argmax())
+            if token in eos:
+                break
+            new.append(token)
+    return tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_teacher_answers_are_its_greedy_answers_in_prompt_order(pair: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    teacher, tokenizer = pair["teacher"], pair["tokenizer"]
+    # fp32 throughout (no bf16 autocast), so near-ties cannot break differently in the batch and in the loop above.
+    monkeypatch.setattr(teacher, "llmops_full_precision", True, raising=False)
     prompts = [e["prompt"] for e in make_sft_examples(3, seed=4)]
-    answers = teacher_answers(pair["teacher"], pair["tokenizer"], prompts, batch_size=2, max_new_tokens=8)
-    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    answers = teacher_answers(teacher, tokenizer, prompts, batch_size=2, max_new_tokens=8)
+    assert answers == [_greedy(teacher, tokenizer, prompt, 8) for prompt in prompts]
+    assert all(answer and answer not in prompt[0]["content"] for answer, prompt in zip(answers, prompts, strict=True))

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.distributions import Categorical, kl_divergence
 
 from llmops.methods.losses import (
     completion_ce,
@@ -25,22 +26,30 @@ def _logits(*probs: float) -> torch.Tensor:
     return torch.log(torch.tensor(probs, dtype=torch.float64)).reshape(1, 1, -1)
 
 
-TEACHER = _logits(0.5, 0.5)
-STUDENT = _logits(0.25, 0.75)
+TEACHER_PROBS, STUDENT_PROBS = (0.5, 0.5), (0.25, 0.75)
+TEACHER = _logits(*TEACHER_PROBS)
+STUDENT = _logits(*STUDENT_PROBS)
+
+
+def _kl(p: tuple[float, ...], q: tuple[float, ...]) -> float:
+    """KL(p || q) by torch.distributions, an implementation independent of llmops.methods.losses."""
+    return kl_divergence(Categorical(probs=torch.tensor(p)), Categorical(probs=torch.tensor(q))).item()
 
 
 def test_forward_kl_by_hand() -> None:
     # KL(t || s) = 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75) = 0.5 ln 2 + 0.5 ln(2/3)
     expected = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)
-    assert kd_loss(STUDENT, TEACHER, ONE, loss="forward_kl").item() == pytest.approx(expected, abs=1e-6)
-    assert expected == pytest.approx(0.143841, abs=1e-6)
+    got = kd_loss(STUDENT, TEACHER, ONE, loss="forward_kl").item()
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert got == pytest.approx(_kl(TEACHER_PROBS, STUDENT_PROBS), abs=1e-6)  # torch's own KL, from probabilities
 
 
 def test_reverse_kl_by_hand() -> None:
     # KL(s || t) = 0.25 ln(0.25/0.5) + 0.75 ln(0.75/0.5)
     expected = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
-    assert kd_loss(STUDENT, TEACHER, ONE, loss="reverse_kl").item() == pytest.approx(expected, abs=1e-6)
-    assert expected == pytest.approx(0.130812, abs=1e-6)
+    got = kd_loss(STUDENT, TEACHER, ONE, loss="reverse_kl").item()
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert got == pytest.approx(_kl(STUDENT_PROBS, TEACHER_PROBS), abs=1e-6)  # the arguments of forward KL swapped
 
 
 def test_jsd_by_hand() -> None:

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from llmops.errors import ConfigError, LlmopsError
 from llmops.serving import kserve
 from llmops.cli.deploy import deploy_app
-from llmops.tracking.registry import CHAMPION, create_version
+from llmops.tracking.gate import CHAMPION
+from llmops.tracking.registry import create_version
 
 NAME = "llmops-idp-sft"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,12 +14,26 @@ from llmops.config import RunConfig, build_config
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test works in its own folder: no stray mlflow.db / mlruns, no user MLflow settings, own model cache."""
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test works in its own folder: no stray mlflow.db / mlruns, no user MLflow settings, own model cache.
+
+    A run sets MLflow's process-wide tracking and registry URIs (and their environment variables, which child
+    processes inherit); they are put back afterwards, so later tests in this process talk to their own stores.
+    """
+    uris = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in uris:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("LLMOPS_CACHE", str(tmp_path / "cache"))
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    for name in uris:  # delenv of an unset variable leaves nothing to undo; a user's own value is restored after this
+        os.environ.pop(name, None)
 
 
 @pytest.fixture

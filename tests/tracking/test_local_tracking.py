@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from llmops.tracking import CHALLENGER, CHAMPION, NullTracker, Tracker, make_tracker, resolve_model
-from llmops.tracking.mlflow_tracker import resolve_tracking_uri
+from llmops.tracking.uri import resolve_tracking_uri, sqlite_uri
 
 
 def test_tracking_uri_precedence(tmp_path, monkeypatch):
@@ -18,6 +18,11 @@ def test_tracking_uri_precedence(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
     assert resolve_tracking_uri() == "http://env:5000"
     assert resolve_tracking_uri("http://cfg:5000") == "http://cfg:5000"
+    assert resolve_tracking_uri(default="sqlite:///d.db") == "http://env:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert resolve_tracking_uri(default="sqlite:///d.db") == f"sqlite:///{tmp_path / 'd.db'}"
+    assert resolve_tracking_uri("sqlite:///:memory:") == "sqlite:///:memory:"
+    assert sqlite_uri("sub/y.db") == f"sqlite:///{tmp_path / 'sub' / 'y.db'}"
 
 
 def _aliases(client: MlflowClient, name: str) -> dict[str, str]:

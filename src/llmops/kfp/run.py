@@ -108,7 +108,7 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict[str, Any]:
     from kfp import local
 
     from llmops.kfp.pipeline import build_pipeline
-    from llmops.tracking.mlflow_tracker import resolve_tracking_uri
+    from llmops.tracking.uri import resolve_tracking_uri
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

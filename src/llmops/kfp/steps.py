@@ -110,7 +110,8 @@ def deploy(config: str, registration: str, manifest_path: str | None = None) -> 
     from mlflow.tracking import MlflowClient
 
     from llmops.serving.kserve import deploy_kserve, kfp_options
-    from llmops.tracking.mlflow_tracker import resolve_tracking_uri
+    from llmops.tracking.gate import CHAMPION
+    from llmops.tracking.uri import resolve_tracking_uri
 
     cfg = build_config(base=yaml.safe_load(config) or {})
     gate_state = json.loads(registration)
@@ -119,7 +120,7 @@ def deploy(config: str, registration: str, manifest_path: str | None = None) -> 
         raise RuntimeError(f"nothing to deploy: the model did not win the gate ({gate_state.get('reason')})")
     tracking = resolve_tracking_uri()
     client = MlflowClient(tracking)
-    champion = client.get_registered_model(name).aliases.get("champion")
+    champion = client.get_registered_model(name).aliases.get(CHAMPION)
     if str(champion) != str(version):
         raise RuntimeError(f"{name} v{version} is no longer the champion (v{champion} is); not deploying it")
     served = deploy_kserve(f"models:/{name}/{version}", output_path=manifest_path, apply_now=cfg.kfp.kserve_apply,

@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from llmops.config import env_tracking_uri
 from llmops.errors import ConfigError
+from llmops.tracking.uri import resolve_tracking_uri, sqlite_uri
 
 RECIPES = Path(__file__).with_name("recipes")  # for a pretrained student (the SmolLM2 default, or --model M)
 TINY_RECIPES = RECIPES / "tiny"  # for --model tiny: a tiny Llama trained from scratch
@@ -25,7 +25,7 @@ def _console() -> Any:
 
 def _tracking_uri(workdir: Path) -> str:
     """MLFLOW_TRACKING_URI when set, else an SQLite store inside the workdir."""
-    return env_tracking_uri() or f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
+    return resolve_tracking_uri(default=sqlite_uri(workdir / "mlflow.db"))
 
 
 def _build_model(workdir: Path, flow: str, role: str, texts: list[str], settings: Any, hidden: int, layers: int,

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llmops.config import build_config, read_yaml
+from llmops.config import RunConfig, build_config, read_yaml
 
 STAGES = "stages.json"
 
@@ -43,13 +43,17 @@ def remember(workdir: Path, name: str, model_dir: str) -> None:
     os.replace(tmp, workdir / STAGES)
 
 
+def stage_config(base: dict[str, Any], entries: dict[str, Any], overrides: list[str]) -> RunConfig:
+    """A stage's config: the recipe, the quickstart's entries (data, models, tracking) on top, then `--set`."""
+    return build_config(base=_merge(base, entries), overrides=overrides)
+
+
 def run_stage(base: dict[str, Any], entries: dict[str, Any], overrides: list[str]) -> Any:
     """One pipeline run from a recipe and the quickstart's entries (data, models, tracking); prints its summary."""
     from llmops import pipeline
     from llmops.summary import print_summary
 
-    cfg = build_config(base=_merge(base, entries), overrides=overrides)
-    summary = pipeline.run(cfg)
+    summary = pipeline.run(stage_config(base, entries, overrides))
     print_summary(summary)
     return summary
 

@@ -193,7 +193,7 @@ def _read_artifact_json(uri: str, tracking_uri: str) -> dict[str, Any]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from llmops.tracking.registry import error_summary
+    from llmops.tracking.uri import error_summary
 
     try:
         with tempfile.TemporaryDirectory(prefix="llmops-kserve-") as tmp:
@@ -207,7 +207,7 @@ def _list_names(uri: str, tracking_uri: str) -> set[str]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from llmops.tracking.registry import error_summary
+    from llmops.tracking.uri import error_summary
 
     try:
         infos = mlflow.artifacts.list_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
@@ -251,11 +251,11 @@ def manifest_for_registered(model_uri: str, tracking_uri: str | None = None, **o
     """
     from mlflow import MlflowClient
 
-    from llmops.tracking.mlflow_tracker import resolve_tracking_uri
-    from llmops.tracking.registry import _find_version
+    from llmops.tracking.resolve import find_version
+    from llmops.tracking.uri import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
-    mv = _find_version(MlflowClient(uri, registry_uri=uri), model_uri, uri)
+    mv = find_version(MlflowClient(uri, registry_uri=uri), model_uri, uri)
     if str(mv.source).startswith("mlflow-artifacts:"):
         raise ConfigError(
             f"kserve: {model_uri} is stored at {mv.source}, which only the MLflow server can read; run the tracking "

@@ -1,15 +1,17 @@
 """Experiment tracking and the model registry: MLflow when `tracking.enabled`, else a no-op tracker.
 
 Cheap to import: mlflow loads only when `make_tracker` builds an MLflow tracker or `resolve_model` reads the registry.
+Modules: `gate` (the pure champion decision), `uri` (where runs are recorded), `tracker` (the interface and the
+no-op tracker), `mlflow_tracker`, `registry` (versions and aliases), `resolve` (models:/ URIs), `plots`.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from llmops.config import RunConfig
-from llmops.tracking.registry import CHALLENGER, CHAMPION, GateResult
+from llmops.tracking.gate import CHALLENGER, CHAMPION, GateResult
+from llmops.tracking.resolve import resolve_model
 from llmops.tracking.tracker import NullTracker, Tracker
 
 # Before mlflow is first imported anywhere through this package.
@@ -25,10 +27,3 @@ def make_tracker(cfg: RunConfig) -> Tracker:
     from llmops.tracking.mlflow_tracker import MlflowTracker
 
     return MlflowTracker(cfg)
-
-
-def resolve_model(model: str, cache_dir: str | Path | None = None, tracking_uri: str | None = None) -> str:
-    """A local folder for `models:/NAME@ALIAS` / `models:/NAME/VERSION`; paths and hub ids come back unchanged."""
-    from llmops.tracking.registry import resolve_model as _resolve
-
-    return _resolve(model, cache_dir, tracking_uri)

@@ -6,7 +6,6 @@ Only imported once a run starts (it imports mlflow, ~1-2 s).
 from __future__ import annotations
 
 import logging
-import os
 import posixpath
 import re
 from collections.abc import Iterator, Sequence
@@ -18,49 +17,18 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from llmops.config import RunConfig, env_tracking_uri, flatten, redact
+from llmops.config import RunConfig, flatten, redact
 from llmops.errors import TrackingError
 from llmops.tracking import registry
-from llmops.tracking.registry import GateResult, error_summary
-from llmops.tracking.tracker import write_field_plot, write_loss_curve
+from llmops.tracking.gate import GateResult, gate_tags
+from llmops.tracking.plots import write_field_plot, write_loss_curve
+from llmops.tracking.uri import check_reachable, display_uri, error_summary, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
-# A reachability probe must not sit through MLflow's default 7 retries with exponential backoff (minutes).
-FAST_PROBE_ENV = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-}
 MAX_PARAM_VALUE = 6000
 MAX_KEY = 250
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
-
-
-def resolve_tracking_uri(configured: str | None = None) -> str:
-    """tracking.tracking_uri, else $MLFLOW_TRACKING_URI, else MLflow's default (SQLite file in the working dir)."""
-    from mlflow.store.tracking import DEFAULT_TRACKING_URI
-
-    uri = configured or env_tracking_uri() or DEFAULT_TRACKING_URI
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri[len(prefix):] not in ("", ":memory:"):
-        # Absolute, so the location printed at the end of a run works from any folder.
-        uri = prefix + str(Path(uri[len(prefix):]).resolve())
-    return uri
-
-
-@contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def clean_key(key: str) -> str:
@@ -107,19 +75,11 @@ class MlflowTracker:
         return self._client
 
     def _where(self) -> str:
-        return redact({"uri": self._uri})["uri"]
+        return display_uri(self._uri)
 
     def check(self) -> None:
         """Probe the tracking store once, quickly; raise TrackingError naming the URI if it cannot be used."""
-        with _env(FAST_PROBE_ENV):
-            try:
-                self._client.search_experiments(max_results=1)
-            except Exception as e:
-                raise TrackingError(
-                    f"MLflow tracking at {self._where()} cannot be used: {error_summary(e)}. Start the server "
-                    "(e.g. `mlflow server --host 127.0.0.1 --port 5000`), or fix tracking.tracking_uri / "
-                    "MLFLOW_TRACKING_URI, or turn tracking off with --set tracking.enabled=false"
-                ) from e
+        check_reachable(self._client, self._uri)
 
     def _experiment_id(self) -> str:
         name = self.cfg.tracking.experiment_name
@@ -243,7 +203,7 @@ class MlflowTracker:
         base = _lookup(baseline or {}, metric, "baseline")
         if base is None and run_id:
             base = self._client.get_run(run_id).data.metrics.get(f"baseline/{metric}")
-        return registry.gate(self._client, name, metric, new_value, base), base
+        return registry.gate_new_version(self._client, name, metric, new_value, base), base
 
     def preview_gate(self, cfg: RunConfig, metrics: dict[str, float],
                      baseline: dict[str, float] | None = None) -> GateResult:
@@ -268,7 +228,7 @@ class MlflowTracker:
         try:
             result, base = self._gate(cfg, metrics, baseline, run_id)
             result.version = registry.create_version(
-                self._client, run_id, Path(model_dir), name, cfg.tracking.log_model, registry.gate_tags(result)
+                self._client, run_id, Path(model_dir), name, cfg.tracking.log_model, gate_tags(result)
             )
             self._client.set_tag(run_id, "llmops.registered_model", f"{name}/{result.version}")
         except MlflowException as e:

@@ -56,3 +56,13 @@ def field_bars(per_field: dict[str, float], path: str | Path, title: str = "per-
     ax.set_title(title)
     ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=8)
     return _save_atomic(fig, Path(path))
+
+
+def write_loss_curve(history: Sequence[tuple[int, float]], path: str | Path) -> Path | None:
+    """The loss-curve PNG, or None when there is no history to plot."""
+    return loss_curve(history, path) if history else None
+
+
+def write_field_plot(per_field: dict[str, float], path: str | Path) -> Path | None:
+    """The per-field F1 PNG, or None when there are no fields."""
+    return field_bars(per_field, path) if per_field else None

@@ -10,7 +10,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from llmops.tracking.registry import GateResult
+from llmops.tracking.gate import GateResult
+from llmops.tracking.plots import write_field_plot, write_loss_curve
 
 
 @runtime_checkable
@@ -70,24 +71,6 @@ class Tracker(Protocol):
     def preview_gate(self, cfg: Any, metrics: dict[str, float], baseline: dict[str, float] | None = None) -> GateResult:
         """The gate's decision for these metrics now, registering nothing."""
         ...
-
-
-def write_loss_curve(history: Sequence[tuple[int, float]], path: str | Path) -> Path | None:
-    """The loss-curve PNG, or None when there is no history to plot."""
-    if not history:
-        return None
-    from llmops.tracking.plots import loss_curve
-
-    return loss_curve(history, path)
-
-
-def write_field_plot(per_field: dict[str, float], path: str | Path) -> Path | None:
-    """The per-field F1 PNG, or None when there are no fields."""
-    if not per_field:
-        return None
-    from llmops.tracking.plots import field_bars
-
-    return field_bars(per_field, path)
 
 
 class NullTracker:
