@@ -37,7 +37,7 @@ def idp_examples(n: int, work: Path) -> list[dict]:
     """The quickstart's synthetic IDP training examples (prompt with the schema, JSON answer)."""
     from llmops.config import RunConfig
     from llmops.quickstart.idp_data import generate_idp_dataset
-    from llmops.validation import validate
+    from llmops.run_inputs import validate
 
     data = generate_idp_dataset(work / "data", n, 1, seed=0, mini_fraction=0.25)
     cfg = RunConfig.model_validate({"student": "unused", "data": str(data.train), "eval_data": str(data.eval),

@@ -1,5 +1,5 @@
 """Every shipped YAML recipe goes the way a run takes it: built into a RunConfig, then validated with small data of
-its flow (`llmops.validation.validate`: the data, the schema, the method's checks), so a wrong key fails here."""
+its flow (`llmops.run_inputs.validate`: the data, the schema, the method's checks), so a wrong key fails here."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from llmops.quickstart import stages
 from llmops.quickstart.codegen_data import generate_codegen_dataset
 from llmops.quickstart.idp_data import generate_idp_dataset
 from llmops.quickstart.pairs import write_codegen_pairs, write_idp_pairs
-from llmops.quickstart.runner import RECIPES, TINY_RECIPES
-from llmops.validation import validate
+from llmops.quickstart.flows import RECIPES, TINY_RECIPES
+from llmops.run_inputs import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 # `llmops run CONFIG`: configs/, and any recipes/ or examples/ folder

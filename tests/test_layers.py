@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"tasks"},
     {"evaluation"},
     {"methods"},
-    {"validation", "pipeline", "training_job", "predict", "kfp", "serving", "quickstart"},
+    {"run_inputs", "pipeline", "training_job", "predict", "kfp", "serving", "quickstart"},
     {"cli"},
 ]
 

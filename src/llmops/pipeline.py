@@ -1,6 +1,6 @@
 """The step graph shared by `llmops run`, the single-step commands and the Kubeflow components.
 
-validate (`llmops.validation`, re-exported here) -> baseline eval -> train -> eval -> gate -> register. Every step
+validate (`llmops.run_inputs`, re-exported here) -> baseline eval -> train -> eval -> gate -> register. Every step
 is a plain function of a Run (config, inputs, run folder, tracker, state.json), so a local run and a cluster run
 execute the same code.
 """
@@ -21,7 +21,7 @@ from llmops.config import RunConfig, build_config, read_yaml
 from llmops.environment import quiet_libraries
 from llmops.errors import ConfigError, LlmopsError
 from llmops.summary import RunSummary, write_summary
-from llmops.validation import Prepared, eval_examples, load_checked, make_task, validate
+from llmops.run_inputs import Prepared, eval_examples, load_checked, make_task, validate
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.json"
@@ -73,7 +73,7 @@ def _load_state(run_dir: Path) -> dict[str, Any]:
 
 def evaluate_model(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, out: Path) -> Any:
     """Greedy generation over the eval set, scored by the task; writes the predictions table."""
-    from llmops.evaluation.runner import evaluate
+    from llmops.evaluation.eval_set import evaluate
 
     return evaluate(model, tokenizer, prepared.task, prepared.eval, cfg.eval, out)
 

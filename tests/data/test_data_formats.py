@@ -176,7 +176,7 @@ def test_preference_examples() -> None:
 
 
 def test_accepted_formats_per_flow_train_and_role() -> None:
-    from llmops.validation import accepted_formats  # each method says which formats it reads
+    from llmops.run_inputs import accepted_formats  # each method says which formats it reads
 
     assert "document_fields" in accepted_formats("IDP", "SFT", "train")
     assert "document_fields" not in accepted_formats("CodeGen", "SFT", "train")

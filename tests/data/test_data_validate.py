@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.validation import validate_file, validate_records  # the formats of the method named
+from llmops.run_inputs import validate_file, validate_records  # the formats of the method named
 from llmops.errors import DataError
 
 INVOICE_SCHEMA = {

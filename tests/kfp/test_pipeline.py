@@ -35,7 +35,7 @@ SEED_EXAMPLES = [  # the original README's three kfp_pipeline.py examples (and i
 
 
 def _compiled(path: Path) -> tuple[dict, dict]:
-    from llmops.kfp.run import load_compiled
+    from llmops.kfp.launch import load_compiled
 
     assert load_compiled(path) is not None  # kfp itself loads it back
     spec, platform = yaml.safe_load_all(path.read_text())
@@ -45,7 +45,7 @@ def _compiled(path: Path) -> tuple[dict, dict]:
 @pytest.mark.parametrize("flow", ["IDP", "CodeGen"])
 @pytest.mark.parametrize("method", ["SFT", "KD", "DPO"])
 def test_compiled_pipeline_has_cluster_settings(tmp_path: Path, flow: str, method: str) -> None:
-    from llmops.kfp.run import compile_pipeline
+    from llmops.kfp.launch import compile_pipeline
 
     cfg = build_config(base={"student": "Qwen/Qwen2.5-3B-Instruct", "data": "s3://b/train.jsonl",
                              "flow_type": flow, "train_type": method, "teacher": "Qwen/Qwen2.5-7B-Instruct",
@@ -99,7 +99,8 @@ def test_compiled_pipeline_has_cluster_settings(tmp_path: Path, flow: str, metho
     assert "deploy" not in tasks
     # Deploy writes (and on a cluster applies) the KServe InferenceService of the registered winner.
     assert set(deploy["inputs"]["parameters"]) == {"config", "registration"}
-    assert "steps.deploy(config, registration, manifest.path)" in " ".join(executors["exec-deploy"]["container"]["command"])
+    command = " ".join(executors["exec-deploy"]["container"]["command"])
+    assert "steps.deploy(config, registration, manifest.path)" in command
     assert "manifest" in spec["components"]["comp-deploy"]["outputDefinitions"]["artifacts"]
 
 
@@ -170,7 +171,7 @@ class FakeKfpClient:
 
 
 def test_submit_twice_adds_a_version_and_runs_have_unique_names(tmp_path: Path) -> None:
-    from llmops.kfp.run import submit
+    from llmops.kfp.launch import submit
 
     cfg = build_config(base={"student": "s", "data": "d.jsonl", "save_dir": str(tmp_path)})
     client = FakeKfpClient()
@@ -185,7 +186,7 @@ def test_submit_twice_adds_a_version_and_runs_have_unique_names(tmp_path: Path) 
 
 def test_submit_without_a_host_names_the_flag() -> None:
     from llmops.errors import ConfigError
-    from llmops.kfp.run import submit
+    from llmops.kfp.launch import submit
 
     with pytest.raises(ConfigError, match="--host"):
         submit(build_config(base={"student": "s", "data": "d.jsonl"}), None)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from llmops.methods.progress import RichProgressCallback
+from llmops.methods.train_progress import RichProgressCallback
 
 
 def _drive(console: Console, main: bool = True) -> list[dict]:

@@ -46,7 +46,8 @@ def test_a_new_method_is_one_module_and_one_registry_line(tiny_idp: dict[str, Pa
                               "save_dir": str(tmp_path / "runs"), "flow_type": "IDP", "train_type": "neft"},
                        overrides=["peft.method=full", "training.max_steps=2", "training.per_device_train_batch_size=4",
                                   "eval.max_new_tokens=8", "eval.max_examples=3", "tracking.system_metrics=false",
-                                  f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "training.num_threads=1"])
+                                  f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                                  "training.num_threads=1"])
     summary = pipeline.run(cfg)
     assert neftune_method.TRAINED_WITH == [neftune_method.NOISE_ALPHA]
     assert summary.registered_model == "llmops-idp-neft" and summary.train["steps"] == 2

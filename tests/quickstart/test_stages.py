@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from llmops.quickstart import stages
-from llmops.quickstart.runner import RECIPES, TINY_RECIPES
+from llmops.quickstart.flows import RECIPES, TINY_RECIPES
 
 
 @pytest.mark.parametrize("recipes", [RECIPES, TINY_RECIPES], ids=["pretrained", "tiny"])

@@ -26,7 +26,7 @@ def data_validate(
 
     def body() -> None:
         from llmops.config import build_config
-        from llmops.validation import validate_file
+        from llmops.run_inputs import validate_file
         from llmops.tasks.idp import load_schema
 
         cfg = build_config(flags={"flow_type": flow_type, "train_type": train_type})

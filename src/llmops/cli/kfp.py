@@ -22,7 +22,7 @@ def _seed_command(name: str, extra: dict[str, tuple[Any, Any]], help_text: str) 
                                                           help="where the KFP v2 YAML is written"))},
                "Compile the pipeline for this config to KFP v2 YAML.")
 def _compile(cfg: Any, output: Path) -> None:
-    from llmops.kfp.run import compile_pipeline
+    from llmops.kfp.launch import compile_pipeline
 
     path = compile_pipeline(cfg, output)
     typer.echo(f"compiled: {path} (image {cfg.kfp.image}; upload it in the KFP UI or run `llmops kfp submit`)")
@@ -32,7 +32,7 @@ def _compile(cfg: Any, output: Path) -> None:
                                                                     help="a compiled YAML to submit as is"))},
                "Compile, upload (a new version when the pipeline exists) and start a run on the KFP host (--host).")
 def _submit(cfg: Any, package: Optional[Path]) -> None:
-    from llmops.kfp.run import submit
+    from llmops.kfp.launch import submit
 
     ids = submit(cfg, cfg.host, package)
     typer.echo(f"submitted: run {ids['run_id']} of pipeline {cfg.kfp.pipeline_name} "
@@ -45,7 +45,7 @@ def _submit(cfg: Any, package: Optional[Path]) -> None:
 def _run_local(cfg: Any, workdir: Path) -> None:
     import json
 
-    from llmops.kfp.run import run_local
+    from llmops.kfp.launch import run_local
     from llmops.summary import RunSummary, print_summary
 
     summary = run_local(cfg, workdir)

@@ -39,7 +39,7 @@ def quickstart(
     """The embedded default, offline: SmolLM2-135M-Instruct + synthetic data through the whole pipeline."""
 
     def body() -> None:
-        from llmops.quickstart.runner import run_quickstart
+        from llmops.quickstart.flows import run_quickstart
 
         sizes = {k: v for k, v in {"n_train": n_train, "n_eval_per_class": n_eval_per_class}.items() if v}
         run_quickstart(flow.value, train.value, workdir, set_ or [], sizes, model=model)

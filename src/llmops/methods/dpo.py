@@ -177,7 +177,7 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfi
     """The configured DPOTrainer (pairs tokenized), not yet trained; `reference` only for full fine-tuning."""
     from transformers import PrinterCallback
 
-    from llmops.methods.progress import RichProgressCallback
+    from llmops.methods.train_progress import RichProgressCallback
     from llmops.methods.trainer import Relay, keep_adapter_precision, quiet_datasets
 
     args = dpo_config(cfg, Path(output_dir))

@@ -95,7 +95,7 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfi
     from transformers import PrinterCallback
 
     from llmops.methods.chat_data import tokenized_dataset
-    from llmops.methods.progress import RichProgressCallback
+    from llmops.methods.train_progress import RichProgressCallback
     from llmops.methods.trainer import Relay, keep_adapter_precision, quiet_datasets
 
     args = sft_config(cfg, Path(output_dir), average_tokens=average_tokens)

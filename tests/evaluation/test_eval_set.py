@@ -11,7 +11,7 @@ import pytest
 from llmops.config import EvalSettings
 from llmops.errors import DataError
 from llmops.evaluation.generate import generate
-from llmops.evaluation.runner import evaluate
+from llmops.evaluation.eval_set import evaluate
 from llmops.tasks.idp import IDPTask
 
 SCHEMA = {"type": "object", "properties": {"total": {"type": "string"}}}
@@ -57,7 +57,7 @@ def test_evaluate_scores_and_writes_predictions(tiny: tuple[Any, Any], tmp_path:
 
 def test_scoring_path_with_a_model_that_answers(tiny: tuple[Any, Any], monkeypatch: Any) -> None:
     """With known outputs the report's metrics are the hand-computed ones."""
-    import llmops.evaluation.runner as runner
+    import llmops.evaluation.eval_set as runner
 
     task = IDPTask(None)
     examples = _examples(task)[:2]

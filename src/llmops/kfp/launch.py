@@ -26,7 +26,7 @@ def compile_pipeline(cfg: RunConfig, path: str | Path) -> Path:
     """Compile the cluster pipeline for `cfg` to `path` (written atomically); returns the path."""
     from kfp import compiler
 
-    from llmops.kfp.pipeline import build_pipeline
+    from llmops.kfp.dag import build_pipeline
 
     path = Path(path)
     if path.parent and not path.parent.exists():
@@ -74,7 +74,8 @@ def _upload(client: Any, package: Path, name: str) -> tuple[str, str]:
             pipeline_id = client.get_pipeline_id(name)
             if pipeline_id is None:
                 raise
-    version = client.upload_pipeline_version(str(package), pipeline_version_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    version = client.upload_pipeline_version(str(package), pipeline_version_name=f"{name}-{stamp}-"
                                              f"{secrets.token_hex(3)}", pipeline_id=pipeline_id)
     return pipeline_id, version.pipeline_version_id
 
@@ -107,7 +108,7 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict[str, Any]:
     """The same pipeline through `kfp.local` (SubprocessRunner, this interpreter); returns the run's summary."""
     from kfp import local
 
-    from llmops.kfp.pipeline import build_pipeline
+    from llmops.kfp.dag import build_pipeline
     from llmops.tracking.uri import resolve_tracking_uri
 
     workdir = Path(workdir).resolve()
