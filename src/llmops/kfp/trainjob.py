@@ -129,24 +129,6 @@ def build_trainjob(
     as local paths, so with several nodes they must live on a volume every node mounts (ReadWriteMany).
     """
     from kubeflow.trainer import CustomTrainerContainer
-    from kubeflow.trainer.options import (
-        ActiveDeadlineSeconds,
-        Annotations,
-        ContainerPatch,
-        JobSetSpecPatch,
-        JobSetTemplatePatch,
-        JobSpecPatch,
-        JobTemplatePatch,
-        Labels,
-        Name,
-        PodSpecPatch,
-        PodTemplatePatch,
-        ReplicatedJobPatch,
-        RuntimePatch,
-        TrainerArgs,
-        TrainerCommand,
-        TrainingRuntimeSpecPatch,
-    )
 
     k = cfg.kfp
     check_name(name, k.num_nodes)
@@ -155,20 +137,51 @@ def build_trainjob(
             raise ConfigError(
                 f"TrainJob {name}: the {what} is empty; every node needs one it can read (s3:// or a shared volume)"
             )
-    command, args = train_command(config_uri, output_dir)
     trainer = CustomTrainerContainer(
         image=k.image, num_nodes=k.num_nodes, resources_per_node=_resources(cfg), env=_env(cfg, name)
     )
-    secret_env = [
+    options = _options(cfg, config_uri, output_dir, name, _runtime_patch(cfg, pvc_name, mount_path))
+    return TrainJobRequest(runtime=runtime if runtime is not None else default_runtime(cfg), trainer=trainer,
+                           options=options)
+
+
+def _secret_env(cfg: RunConfig) -> list[dict[str, Any]]:
+    """The `node` container's env entries read from the secrets in `kfp.secrets`."""
+    return [
         {"name": var, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": key, "optional": s.optional}}}
-        for s in k.secrets
+        for s in cfg.kfp.secrets
         for key, var in s.env.items()
     ]
-    volumes = [{"name": _SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": k.shm_size}}]
+
+
+def _volumes(cfg: RunConfig, pvc_name: str | None, mount_path: str) -> tuple[list[dict], list[dict]]:
+    """(pod volumes, `node` container mounts): a memory-backed /dev/shm, and the shared PVC when there is one."""
+    volumes = [{"name": _SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": cfg.kfp.shm_size}}]
     mounts = [{"name": _SHM_VOLUME, "mountPath": "/dev/shm"}]
     if pvc_name:
         volumes.append({"name": _WORK_VOLUME, "persistentVolumeClaim": {"claimName": pvc_name}})
         mounts.append({"name": _WORK_VOLUME, "mountPath": mount_path})
+    return volumes, mounts
+
+
+def _runtime_patch(cfg: RunConfig, pvc_name: str | None, mount_path: str) -> Any:
+    """The RuntimePatch of the `node` pods: secret env, volumes and mounts, node selector and tolerations."""
+    from kubeflow.trainer.options import (
+        ContainerPatch,
+        JobSetSpecPatch,
+        JobSetTemplatePatch,
+        JobSpecPatch,
+        JobTemplatePatch,
+        PodSpecPatch,
+        PodTemplatePatch,
+        ReplicatedJobPatch,
+        RuntimePatch,
+        TrainingRuntimeSpecPatch,
+    )
+
+    k = cfg.kfp
+    secret_env = _secret_env(cfg)
+    volumes, mounts = _volumes(cfg, pvc_name, mount_path)
     container = ContainerPatch(name=NODE, env=secret_env or None, volume_mounts=mounts)
     pod = PodSpecPatch(
         node_selector=dict(k.node_selector) or None,
@@ -176,7 +189,7 @@ def build_trainjob(
         volumes=volumes,
         containers=[container],
     )
-    patch = RuntimePatch(
+    return RuntimePatch(
         training_runtime_spec=TrainingRuntimeSpecPatch(
             template=JobSetTemplatePatch(
                 spec=JobSetSpecPatch(
@@ -190,17 +203,29 @@ def build_trainjob(
             )
         )
     )
-    options = [
+
+
+def _options(cfg: RunConfig, config_uri: str, output_dir: str, name: str, patch: Any) -> list[Any]:
+    """The TrainerClient.train() options: name, command and args, labels, annotations, deadline and `patch`."""
+    from kubeflow.trainer.options import (
+        ActiveDeadlineSeconds,
+        Annotations,
+        Labels,
+        Name,
+        TrainerArgs,
+        TrainerCommand,
+    )
+
+    command, args = train_command(config_uri, output_dir)
+    return [
         Name(name=name),
         TrainerCommand(command=command),
         TrainerArgs(args=args),
         Labels(labels={"app.kubernetes.io/part-of": "llmops", "llmops/step": "train"}),
         Annotations(annotations={"llmops/config": config_uri, "llmops/output": output_dir}),
-        ActiveDeadlineSeconds(seconds=int(k.train_timeout_s)),
+        ActiveDeadlineSeconds(seconds=int(cfg.kfp.train_timeout_s)),
         patch,
     ]
-    return TrainJobRequest(runtime=runtime if runtime is not None else default_runtime(cfg), trainer=trainer,
-                           options=options)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llmops.errors import LlmopsError
-from llmops.kfp.trainjob import DEFAULT_MOUNT, NODE, build_trainjob, check_name
+from llmops.kfp.trainjob import DEFAULT_MOUNT, NODE, TrainJobRequest, build_trainjob, check_name
 
 if TYPE_CHECKING:
     from llmops.config import RunConfig
@@ -124,40 +124,58 @@ def launch(
         client = _client(ns)
     ns = ns or getattr(getattr(client, "backend", None), "namespace", None)
     deadline = time.monotonic() + (timeout_s if timeout_s is not None else cfg.kfp.train_timeout_s + 600)
+    job = _existing(client, name, ns)
+    if job is not None:
+        _reattach(job, name, ns, log)
+    else:
+        runtime = _runtime(client, cfg, ns)
+        request = build_trainjob(cfg, config_uri, output_dir, name, runtime, pvc_name=pvc_name, mount_path=mount_path)
+        _submit(client, request, cfg, name, log)
+    if not wait:
+        return name
+    _follow(client, name, deadline, poll_s, ns, log)
+    return name
 
+
+def _existing(client: Any, name: str, ns: str | None) -> Any:
+    """The TrainJob `name` if it exists (a retried step), else None; other API errors are an LlmopsError."""
     try:
-        job = client.get_job(name)
+        return client.get_job(name)
     except Exception as e:
         if _api_status(e) != 404:
             raise LlmopsError(
                 f"cannot read TrainJob {name}: {_reason(e)}; check access with kubectl get trainjobs"
                 f"{' -n ' + ns if ns else ''}"
             ) from e
-        job = None
+        return None
 
-    if job is not None:
-        log(f"TrainJob {name} already exists ({_status_of(job) or 'no status yet'}): re-attaching to it")
-        if _status_of(job) == FAILED:
+
+def _reattach(job: Any, name: str, ns: str | None, log: Callable[[str], Any]) -> None:
+    """Say that the existing `job` is followed; one that already failed is an LlmopsError saying how to retrain."""
+    log(f"TrainJob {name} already exists ({_status_of(job) or 'no status yet'}): re-attaching to it")
+    if _status_of(job) == FAILED:
+        raise LlmopsError(
+            f"TrainJob {name} already failed; see why with {_kubectl(name, ns)}. To train again, delete it:"
+            f" kubectl delete trainjob{' -n ' + ns if ns else ''} {name} (training resumes from checkpoints)"
+        )
+
+
+def _submit(client: Any, request: TrainJobRequest, cfg: RunConfig, name: str, log: Callable[[str], Any]) -> None:
+    """Create the TrainJob; one a concurrent attempt created first (409) is followed instead."""
+    try:
+        client.train(**request.kwargs())
+        log(f"submitted TrainJob {name} ({cfg.kfp.num_nodes} nodes x {cfg.kfp.gpus} GPU, {cfg.kfp.image})")
+    except Exception as e:
+        if _api_status(e) != 409:  # 409: a concurrent attempt created it first, follow that one
             raise LlmopsError(
-                f"TrainJob {name} already failed; see why with {_kubectl(name, ns)}. To train again, delete it:"
-                f" kubectl delete trainjob{' -n ' + ns if ns else ''} {name} (training resumes from checkpoints)"
-            )
-    else:
-        runtime = _runtime(client, cfg, ns)
-        request = build_trainjob(cfg, config_uri, output_dir, name, runtime, pvc_name=pvc_name, mount_path=mount_path)
-        try:
-            client.train(**request.kwargs())
-            log(f"submitted TrainJob {name} ({cfg.kfp.num_nodes} nodes x {cfg.kfp.gpus} GPU, {cfg.kfp.image})")
-        except Exception as e:
-            if _api_status(e) != 409:  # 409: a concurrent attempt created it first, follow that one
-                raise LlmopsError(
-                    f"cannot create TrainJob {name}: {_reason(e)}; check that Kubeflow Trainer v2 is installed"
-                    f" (kubectl get crd trainjobs.trainer.kubeflow.org) and that you may create trainjobs"
-                ) from e
-            log(f"TrainJob {name} was created meanwhile: re-attaching to it")
-    if not wait:
-        return name
+                f"cannot create TrainJob {name}: {_reason(e)}; check that Kubeflow Trainer v2 is installed"
+                f" (kubectl get crd trainjobs.trainer.kubeflow.org) and that you may create trainjobs"
+            ) from e
+        log(f"TrainJob {name} was created meanwhile: re-attaching to it")
 
+
+def _follow(client: Any, name: str, deadline: float, poll_s: int, ns: str | None, log: Callable[[str], Any]) -> None:
+    """Wait until the job runs, stream its node-0 log, wait until it ends; a Failed job is an LlmopsError."""
     job = _wait(client, name, {RUNNING, COMPLETE, FAILED}, deadline, poll_s, ns)
     _stream(client, name, follow=_status_of(job) == RUNNING, log=log)
     if _status_of(job) == RUNNING:
@@ -165,4 +183,3 @@ def launch(
     if _status_of(job) == FAILED:
         raise LlmopsError(f"TrainJob {name} failed; see its logs: {_kubectl(name, ns)}")
     log(f"TrainJob {name} complete")
-    return name

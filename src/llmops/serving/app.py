@@ -7,12 +7,14 @@ import hmac
 import json
 import time
 import uuid
-from typing import Any, Literal
+from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmops.serving import metrics
@@ -24,95 +26,262 @@ from llmops.serving.engine import (
     QueueFullError,
     RequestError,
 )
+from llmops.serving.protocol import (
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    ResponseFormat,
+    SamplingRequest,
+    error_response,
+    validation_message,
+)
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_TOKENS_LIMIT = 2048
+_ENDPOINTS = {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"}
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+class Server:
+    """What the routes share: the engine, the names it is served as, the request limits and the API key."""
+
+    def __init__(self, engine: Engine, name: str, api_key: str | None, max_body_bytes: int, max_tokens_limit: int,
+                 default_max_tokens: int, default_schema: dict[str, Any] | None) -> None:
+        self.engine, self.name = engine, name
+        self.key_bytes = api_key.encode() if api_key else None
+        self.max_body_bytes, self.max_tokens_limit = max_body_bytes, max_tokens_limit
+        self.default_max_tokens, self.default_schema = default_max_tokens, default_schema
+
+    def names(self) -> list[str]:
+        """The base model's served name, then the adapters' names."""
+        return [self.name, *self.engine.adapters]
+
+    async def observe(self, request: Request, call_next: Any) -> Response:
+        """Middleware: the API key and body-size checks on /v1, and the request count and latency of every call."""
+        path = request.url.path
+        endpoint = path if path in _ENDPOINTS else "other"
+        start = time.perf_counter()
+        if path.startswith("/v1"):
+            rejected = self.precheck(request)
+            if rejected is not None:
+                _record(endpoint, rejected.status_code, start)
+                return rejected
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # noqa: BLE001
+            response = error_response(500, f"internal error: {type(exc).__name__}", "server_error")
+        _record(endpoint, response.status_code, start)
+        return response
+
+    def precheck(self, request: Request) -> Response | None:
+        """The 401 of a missing or wrong API key, or the 413 of a declared body over the limit; None if neither."""
+        if self.key_bytes is not None:
+            auth = request.headers.get("authorization", "")
+            given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
+            if not hmac.compare_digest(given, self.key_bytes):
+                return error_response(401, "missing or invalid API key (send 'Authorization: Bearer KEY')",
+                                      code="invalid_api_key")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            return error_response(413, f"request body larger than {self.max_body_bytes} bytes",
+                                  code="request_too_large")
+        return None
+
+    async def body(self, request: Request, model: type[SamplingRequest]) -> Any:
+        """The request body read (up to the size limit) and validated as `model`, naming a served model."""
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > self.max_body_bytes:
+                raise ApiError(413, f"request body larger than {self.max_body_bytes} bytes", code="request_too_large")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"malformed JSON body ({e})", code="invalid_json") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+        try:
+            parsed = model.model_validate(data)
+        except ValidationError as e:
+            message, param = validation_message(e)
+            raise ApiError(400, message, param=param) from None
+        if parsed.model is not None and parsed.model not in self.names():
+            raise ApiError(404, f"model '{parsed.model}' is not served here (served: {', '.join(self.names())})",
+                           code="model_not_found", param="model")
+        return parsed
+
+    def max_tokens(self, req: SamplingRequest) -> int:
+        """The request's token budget (its own or the default), at most the server's limit."""
+        value = req.max_completion_tokens or req.max_tokens or min(self.default_max_tokens, self.max_tokens_limit)
+        if value > self.max_tokens_limit:
+            raise ApiError(400, f"max_tokens {value} is over this server's limit {self.max_tokens_limit}",
+                           param="max_tokens", code="max_tokens_too_large")
+        return value
+
+    def constraint(self, fmt: ResponseFormat | None, max_tokens: int) -> JsonConstraint | None:
+        """The JSON constraint `response_format` asks for (the default schema when it is absent), or None."""
+        if fmt is None and self.default_schema is not None:
+            return self.engine.constraint("json_schema", self.default_schema, max_tokens)
+        if fmt is None or fmt.type == "text":
+            return None
+        if fmt.type == "json_object":
+            return self.engine.constraint("json_object", max_tokens=max_tokens)
+        if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+            raise ApiError(400, "response_format.json_schema.schema is required", param="response_format")
+        return self.engine.constraint("json_schema", fmt.json_schema.schema_, max_tokens)
+
+    def gen_request(self, req: SamplingRequest, prompt_ids: list[int], fmt: ResponseFormat | None) -> GenRequest:
+        """The engine request for a validated body and its prompt tokens."""
+        try:
+            adapter = req.model if req.model in self.engine.adapters else None
+            max_tokens = self.max_tokens(req)
+            constraint = self.constraint(fmt, max_tokens)
+            return GenRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=req.temperature,
+                              top_p=req.top_p, stop=req.stops(), stream=req.stream, adapter=adapter,
+                              grammar=constraint.grammar if constraint else None,
+                              min_tokens=constraint.min_tokens if constraint else 0)
+        except RequestError as e:
+            raise ApiError(400, str(e), code=e.code, param=e.param) from None
+
+    def start(self, gen: GenRequest) -> None:
+        """Queue `gen` on the engine: a full queue is a 429, a request the engine refuses a 400."""
+        try:
+            self.engine.start(gen)
+        except QueueFullError as e:
+            raise ApiError(429, str(e), "rate_limit_error", code="queue_full") from None
+        except RequestError as e:
+            raise ApiError(400, str(e), code=e.code, param=e.param) from None
+        metrics.QUEUE_DEPTH.set(self.engine.queue_depth())
+
+    async def finish(self, gen: GenRequest) -> Completion:
+        """The completion of a started request."""
+        async for kind, value in self.engine.iterate(gen):
+            if kind == "done":
+                return value
+        raise ApiError(500, "no result", "server_error")  # pragma: no cover
 
 
-def error_response(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                   param: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "code": code, "param": param}},
-                        status_code=status)
+router = APIRouter()
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+def server_of(request: Request) -> Server:
+    """The Server of the app handling `request`."""
+    return request.app.state.server
 
 
-class TextPart(_Strict):
-    type: str = "text"
-    text: str = ""
+def usage_of(c: Completion) -> dict[str, int]:
+    """The OpenAI `usage` object of a completion."""
+    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+            "total_tokens": c.prompt_tokens + c.completion_tokens}
 
 
-class Message(_Strict):
-    role: str
-    content: str | list[TextPart] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(p.text for p in self.content if p.type == "text")
-        return self.content or ""
+@router.get("/health")
+async def health(request: Request) -> dict[str, Any]:
+    server = server_of(request)
+    return {"status": "ok", "model": server.name, "queue_depth": server.engine.queue_depth()}
 
 
-class JsonSchemaSpec(_Strict):
-    name: str = "output"
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    strict: bool | None = None
-    description: str | None = None
+@router.get("/metrics")
+async def prometheus(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    metrics.QUEUE_DEPTH.set(server_of(request).engine.queue_depth())
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-class ResponseFormat(_Strict):
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: JsonSchemaSpec | None = None
+@router.get("/v1/models")
+async def models(request: Request) -> dict[str, Any]:
+    created = int(time.time())
+    return {"object": "list", "data": [{"id": n, "object": "model", "created": created, "owned_by": "llmops"}
+                                       for n in server_of(request).names()]}
 
 
-class StreamOptions(_Strict):
-    include_usage: bool = False
+@router.post("/v1/chat/completions")
+async def chat(request: Request) -> Response:
+    server = server_of(request)
+    req: ChatRequest = await server.body(request, ChatRequest)
+    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    try:
+        prompt_ids = await run_in_threadpool(server.engine.encode_chat, messages)
+    except Exception as e:  # noqa: BLE001 - a template that rejects the messages (roles, order)
+        raise ApiError(400, f"messages: the chat template rejected them ({e})", param="messages") from None
+    gen = await run_in_threadpool(server.gen_request, req, prompt_ids, req.response_format)
+    server.start(gen)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if req.stream:
+        head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model or server.name}
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return StreamingResponse(chat_events(server.engine, gen, head, include_usage), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    c = await server.finish(gen)
+    return JSONResponse({
+        "id": cid, "object": "chat.completion", "created": created, "model": req.model or server.name,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
+                     "logprobs": None, "finish_reason": c.finish_reason}],
+        "usage": usage_of(c)})
 
 
-class _Sampling(_Strict):
-    model: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=1)
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    seed: int | None = None
-
-    def stops(self) -> list[str]:
-        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        if len(stops) > 4:
-            raise ApiError(400, "stop: at most 4 sequences", param="stop")
-        return [s for s in stops if s]
+def chat_chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None, usage: Any = None,
+               choices: bool = True) -> str:
+    """One SSE event of a streamed chat completion: `head` (id, object, created, model) plus the delta."""
+    body: dict[str, Any] = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                 "finish_reason": finish}] if choices else []}
+    if usage is not None:
+        body["usage"] = usage
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
-class ChatRequest(_Sampling):
-    messages: list[Message] = Field(min_length=1)
-    response_format: ResponseFormat | None = None
+async def chat_events(engine: Engine, gen: GenRequest, head: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
+    """The SSE events of a started chat request: the role, the deltas, the finish (and usage), then [DONE]."""
+    yield chat_chunk(head, {"role": "assistant", "content": ""})
+    try:
+        async for kind, value in engine.iterate(gen):
+            if kind == "delta":
+                yield chat_chunk(head, {"content": value})
+            else:
+                yield chat_chunk(head, {}, value.finish_reason)
+                if include_usage:
+                    yield chat_chunk(head, {}, usage=usage_of(value), choices=False)
+    except Exception as e:  # noqa: BLE001 - headers are sent: report in-band
+        err = {"error": {"message": f"generation failed: {type(e).__name__}", "type": "server_error",
+                         "code": None, "param": None}}
+        yield f"data: {json.dumps(err)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
-class CompletionRequest(_Sampling):
-    prompt: str
-    response_format: ResponseFormat | None = None
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    server = server_of(request)
+    req: CompletionRequest = await server.body(request, CompletionRequest)
+    if req.stream:
+        raise ApiError(400, "stream is not supported on /v1/completions yet; use /v1/chat/completions",
+                       param="stream")
+    prompt_ids = await run_in_threadpool(server.engine.encode_text, req.prompt)
+    gen = await run_in_threadpool(server.gen_request, req, prompt_ids, req.response_format)
+    server.start(gen)
+    c = await server.finish(gen)
+    return JSONResponse({
+        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+        "model": req.model or server.name,
+        "choices": [{"index": 0, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}],
+        "usage": usage_of(c)})
 
 
-def _validation_message(err: ValidationError | RequestValidationError) -> tuple[str, str | None]:
-    errors = err.errors()
-    if not errors:
-        return "invalid request", None
-    first = errors[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    return (f"{loc}: {first.get('msg', 'invalid value')}" if loc else first.get("msg", "invalid value")), loc or None
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.message, exc.type, exc.code, exc.param)
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    message, param = validation_message(exc)
+    return error_response(400, message, param=param)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return error_response(exc.status_code, str(exc.detail), code=code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(500, f"internal error: {type(exc).__name__}", "server_error")
 
 
 def create_app(engine: Engine, api_key: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -123,221 +292,18 @@ def create_app(engine: Engine, api_key: str | None = None, max_body_bytes: int =
     With `default_schema` (an IDP model's schema) a request without `response_format` is constrained to it;
     `response_format: {"type": "text"}` opts out.
     """
-    name = served_name or engine.name
+    server = Server(engine, served_name or engine.name, api_key, max_body_bytes, max_tokens_limit,
+                    default_max_tokens, default_schema)
     app = FastAPI(title="llmops serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
-    key_bytes = api_key.encode() if api_key else None
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.type, exc.code, exc.param)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(exc)
-        return error_response(400, message, param=param)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return error_response(exc.status_code, str(exc.detail), code=code)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(500, f"internal error: {type(exc).__name__}", "server_error")
-
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        endpoint = path if path in _ENDPOINTS else "other"
-        start = time.perf_counter()
-        if path.startswith("/v1"):
-            if key_bytes is not None:
-                auth = request.headers.get("authorization", "")
-                given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
-                if not hmac.compare_digest(given, key_bytes):
-                    response: Response = error_response(
-                        401, "missing or invalid API key (send 'Authorization: Bearer KEY')",
-                        code="invalid_api_key")
-                    _record(endpoint, response.status_code, start)
-                    return response
-            length = request.headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-                response = error_response(413, f"request body larger than {max_body_bytes} bytes",
-                                          code="request_too_large")
-                _record(endpoint, response.status_code, start)
-                return response
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # noqa: BLE001
-            response = error_response(500, f"internal error: {type(exc).__name__}", "server_error")
-        _record(endpoint, response.status_code, start)
-        return response
-
-    async def _body(request: Request, model: type[_Sampling]) -> Any:
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > max_body_bytes:
-                raise ApiError(413, f"request body larger than {max_body_bytes} bytes", code="request_too_large")
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"malformed JSON body ({e})", code="invalid_json") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "the body must be a JSON object", code="invalid_json")
-        try:
-            parsed = model.model_validate(data)
-        except ValidationError as e:
-            message, param = _validation_message(e)
-            raise ApiError(400, message, param=param) from None
-        if parsed.model is not None and parsed.model not in _names():
-            raise ApiError(404, f"model '{parsed.model}' is not served here (served: {', '.join(_names())})",
-                           code="model_not_found", param="model")
-        return parsed
-
-    def _names() -> list[str]:
-        return [name, *engine.adapters]
-
-    def _max_tokens(req: _Sampling) -> int:
-        value = req.max_completion_tokens or req.max_tokens or min(default_max_tokens, max_tokens_limit)
-        if value > max_tokens_limit:
-            raise ApiError(400, f"max_tokens {value} is over this server's limit {max_tokens_limit}",
-                           param="max_tokens", code="max_tokens_too_large")
-        return value
-
-    def _constraint(fmt: ResponseFormat | None, max_tokens: int) -> JsonConstraint | None:
-        if fmt is None and default_schema is not None:
-            return engine.constraint("json_schema", default_schema, max_tokens)
-        if fmt is None or fmt.type == "text":
-            return None
-        if fmt.type == "json_object":
-            return engine.constraint("json_object", max_tokens=max_tokens)
-        if fmt.json_schema is None or fmt.json_schema.schema_ is None:
-            raise ApiError(400, "response_format.json_schema.schema is required", param="response_format")
-        return engine.constraint("json_schema", fmt.json_schema.schema_, max_tokens)
-
-    def _gen_request(req: _Sampling, prompt_ids: list[int], fmt: ResponseFormat | None) -> GenRequest:
-        try:
-            adapter = req.model if req.model in engine.adapters else None
-            max_tokens = _max_tokens(req)
-            constraint = _constraint(fmt, max_tokens)
-            return GenRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=req.temperature,
-                              top_p=req.top_p, stop=req.stops(), stream=req.stream, adapter=adapter,
-                              grammar=constraint.grammar if constraint else None,
-                              min_tokens=constraint.min_tokens if constraint else 0)
-        except RequestError as e:
-            raise ApiError(400, str(e), code=e.code, param=e.param) from None
-
-    def _start(gen: GenRequest) -> None:
-        try:
-            engine.start(gen)
-        except QueueFullError as e:
-            raise ApiError(429, str(e), "rate_limit_error", code="queue_full") from None
-        except RequestError as e:
-            raise ApiError(400, str(e), code=e.code, param=e.param) from None
-        metrics.QUEUE_DEPTH.set(engine.queue_depth())
-
-    def _usage(c: Completion) -> dict[str, int]:
-        return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                "total_tokens": c.prompt_tokens + c.completion_tokens}
-
-    async def _finish(gen: GenRequest) -> Completion:
-        async for kind, value in engine.iterate(gen):
-            if kind == "done":
-                return value
-        raise ApiError(500, "no result", "server_error")  # pragma: no cover
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": name, "queue_depth": engine.queue_depth()}
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        metrics.QUEUE_DEPTH.set(engine.queue_depth())
-        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        created = int(time.time())
-        return {"object": "list", "data": [{"id": n, "object": "model", "created": created, "owned_by": "llmops"}
-                                           for n in _names()]}
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
-        req: ChatRequest = await _body(request, ChatRequest)
-        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-        try:
-            prompt_ids = await run_in_threadpool(engine.encode_chat, messages)
-        except Exception as e:  # noqa: BLE001 - a template that rejects the messages (roles, order)
-            raise ApiError(400, f"messages: the chat template rejected them ({e})", param="messages") from None
-        gen = await run_in_threadpool(_gen_request, req, prompt_ids, req.response_format)
-        _start(gen)
-        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if not req.stream:
-            c = await _finish(gen)
-            return JSONResponse({
-                "id": cid, "object": "chat.completion", "created": created, "model": req.model or name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
-                             "logprobs": None, "finish_reason": c.finish_reason}],
-                "usage": _usage(c)})
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-
-        def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None,
-                  choices: bool = True) -> str:
-            body: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                                    "model": req.model or name,
-                                    "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                 "finish_reason": finish}] if choices else []}
-            if usage is not None:
-                body["usage"] = usage
-            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
-
-        async def events() -> Any:
-            yield chunk({"role": "assistant", "content": ""})
-            try:
-                async for kind, value in engine.iterate(gen):
-                    if kind == "delta":
-                        yield chunk({"content": value})
-                    else:
-                        yield chunk({}, value.finish_reason)
-                        if include_usage:
-                            yield chunk({}, usage=_usage(value), choices=False)
-            except Exception as e:  # noqa: BLE001 - headers are sent: report in-band
-                err = {"error": {"message": f"generation failed: {type(e).__name__}", "type": "server_error",
-                                 "code": None, "param": None}}
-                yield f"data: {json.dumps(err)}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
-        req: CompletionRequest = await _body(request, CompletionRequest)
-        if req.stream:
-            raise ApiError(400, "stream is not supported on /v1/completions yet; use /v1/chat/completions",
-                           param="stream")
-        prompt_ids = await run_in_threadpool(engine.encode_text, req.prompt)
-        gen = await run_in_threadpool(_gen_request, req, prompt_ids, req.response_format)
-        _start(gen)
-        c = await _finish(gen)
-        return JSONResponse({
-            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": req.model or name,
-            "choices": [{"index": 0, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}],
-            "usage": _usage(c)})
-
+    app.state.server = server
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)
+    app.middleware("http")(server.observe)
+    app.include_router(router)
     return app
-
-
-_ENDPOINTS = {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"}
 
 
 def _record(endpoint: str, status: int, start: float) -> None:
