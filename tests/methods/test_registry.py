@@ -36,6 +36,11 @@ def test_a_new_method_is_one_module_and_one_registry_line(tiny_idp: dict[str, Pa
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from llmops import pipeline
 
+    # an in-process run sets MLflow's process-wide URIs (and their environment variables, which later tests'
+    # subprocesses inherit): these setenv calls make the teardown put both back
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     monkeypatch.setitem(registry.METHODS, "NEFT", "neftune_method:NEFTune")  # the registry line
     registry._load.cache_clear()
@@ -48,8 +53,14 @@ def test_a_new_method_is_one_module_and_one_registry_line(tiny_idp: dict[str, Pa
                                   "eval.max_new_tokens=8", "eval.max_examples=3", "tracking.system_metrics=false",
                                   f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
                                   "training.num_threads=1"])
-    summary = pipeline.run(cfg)
+    try:
+        summary = pipeline.run(cfg)
+    finally:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        registry._load.cache_clear()
     assert neftune_method.TRAINED_WITH == [neftune_method.NOISE_ALPHA]
     assert summary.registered_model == "llmops-idp-neft" and summary.train["steps"] == 2
     assert "field_f1" in summary.metrics
-    registry._load.cache_clear()
