@@ -254,8 +254,9 @@ def load_for_inference(path: str | Path, dtype: Any = None) -> tuple[Any, Any]:
 
     folder = resolve_model_path(str(path))
     adapter_file = Path(folder) / ADAPTER_CONFIG
-    keep_precision = dtype is None and saved_inference_dtype(folder) != inference_dtype()
-    dtype = dtype or saved_inference_dtype(folder)
+    saved = saved_inference_dtype(folder) if dtype is None else None
+    keep_precision = saved is not None and saved != inference_dtype()
+    dtype = dtype or saved
     if not adapter_file.is_file():
         tokenizer = load_tokenizer(folder, padding_side="left")
         try:
