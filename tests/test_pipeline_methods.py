@@ -53,6 +53,30 @@ def test_logit_kd_run_tracks_teacher_kl(tmp_path: Path, teacher: Path,
     assert client.get_model_version_by_alias("llmops-idp-kd", "challenger").run_id == summary["run_id"]
 
 
+def test_kd_with_a_student_pruned_from_the_teacher_and_on_policy_batches(
+        tmp_path: Path, teacher: Path, tiny_run_args: Callable[..., list[str]]) -> None:
+    """kd.student_from_teacher: the run prunes the teacher into its own student (logged), then distils into it,
+    half the batches on the student's own samples; teacher_kl falls."""
+    from mlflow.tracking import MlflowClient
+
+    args = tiny_run_args(tmp_path / "runs", "--train_type", "KD", "--use_logit_kd", "--teacher", str(teacher),
+                         "--max_steps", "8", "--set", "kd.student_from_teacher=1", "--set", "kd.on_policy=0.5",
+                         "--set", "kd.on_policy_max_new_tokens=24", "--set", "kd.alpha=0.2",
+                         "--set", "kd.temperature=1.0")
+    proc = _llmops(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = _summary(tmp_path / "runs")
+    student = Path(summary["run_dir"]) / "student"
+    pruned = json.loads((student / "llmops_pruned.json").read_text())
+    assert len(pruned["kept"]) == 1 and pruned["layers_before"] == 2 and pruned["source"] == str(teacher)
+    assert summary["metrics"]["teacher_kl"] < summary["baseline"]["teacher_kl"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(summary["run_id"])
+    assert run.data.params["student_layers"] == "1" and run.data.params["student_made_from"] == str(teacher)
+    assert "train/on_policy" in run.data.metrics
+    assert [a.path for a in client.list_artifacts(summary["run_id"], "student")] == ["student/llmops_pruned.json"]
+
+
 def test_kd_teacher_with_another_vocabulary_is_a_clear_error(tmp_path: Path, tiny_model_dir: Path,
                                                              tiny_run_args: Callable[..., list[str]]) -> None:
     args = tiny_run_args(tmp_path / "runs", "--train_type", "KD", "--use_logit_kd", "--teacher",

@@ -33,6 +33,8 @@ class TrainingSettings(_Section):
 
     learning_rate: float = Field(2e-4, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimiser steps; -1 = use epochs")
+    max_train_seconds: float | None = Field(None, gt=0, description="stop training after this many seconds "
+                                            "(at the end of a step; for comparisons at equal wall-clock time)")
     per_device_train_batch_size: int = Field(4, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_len: int = Field(1024, gt=8, description="longest tokenised example; longer ones are truncated")
@@ -108,6 +110,17 @@ class KDSettings(_Section):
     cache: bool = Field(False, description="offline teacher: top-k log-probs computed once, stored, reused")
     cache_dir: str | None = Field(None, description="where the offline teacher cache lives; default save_dir/kd-cache")
     cache_top_k: int = Field(64, gt=0, description="k stored per token by the offline cache (top_k 0 with cache)")
+    on_policy: float = Field(0.0, ge=0, le=1, description="fraction of batches on the student's own samples, scored "
+                             "by the teacher (GKD's lambda); 0 = off-policy only")
+    on_policy_loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field(
+        "reverse_kl", description="divergence on the student's samples (reverse KL: mode-seeking, as in GKD)")
+    on_policy_temperature: float = Field(1.0, gt=0, description="sampling temperature of the student's answers")
+    on_policy_max_new_tokens: int = Field(128, gt=0, description="longest sampled answer")
+    student_from_teacher: int | float | None = Field(
+        None, gt=0, description="make the student by depth-pruning the teacher to this many decoder layers (or "
+        "this fraction of them); `student` is then not loaded")
+    prune_importance: Literal["cosine", "loss"] = Field("cosine", description="how layer importance is measured")
+    prune_calibration: int = Field(64, gt=0, description="training examples that measure layer importance")
 
 
 class DPOSettings(_Section):

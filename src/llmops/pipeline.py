@@ -130,13 +130,31 @@ class Run:
         _save_state(self.run_dir, self.state)
 
 
+def _student_source(run: Run) -> str:
+    """The folder or name the student loads from; a student the method made (a pruned teacher) is logged once."""
+    from llmops.methods import registry
+    from llmops.models.prune import PRUNE_FILE, read_report
+
+    source = registry.get(run.cfg.train_type).student_source(run.cfg, run.prepared, run.run_dir)
+    if source != run.cfg.student and run.state.get("student") != source:
+        run.state["student"] = source
+        run.save()
+        report = read_report(source)
+        if report is not None:
+            run.tracker.log_params({"student_made_from": report["source"], "student_layers": len(report["kept"]),
+                                    "student_kept_layers": ",".join(map(str, report["kept"])),
+                                    "student_prune_importance": report["method"]})
+            run.tracker.log_artifact(Path(source) / PRUNE_FILE, "student")
+    return source
+
+
 def _load_student(run: Run) -> None:
     """The student as training starts from it, and the method's teacher or reference."""
     from llmops.methods import registry
     from llmops.models.loader import load_student
 
     if run.model is None:
-        run.model, run.tokenizer = load_student(run.cfg.student, run.cfg.peft, run.cfg.training)
+        run.model, run.tokenizer = load_student(_student_source(run), run.cfg.peft, run.cfg.training)
         run.ctx = registry.get(run.cfg.train_type).prepare(run.cfg, run.prepared, run.model, run.tokenizer)
 
 

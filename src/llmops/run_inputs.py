@@ -147,3 +147,13 @@ def validate(cfg: RunConfig) -> Prepared:
         prepared.pairs = to_preference_examples(pairs, task.build_prompt, task.format_answer, source=cfg.data)
     method.check(cfg, prepared, records)
     return prepared
+
+
+def training_examples(location: str, flow_type: str = "IDP", schema: str | None = None) -> list[dict]:
+    """The prompt-completion examples a data file gives SFT (checked like a run's training data): calibration data
+    for `llmops prune`."""
+    from llmops.config import build_config
+
+    cfg = build_config(flags={"flow_type": flow_type, "train_type": "SFT", "data": location, "schema": schema})
+    task = make_task(cfg)
+    return registry.get("SFT").train_examples(cfg, task, load_checked(location, cfg, task, "train"))

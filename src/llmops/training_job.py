@@ -68,9 +68,11 @@ def train(cfg: RunConfig, output: str | Path | None = None) -> dict[str, Any]:
     if resume_from and is_main_process():
         print(f"resuming from the last checkpoint in {checkpoints}", file=sys.stderr)
 
-    model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
-    # No eval set: this step reports no held-out metrics, so KD's teacher answers to eval prompts are not generated.
     method = registry.get(cfg.train_type)
+    # A student the method makes (KD's pruned teacher) is made by the main process; the others load its folder.
+    source = broadcast_from_main(method.student_source(cfg, prepared, out) if is_main_process() else None)
+    model, tokenizer = load_student(source, cfg.peft, cfg.training)
+    # No eval set: this step reports no held-out metrics, so KD's teacher answers to eval prompts are not generated.
     ctx = method.prepare(cfg, replace(prepared, eval=[]), model, tokenizer)
     result = method.train(cfg, prepared, ctx, model, tokenizer, checkpoints, resume_from, lambda logs: None)
     summary: dict[str, Any] = {"final_loss": result.final_loss, "steps": result.steps, "world_size": world_size(),

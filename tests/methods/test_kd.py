@@ -81,7 +81,7 @@ def test_kd_trains_every_parameter_and_logs_ce_and_kd(pair: dict, tmp_path: Path
         assert (not torch.equal(param.detach(), before[name])) == (name in trainable), name
     assert all(torch.equal(p, teacher_before[n]) for n, p in pair["teacher"].named_parameters())
     assert not any(p.requires_grad for p in pair["teacher"].parameters())
-    assert result.cache_built == cache and (result.cache_bytes_per_token == 16 * 6 if cache else True)
+    assert result.cache_built == cache and (result.cache_bytes_per_token == 16 * 4 if cache else True)  # fp16 + uint16
 
 
 def test_alpha_one_gives_the_sft_loss_curve(pair: dict, tmp_path: Path) -> None:
@@ -130,13 +130,81 @@ def test_second_run_reuses_the_cache_without_a_teacher_forward(pair: dict, tmp_p
         _all_logs(pair, cfg, tmp_path / "c", examples=make_sft_examples(16, seed=5))
 
 
-def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(pair: dict, tmp_path: Path) -> None:
-    cfg = _cfg(pair["student"], tmp_path, kd={"cache": True, "cache_top_k": 8}, max_steps=4, save_steps=2)
+@pytest.mark.parametrize("mode", [{"cache": True, "cache_top_k": 8}, {"cache": False},
+                                  {"on_policy": 0.5, "on_policy_max_new_tokens": 12}],
+                         ids=["offline-cache", "online", "on-policy"])
+def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(pair: dict, tmp_path: Path, mode: dict) -> None:
+    cfg = _cfg(pair["student"], tmp_path, kd=mode, max_steps=4, save_steps=2)
     full, _, _ = _all_logs(pair, cfg, tmp_path / "a")
     shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")
     resumed, logs, _ = _all_logs(pair, cfg, tmp_path / "b", resume_from=True)
     assert resumed.steps == 4 and [e["step"] for e in logs] == [3, 4]
     assert resumed.final_loss == pytest.approx(full.final_loss, rel=1e-3)
+
+
+def _on_policy_trainer(pair: dict, tmp_path: Path, **kd):
+    from llmops.methods.kd import make_kd_trainer
+
+    cfg = _cfg(pair["student"], tmp_path, kd={"on_policy": 1.0, "on_policy_max_new_tokens": 10, "temperature": 1.0,
+                                              **kd}, per_device_train_batch_size=3)
+    model, tokenizer = _student(cfg)
+    trainer = make_kd_trainer(model, tokenizer, pair["teacher"], make_sft_examples(6), cfg, tmp_path / "run")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    return trainer, model, batch
+
+
+def test_on_policy_loss_is_reverse_kl_on_the_students_own_sampled_tokens(pair: dict, tmp_path: Path) -> None:
+    trainer, model, batch = _on_policy_trainer(pair, tmp_path)
+    model.train()
+    loss = trainer.compute_loss(model, batch)
+    sampled = trainer.last_on_policy_batch
+    # The prompts are the batch's prompts; the answers are new tokens the student sampled, not the gold answers.
+    for row in range(3):
+        start = int((batch["labels"][row] != -100).nonzero()[0])
+        assert torch.equal(sampled["input_ids"][row, :start], batch["input_ids"][row, :start])
+        assert (sampled["labels"][row, :start] == -100).all() and (sampled["labels"][row, start] != -100)
+    assert not torch.equal(sampled["labels"], batch["labels"][:, :sampled["labels"].shape[1]])
+    # By hand: at every sampled answer token t, sum_v p_s(v) (log p_s(v) - log p_t(v)), averaged over tokens.
+    with torch.no_grad():
+        model.eval()
+        s_logits = model(input_ids=sampled["input_ids"], attention_mask=sampled["attention_mask"]).logits
+        t_logits = pair["teacher"](input_ids=sampled["input_ids"], attention_mask=sampled["attention_mask"]).logits
+    total, count = 0.0, 0
+    for row in range(3):
+        for t in range(1, sampled["labels"].shape[1]):
+            if sampled["labels"][row, t] == -100:
+                continue
+            p_s = torch.softmax(s_logits[row, t - 1].double(), -1)
+            p_t = torch.softmax(t_logits[row, t - 1].double(), -1)
+            total += float((p_s * (p_s.log() - p_t.log())).sum())
+            count += 1
+    assert count > 3
+    assert loss.item() == pytest.approx(total / count, rel=1e-4)
+    assert trainer._metrics["train"]["on_policy"] == [1.0]
+
+
+def test_on_policy_samples_repeat_for_the_same_step_and_differ_between_steps(pair: dict, tmp_path: Path) -> None:
+    trainer, model, batch = _on_policy_trainer(pair, tmp_path)
+    model.train()
+    trainer.compute_loss(model, batch)
+    first = trainer.last_on_policy_batch["input_ids"]
+    trainer._kd_micro = (-1, 0)  # as a resumed process starts the same step
+    trainer.compute_loss(model, batch)
+    assert torch.equal(trainer.last_on_policy_batch["input_ids"], first)
+    trainer.state.global_step = 7
+    trainer.compute_loss(model, batch)
+    assert not torch.equal(trainer.last_on_policy_batch["input_ids"], first)
+
+
+def test_on_policy_needs_logit_kd_and_a_pruned_student_needs_a_teacher(tiny_idp: dict) -> None:
+    from llmops.pipeline import prepare
+
+    base = {"student": str(tiny_idp["model"]), "data": str(tiny_idp["train"]), "eval_data": str(tiny_idp["eval"]),
+            "schema": str(tiny_idp["schema"]), "train_type": "KD"}
+    with pytest.raises(ConfigError, match="use_logit_kd"):
+        prepare(RunConfig.model_validate({**base, "teacher": str(tiny_idp["model"]), "kd": {"on_policy": 0.5}}))
+    with pytest.raises(ConfigError, match="prunes the teacher"):
+        prepare(RunConfig.model_validate({**base, "kd": {"student_from_teacher": 1}}))
 
 
 def test_a_teacher_with_another_vocabulary_is_a_config_error(pair: dict) -> None:

@@ -47,8 +47,8 @@ def test_cache_holds_the_teachers_topk_on_answer_tokens_only(setup: dict) -> Non
     rows = list(setup["dataset"])
     answer_tokens = sum(sum(1 for label in r["labels"][1:] if label != -100) for r in rows)
     assert cache.built and cache.values.shape == (answer_tokens, 8) and cache.ids.shape == (answer_tokens, 8)
-    assert cache.values.dtype == torch.float16 and cache.ids.dtype == torch.int32
-    assert cache.bytes_per_token == 8 * (2 + 4)
+    assert cache.values.dtype == torch.float16 and cache.ids.dtype == torch.uint16  # the vocabulary fits
+    assert cache.bytes_per_token == 8 * (2 + 2)
     assert len(cache.index) == len(rows)
     assert [p.name for p in setup["dir"].iterdir()] == [cache.path.name]  # no temporary folder left behind
     batch, mask, values, ids = _teacher_topk(setup, rows[:5], 8, 2.0)  # a padded batch of different lengths
@@ -94,3 +94,12 @@ def test_an_example_missing_from_the_cache_is_a_clear_error(setup: dict) -> None
     batch, mask, _, _ = _teacher_topk(setup, list(setup["make"](_more_examples()).train_dataset), 8, 2.0)
     with pytest.raises(ModelError, match="does not match the training data"):
         cache.lookup(batch["input_ids"], batch["attention_mask"], mask)
+
+
+def test_ids_are_uint16_up_to_65536_tokens_and_int32_above() -> None:
+    from llmops.methods.kd_cache import id_dtype_for
+
+    assert id_dtype_for(49152) == torch.uint16 and id_dtype_for(65536) == torch.uint16  # SmolLM2; ids 0..65535
+    assert id_dtype_for(65537) == torch.int32 and id_dtype_for(128256) == torch.int32  # Llama 3
+    ids = torch.tensor([0, 65535, 40000]).to(torch.uint16)
+    assert ids.long().tolist() == [0, 65535, 40000]  # read back as int64 without wrapping

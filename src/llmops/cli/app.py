@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmops.cli import data, deploy, evaluate, kfp, quickstart, run, serve
+from llmops.cli import data, deploy, evaluate, kfp, prune, quickstart, run, serve
 from llmops.cli.common import STATE
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ quickstart.register(app)
 evaluate.register(app)
 app.add_typer(data.data_app, name="data")
 serve.register(app)
+prune.register(app)
 app.add_typer(kfp.kfp_app, name="kfp")
 app.add_typer(deploy.deploy_app, name="deploy")
 

@@ -8,7 +8,7 @@ from llmops.errors import ModelError
 from llmops.progress import progress_bar
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
     """Every token id that ends an answer: the model's generation EOS ids and the tokenizer's EOS."""
     ids: list[int] = []
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -120,8 +120,8 @@ def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_si
     """Decoded answers to already-encoded prompts, batched longest first, in input order."""
     import torch
 
-    eos_ids = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    eos = eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     # Longest first: similar lengths share a batch (little padding) and an out-of-memory shows up at once.
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     outputs: list[str] = [""] * len(encoded)
@@ -133,10 +133,10 @@ def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_si
             for start in range(0, len(order), batch_size):
                 indices = order[start:start + batch_size]
                 input_ids, attention = _left_pad([encoded[i] for i in indices], pad_id, model.device)
-                generated = model.generate(input_ids=input_ids, attention_mask=attention, eos_token_id=eos_ids,
+                generated = model.generate(input_ids=input_ids, attention_mask=attention, eos_token_id=eos,
                                            pad_token_id=pad_id, **options)
                 for row, i in enumerate(indices):
-                    new_ids = _until_eos(generated[row, input_ids.shape[1]:].tolist(), eos_ids)
+                    new_ids = _until_eos(generated[row, input_ids.shape[1]:].tolist(), eos)
                     outputs[i] = tokenizer.decode(new_ids, skip_special_tokens=True)
                 progress.advance(bar, len(indices))
     finally:

@@ -78,6 +78,10 @@ class Method:
 
     # ------------------------------------------------------------------ training
 
+    def student_source(self, cfg: RunConfig, prepared: Any, run_dir: Path) -> str:
+        """What the student is loaded from (default: `student`; KD can make one from its teacher, in `run_dir`)."""
+        return cfg.student
+
     def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
         """What the method needs beside the student, loaded before training."""
         return MethodContext()

@@ -36,8 +36,13 @@ class KD(Method):
 
     def check(self, cfg: RunConfig, prepared: Any, records: list) -> None:
         """A teacher, except for sequence-level KD on data whose every record has its teacher_output."""
+        if cfg.kd.student_from_teacher and not cfg.teacher:
+            raise ConfigError("kd.student_from_teacher prunes the teacher into the student: pass --teacher too")
         prepared.teacher_targets = [record.get("teacher_output") is not None for _, record in records]
         prepared.logit_kd = bool(cfg.use_logit_kd and cfg.teacher)
+        if cfg.kd.on_policy and not prepared.logit_kd:
+            raise ConfigError("kd.on_policy: the teacher scores the student's own answers token by token; it needs "
+                              "logit KD (use_logit_kd: true) and --teacher")
         if cfg.teacher:
             return
         if not all(prepared.teacher_targets):
@@ -47,6 +52,25 @@ class KD(Method):
             print("warning: use_logit_kd needs the teacher's logits and no --teacher is given: distilling from the "
                   "data's teacher_output text instead (sequence-level KD); pass --teacher for logit-level KD",
                   file=sys.stderr)
+
+    def student_source(self, cfg: RunConfig, prepared: Any, run_dir: Path) -> str:
+        """With `kd.student_from_teacher`: the teacher depth-pruned (importance measured on the training examples),
+        written once into the run folder (a resumed run reuses it)."""
+        if not cfg.kd.student_from_teacher:
+            return cfg.student
+        from llmops.models.prune import PRUNE_FILE, prune_to_folder
+
+        folder = Path(run_dir) / "student"
+        if not (folder / PRUNE_FILE).is_file():
+            print(f"kd: pruning the teacher {cfg.teacher} to {cfg.kd.student_from_teacher} decoder layers "
+                  f"({cfg.kd.prune_importance} importance on {cfg.kd.prune_calibration} training examples)",
+                  file=sys.stderr)
+            report = prune_to_folder(cfg.teacher, cfg.kd.student_from_teacher, folder, records=prepared.train,
+                                     method=cfg.kd.prune_importance, max_len=cfg.training.max_len,
+                                     calibration=cfg.kd.prune_calibration)
+            print(f"kd: student = layers {report.kept} of {report.layers_before} "
+                  f"({report.parameters_after:,} of {report.parameters_before:,} parameters)", file=sys.stderr)
+        return str(folder)
 
     def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
         """The teacher, checked against the student's vocabulary, and its answers to the eval prompts."""
@@ -147,56 +171,171 @@ def _kd_trainer_class() -> type:
     return KDTrainer
 
 
-def _kd_compute_loss(trainer: Any, model: Any, inputs: dict, return_outputs: bool, num_items_in_batch: Any) -> Any:
-    """Student forward, CE and KD on answer tokens, their mix; CE, KD and accuracy go to the logs."""
+def _answer_columns(mask: Any) -> Any:
+    """Positions from the batch's first answer token to its last ([batch, seq-1] next-token mask): the only logits
+    the losses need (a 49k-vocabulary head over prompt and padding is most of a step's memory and time)."""
     import torch
 
-    from llmops.methods.losses import completion_ce, distillation_total
+    columns = mask.any(dim=0).nonzero().flatten()
+    if columns.numel() == 0:
+        return torch.arange(0, 1, device=mask.device)
+    return torch.arange(int(columns[0]), int(columns[-1]) + 1, device=mask.device)
+
+
+def _kd_compute_loss(trainer: Any, model: Any, inputs: dict, return_outputs: bool, num_items_in_batch: Any) -> Any:
+    """Student forward on the answer positions, then the loss of the batch: off-policy, alpha * CE + (1 - alpha) *
+    KD on the data's answers; on-policy (a `kd.on_policy` share of training batches), the divergence alone on the
+    student's own sampled answers, scored by the teacher. CE, KD, accuracy and the on-policy share are logged."""
+    import torch
+
+    from llmops.methods.losses import completion_ce, distillation_total, kd_loss
 
     mode = "train" if trainer.model.training else "eval"
-    labels = inputs["labels"]
-    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
-    logits, targets = outputs.logits[:, :-1], labels[:, 1:]
+    on_policy = mode == "train" and _on_policy_now(trainer)
+    if on_policy:
+        inputs = sample_on_policy(trainer, model, inputs)
+        trainer.last_on_policy_batch = inputs
+    targets = inputs["labels"][:, 1:]
     mask = targets != -100
-    count = mask.sum()
-    ce = completion_ce(logits, targets) if bool(count) else logits.sum() * 0.0
-    kd = _kd_term(trainer, inputs, logits[..., :trainer.vocab_size], mask)
-    loss = distillation_total(ce, kd, trainer.kd.alpha)
+    keep = _answer_columns(mask)
+    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False,
+                    logits_to_keep=keep)
+    logits, kept = outputs.logits, mask[:, keep]
+    student = logits[..., :trainer.vocab_size][kept]  # [answer tokens, vocab]: no copies of prompt positions
+    count = kept.sum()
+    kd_settings = trainer.kd
+    if not bool(count):
+        loss = ce = kd = logits.sum() * 0.0
+    elif on_policy:
+        teacher = _online_teacher_logits(trainer, inputs, keep, kept, student.device)
+        kd = kd_loss(student, teacher, torch.ones_like(kept[kept]), loss=kd_settings.on_policy_loss,
+                     temperature=kd_settings.temperature, beta=kd_settings.beta)
+        ce, loss = None, kd
+    else:
+        ce = completion_ce(logits, targets[:, keep])
+        kd = _kd_term(trainer, inputs, student, mask, keep, kept)
+        loss = distillation_total(ce, kd, kd_settings.alpha)
     if num_items_in_batch is not None:  # token-weighted across gradient accumulation, like SFT's loss
         loss = loss * count / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
     with torch.no_grad():
-        correct = ((logits.argmax(-1) == targets) & mask).sum()
+        correct = (student.argmax(-1) == targets[:, keep][kept]).sum()
     metrics = trainer._metrics[mode]
-    metrics["ce_loss"].append(ce.item())
+    if ce is not None:
+        metrics["ce_loss"].append(ce.item())
     metrics["kd_loss"].append(kd.item())
     metrics["mean_token_accuracy"].append((correct / count.clamp(min=1)).item())
     if mode == "train":
+        metrics["on_policy"].append(float(on_policy))
         trainer._total_train_tokens += int(inputs["attention_mask"].sum())
     metrics["num_tokens"] = [trainer._total_train_tokens]
     return (loss, outputs) if return_outputs else loss
 
 
-def _kd_term(trainer: Any, inputs: dict, student_logits: Any, mask: Any) -> Any:
-    """The distillation loss of a batch, from the cache or from an online teacher forward."""
+def _online_teacher_logits(trainer: Any, inputs: dict, keep: Any, kept: Any, device: Any) -> Any:
+    """The teacher's logits at the answer positions of the batch, [answer tokens, vocab], under no_grad."""
+    import torch
+
+    teacher = trainer.teacher
+    teacher_device = next(teacher.parameters()).device
+    with torch.no_grad():
+        logits = teacher(input_ids=inputs["input_ids"].to(teacher_device),
+                         attention_mask=inputs["attention_mask"].to(teacher_device), use_cache=False,
+                         logits_to_keep=keep.to(teacher_device)).logits
+    return logits[..., :trainer.vocab_size][kept.to(teacher_device)].to(device)
+
+
+def _kd_term(trainer: Any, inputs: dict, student: Any, mask: Any, keep: Any, kept: Any) -> Any:
+    """The off-policy distillation loss of a batch (student logits [answer tokens, vocab]), from the cache or from
+    an online teacher forward."""
     import torch
 
     from llmops.methods.losses import kd_loss, topk_kd_loss, topk_logprobs
 
     kd = trainer.kd
     options = {"loss": kd.loss, "temperature": kd.temperature, "beta": kd.beta}
+    every = torch.ones(student.shape[0], dtype=torch.bool, device=student.device)
     if trainer.cache is not None:
         values, ids = trainer.cache.lookup(inputs["input_ids"], inputs.get("attention_mask"), mask)
-        return topk_kd_loss(student_logits, values, ids, mask, **options)
-    teacher = trainer.teacher
-    device = next(teacher.parameters()).device
-    with torch.no_grad():
-        teacher_logits = teacher(input_ids=inputs["input_ids"].to(device),
-                                 attention_mask=inputs["attention_mask"].to(device), use_cache=False).logits
-    teacher_logits = teacher_logits[:, :-1, :trainer.vocab_size].to(student_logits.device)
+        return topk_kd_loss(student, values[:, keep][kept], ids[:, keep][kept], every, **options)
+    teacher = _online_teacher_logits(trainer, inputs, keep, kept, student.device)
     if kd.top_k:
-        values, ids = topk_logprobs(teacher_logits, min(kd.top_k, trainer.vocab_size), kd.temperature)
-        return topk_kd_loss(student_logits, values, ids, mask, **options)
-    return kd_loss(student_logits, teacher_logits, mask, **options)
+        values, ids = topk_logprobs(teacher, min(kd.top_k, trainer.vocab_size), kd.temperature)
+        return topk_kd_loss(student, values, ids, every, **options)
+    return kd_loss(student, teacher, every, **options)
+
+
+def _on_policy_now(trainer: Any) -> bool:
+    """Whether this training micro-batch is on-policy: a seeded draw per (step, micro-batch), so a resumed run
+    makes the same choices as an uninterrupted one."""
+    import random
+
+    share = trainer.kd.on_policy
+    if share <= 0:
+        return False
+    step = trainer.state.global_step
+    last_step, micro = getattr(trainer, "_kd_micro", (-1, 0))
+    micro = micro + 1 if last_step == step else 0
+    trainer._kd_micro = (step, micro)
+    trainer._kd_draw = (trainer.args.seed, step, micro)
+    return share >= 1 or random.Random(f"{trainer.args.seed}:{step}:{micro}").random() < share
+
+
+def sample_on_policy(trainer: Any, model: Any, inputs: dict) -> dict:
+    """The batch's prompts answered by the student itself (sampled at `kd.on_policy_temperature`, seeded by step):
+    right-padded ids, attention mask and labels on the sampled answer (up to and including its EOS)."""
+    import torch
+
+    from llmops.evaluation.generate import eos_ids
+
+    kd = trainer.kd
+    tokenizer = trainer.processing_class
+    student = trainer.accelerator.unwrap_model(model)
+    eos = eos_ids(student, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    ids, attention, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+    prompts = []
+    for row in range(ids.shape[0]):
+        answer = (labels[row] != -100).nonzero().flatten()
+        end = int(answer[0]) if answer.numel() else int(attention[row].sum())
+        prompts.append(ids[row, :end].tolist())
+    width = max(len(p) for p in prompts)
+    left = torch.full((len(prompts), width), pad, dtype=torch.long)
+    left_mask = torch.zeros_like(left)
+    for row, prompt in enumerate(prompts):
+        left[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        left_mask[row, width - len(prompt):] = 1
+    seed, step, micro = getattr(trainer, "_kd_draw", (trainer.args.seed, trainer.state.global_step, 0))
+    was_training = student.training
+    student.eval()
+    devices = [ids.device] if ids.device.type == "cuda" else []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed * 1_000_003 + step * 101 + micro)
+            generated = student.generate(input_ids=left.to(ids.device), attention_mask=left_mask.to(ids.device),
+                                         do_sample=True, temperature=kd.on_policy_temperature, top_k=0, top_p=1.0,
+                                         max_new_tokens=kd.on_policy_max_new_tokens, eos_token_id=eos,
+                                         pad_token_id=pad)
+    finally:
+        student.train(was_training)
+    rows = []
+    for row, prompt in enumerate(prompts):
+        answer = generated[row, width:].tolist()
+        for i, token in enumerate(answer):
+            if token in eos:
+                answer = answer[:i + 1]
+                break
+        rows.append((prompt, answer))
+    length = max(len(p) + len(a) for p, a in rows)
+    out_ids = torch.full((len(rows), length), pad, dtype=torch.long)
+    out_mask = torch.zeros_like(out_ids)
+    out_labels = torch.full_like(out_ids, -100)
+    for row, (prompt, answer) in enumerate(rows):
+        full = torch.tensor(prompt + answer, dtype=torch.long)
+        out_ids[row, :len(full)] = full
+        out_mask[row, :len(full)] = 1
+        out_labels[row, len(prompt):len(full)] = full[len(prompt):]
+    return {"input_ids": out_ids.to(ids.device), "attention_mask": out_mask.to(ids.device),
+            "labels": out_labels.to(ids.device)}
 
 
 def _common_vocab(model: Any, teacher: Any, tokenizer: Any) -> int:

@@ -1,8 +1,8 @@
 """Offline teacher for distillation: the teacher's top-k log-probs on every answer token, computed once, on disk.
 
-Layout of `<cache_dir>/<key>/`: `topk.safetensors` (`values` fp16 [rows, k], `ids` int32 [rows, k]: one row per
-answer token, i.e. per position whose next-token label is not -100), `index.json` (a hash of each example's token
-ids -> its first row and row count) and `meta.json`. The key hashes the teacher (config and a fingerprint of its
+Layout of `<cache_dir>/<key>/`: `topk.safetensors` (`values` fp16 [rows, k], `ids` [rows, k] uint16 when the
+vocabulary has at most 65536 tokens, else int32: one row per answer token, i.e. per position whose next-token
+label is not -100), `index.json` (a hash of each example's token ids -> its first row and row count) and `meta.json`. The key hashes the teacher (config and a fingerprint of its
 weights), every example's token ids and answer mask, k and the temperature, so a folder is never stale: any change
 gives a new key, and a run whose key exists reads it without running (or needing) a teacher forward.
 """
@@ -77,7 +77,7 @@ class TeacherCache:
 
     @property
     def bytes_per_token(self) -> float:
-        """Stored bytes per answer token (k * 6 bytes: fp16 value + int32 id)."""
+        """Stored bytes per answer token: k * 4 (fp16 value + uint16 id), k * 6 with int32 ids."""
         return self.nbytes / max(1, self.values.shape[0])
 
     def lookup(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -127,6 +127,12 @@ def cache_key(teacher_id: str, rows: list[dict], k: int, temperature: float) -> 
     return h.hexdigest()
 
 
+def id_dtype_for(vocab_size: int) -> torch.dtype:
+    """The smallest integer type that holds every token id: uint16 up to 65536 tokens (SmolLM2, Llama 2, Mistral:
+    4 bytes per cached token and k), int32 above (Llama 3, Qwen)."""
+    return torch.uint16 if vocab_size <= 1 << 16 else torch.int32
+
+
 def _teacher_device(teacher: Any) -> torch.device:
     return next(teacher.parameters()).device
 
@@ -142,17 +148,21 @@ def _compute(teacher: Any, rows: list[dict], collate: Callable[[list[dict]], dic
     was_training = teacher.training
     teacher.eval()
     values, ids, index, offset = [], [], {}, 0
+    id_dtype = id_dtype_for(vocab_size)
     try:
         for start in range(0, len(order), batch_size):
             keys = order[start:start + batch_size]
             batch = collate([unique[key] for key in keys])
             mask = _answer_positions(batch)
-            with torch.no_grad():
+            columns = mask.any(dim=0).nonzero().flatten()
+            keep = torch.arange(int(columns[0]), int(columns[-1]) + 1) if columns.numel() else torch.arange(1)
+            with torch.no_grad():  # the head only over the answer positions: no [batch, seq, vocab] logits
                 logits = teacher(input_ids=batch["input_ids"].to(device),
-                                 attention_mask=batch["attention_mask"].to(device), use_cache=False).logits
-            top_values, top_ids = topk_logprobs(logits[:, :-1, :vocab_size][mask.to(device)], k, temperature)
+                                 attention_mask=batch["attention_mask"].to(device), use_cache=False,
+                                 logits_to_keep=keep.to(device)).logits
+            top_values, top_ids = topk_logprobs(logits[..., :vocab_size][mask[:, keep].to(device)], k, temperature)
             values.append(top_values.to(torch.float16).cpu())
-            ids.append(top_ids.to(torch.int32).cpu())
+            ids.append(top_ids.to(id_dtype).cpu())
             for key, count in zip(keys, mask.sum(-1).tolist(), strict=True):
                 index[key] = (offset, int(count))
                 offset += int(count)
@@ -205,7 +215,9 @@ def build_or_load(teacher: Any, dataset: Any, collate: Callable[[list[dict]], di
         return cache
     values, ids, index = _compute(teacher, rows, collate, k, temperature, vocab_size, batch_size)
     meta = {"k": k, "temperature": temperature, "examples": len(index), "tokens": int(values.shape[0]),
-            "bytes_per_token": (values.numel() * 2 + ids.numel() * 4) / max(1, values.shape[0])}
+            "id_dtype": str(ids.dtype).removeprefix("torch."),
+            "bytes_per_token": (values.numel() * values.element_size() + ids.numel() * ids.element_size())
+            / max(1, values.shape[0])}
     _write(folder, values, ids, index, meta)
     cache = _read(folder, built=True, seconds=time.perf_counter() - start)
     log.info("teacher cache: built %s in %.1f s (%d answer tokens, %.0f B/token)", folder, cache.build_seconds,

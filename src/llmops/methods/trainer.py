@@ -84,6 +84,24 @@ class Relay(TrainerCallback):
             self.on_log_fn({"step": state.global_step, **logs})
 
 
+class TimeLimit(TrainerCallback):
+    """Ends training at the first step boundary after `seconds` of training (`training.max_train_seconds`): two
+    methods compared at equal wall-clock time. The last step is saved and logged like a planned last step."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if time.perf_counter() - self.start >= self.seconds:
+            control.should_training_stop = True
+            control.should_save = True
+            control.should_log = True
+
+
 @contextlib.contextmanager
 def quiet_datasets() -> Iterator[None]:
     """No per-map progress bars from `datasets` while TRL tokenizes (our own bar covers training)."""
@@ -133,6 +151,8 @@ def fit(build: Callable[[Path], Any], cfg: RunConfig, output_dir: Path, resume_f
     output_dir = Path(output_dir)
     resume = resume_arg(resume_from, output_dir)  # checked before the trainer is built
     trainer = build(output_dir)
+    if cfg.training.max_train_seconds:
+        trainer.add_callback(TimeLimit(cfg.training.max_train_seconds))
     start = time.perf_counter()
     with wrap(trainer) if wrap is not None else contextlib.nullcontext():
         output = trainer.train(resume_from_checkpoint=resume)

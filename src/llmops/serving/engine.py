@@ -93,7 +93,7 @@ class Engine:
     def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 8, batch_wait_s: float = 0.01,
                  max_queue: int = 64, json_string_max: int | None = MAX_STRING_REPEAT, name: str = "model",
                  adapters: dict[str, str] | None = None) -> None:
-        from llmops.evaluation.generate import _eos_ids
+        from llmops.evaluation.generate import eos_ids
 
         if max_batch_size < 1 or max_queue < 1:
             raise ConfigError("serve: max_batch_size and max_queue must be at least 1")
@@ -104,7 +104,7 @@ class Engine:
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
         self.json_string_max = json_string_max
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.vocab_size = int(getattr(model.config, "vocab_size", len(tokenizer)))
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
