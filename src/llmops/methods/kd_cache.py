@@ -4,7 +4,8 @@ Layout of `<cache_dir>/<key>/`: `topk.safetensors` (`values` fp16 [rows, k], `id
 vocabulary has at most 65536 tokens, else int32: one row per answer token, i.e. per position whose next-token
 label is not -100), `index.json` (a hash of each example's token ids -> its first row and row count) and
 `meta.json`. The key hashes the teacher (config and a fingerprint of its weights), every example's token ids and
-answer mask, k and the temperature, so a folder is never stale: any change gives a new key, and a run whose key exists reads it without running (or needing) a teacher forward.
+answer mask, k and the temperature, so a folder is never stale: any change gives a new key, and a run whose key
+exists reads it without running (or needing) a teacher forward.
 """
 
 from __future__ import annotations
