@@ -8,8 +8,11 @@ offline run reuses the folder. Prints seconds per epoch, the offline/online rati
 <= 0.6) and the cache size in bytes per token (DistillKit's published figure: ~300 B/token).
 
     python bench/kd_cache.py [--epochs 3] [--examples 96] [--repeats 2] [--threads 1] [--teacher-layers 2]
+    python bench/kd_cache.py --real [--teacher smollm2-135m-instruct] [--layers 15] [--top-k 32] --threads 2
 
 The default teacher (hidden 128, 2 layers) has ~3.7x the student's parameters; --teacher-layers 4 gives ~7x.
+`--real`: the teacher is SmolLM2-135M-Instruct (49k vocabulary; or --teacher PATH) and the student is that teacher
+depth-pruned to --layers decoder layers (llmops.models.prune), trained with LoRA r16 as the quickstart does.
 """
 
 from __future__ import annotations
@@ -62,8 +65,18 @@ def build_models(root: Path, examples: list[dict], teacher_layers: int) -> tuple
     return paths[0], paths[1]
 
 
-def run(student: Path, teacher_dir: Path, examples: list[dict], cache: bool, epochs: int, out: Path,
-        cache_dir: Path) -> dict:
+def real_models(root: Path, examples: list[dict], teacher: str, layers: int) -> tuple[Path, str]:
+    """The pruned student folder (importance on the bench examples) and the teacher it came from."""
+    from llmops.models.prune import prune_to_folder
+
+    report = prune_to_folder(teacher, layers, root / "student", records=examples)
+    print(f"student: {teacher} pruned to layers {report.kept} ({report.parameters_after / 1e6:.1f}M of "
+          f"{report.parameters_before / 1e6:.1f}M parameters)")
+    return root / "student", teacher
+
+
+def run(student: Path, teacher_dir: Path | str, examples: list[dict], cache: bool, epochs: int, out: Path,
+        cache_dir: Path, top_k: int = 64, real: bool = False) -> dict:
     """Seconds per epoch of one KD run, and what the cache cost."""
     from transformers import TrainerCallback
 
@@ -71,13 +84,17 @@ def run(student: Path, teacher_dir: Path, examples: list[dict], cache: bool, epo
     from llmops.methods.kd import make_kd_trainer
     from llmops.models.loader import load_student
 
+    training = {"per_device_train_batch_size": 8, "learning_rate": 2e-3, "logging_steps": 1000,
+                "save_steps": 100_000, "max_len": 1024, "seed": 0}
+    peft = {"method": "full"}
+    if real:  # the quickstart's recipe: LoRA r16 on every linear layer, batch 4
+        training.update(per_device_train_batch_size=4, learning_rate=3e-4, bf16=True)
+        peft = {"method": "lora", "r": 16, "alpha": 32, "target_modules": "all-linear"}
     cfg = RunConfig.model_validate({
-        "student": str(student), "peft": {"method": "full"}, "epochs": epochs,
-        "training": {"per_device_train_batch_size": 8, "learning_rate": 2e-3, "logging_steps": 1000,
-                     "save_steps": 100_000, "max_len": 1024, "seed": 0},
-        "kd": {"cache": cache, "cache_dir": str(cache_dir), "cache_top_k": 64, "alpha": 0.5}})
+        "student": str(student), "peft": peft, "epochs": epochs, "training": training,
+        "kd": {"cache": cache, "cache_dir": str(cache_dir), "cache_top_k": top_k, "alpha": 0.5}})
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
-    teacher, _ = load_student(str(teacher_dir), cfg.peft, cfg.training)
+    teacher, _ = load_student(str(teacher_dir), cfg.peft.model_copy(update={"method": "full"}), cfg.training)
     start = time.perf_counter()
     trainer = make_kd_trainer(model, tokenizer, teacher, examples, cfg, out)
     setup = time.perf_counter() - start
@@ -106,7 +123,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--teacher-layers", type=int, default=TEACHER["num_layers"])
+    parser.add_argument("--real", action="store_true", help="SmolLM2 teacher, its pruned copy as the student")
+    parser.add_argument("--teacher", default="smollm2-135m-instruct", help="--real: the teacher model")
+    parser.add_argument("--layers", type=int, default=15, help="--real: decoder layers the student keeps")
+    parser.add_argument("--top-k", type=int, default=None, help="k cached per token (default: 32 real, 64 tiny)")
     args = parser.parse_args()
+    top_k = args.top_k or (32 if args.real else 64)
 
     import torch
 
@@ -114,25 +136,31 @@ def main() -> None:
     examples = make_examples(args.examples, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        student, teacher = build_models(root, examples, args.teacher_layers)
+        if args.real:
+            student, teacher = real_models(root, examples, args.teacher, args.layers)
+        else:
+            student, teacher = build_models(root, examples, args.teacher_layers)
         results: dict[str, list[dict]] = {"online": [], "offline": []}
         order = ["online", "offline"]
         for rep in range(args.repeats):
             for mode in order if rep % 2 == 0 else order[::-1]:
                 res = run(student, teacher, examples, mode == "offline", args.epochs, root / f"{mode}-{rep}",
-                          root / "kd-cache")
+                          root / "kd-cache", top_k, args.real)
                 results[mode].append(res)
                 note = f" (cache {'built' if res['built'] else 'reused'} in {res['cache_seconds']:.2f} s)" \
                     if mode == "offline" else ""
                 print(f"rep {rep} {mode:7s}: epochs " + " ".join(f"{t:.2f}" for t in res["epochs"]) + f" s{note}")
-        report(results, student, teacher)
+        report(results, student, teacher, top_k)
 
 
-def report(results: dict[str, list[dict]], student: Path, teacher: Path) -> None:
+def report(results: dict[str, list[dict]], student: Path, teacher: Path | str, top_k: int) -> None:
     """Medians of the later epochs, the ratio, the cache build time and size."""
     from transformers import AutoModelForCausalLM
 
-    sizes = {name: sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
+    from llmops.models.loader import resolve_model_path
+
+    sizes = {name: sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(resolve_model_path(str(path)))
+                       .parameters())
              for name, path in (("student", student), ("teacher", teacher))}
     later = {mode: statistics.median(t for r in runs for t in r["epochs"][1:]) for mode, runs in results.items()}
     first = {mode: statistics.median(r["epochs"][0] for r in runs) for mode, runs in results.items()}
@@ -145,8 +173,8 @@ def report(results: dict[str, list[dict]], student: Path, teacher: Path) -> None
           f"ratio {later['offline'] / later['online']:.2f}x (target <= 0.6x)")
     if built:
         print(f"cache build (one teacher pass, before training): {built[0]['cache_seconds']:.2f} s")
-    print(f"cache size: {cache['bytes_per_answer_token']:.0f} B per answer token (k=64: fp16 value + int32 id), "
-          f"{cache['bytes_per_token']:.0f} B per training token (DistillKit: ~300 B/token)")
+    print(f"cache size: {cache['bytes_per_answer_token']:.0f} B per answer token (k={top_k}: fp16 value + uint16 id; "
+          f"target <= 130 at k=32), {cache['bytes_per_token']:.0f} B per training token (DistillKit: ~300 B/token)")
 
 
 if __name__ == "__main__":

@@ -156,6 +156,26 @@ def test_quickstart_kd_compares_distilled_and_sft_alone(tmp_path: Path) -> None:
     assert all(s["train"]["steps"] == 3 for s in summaries)
 
 
+def test_quickstart_kd_on_a_local_model_prunes_the_teacher_and_writes_the_report(tmp_path: Path,
+                                                                                tiny_idp: dict) -> None:
+    """A model that is not `tiny` takes the pretrained path: teacher, pruned student, SFT alone, KD, on-policy KD."""
+    proc = _quickstart(tmp_path, "--model", str(tiny_idp["model"]), "--train", "kd", "--n-train", "24",
+                       "--n-eval-per-class", "1", "--set", "kd.student_from_teacher=1", "--set", "training.max_steps=3",
+                       "--set", "eval.max_new_tokens=8", "--set", "kd.on_policy_max_new_tokens=8",
+                       "--set", "tracking.system_metrics=false", "--set", "training.max_len=512")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "qs" / "kd_report.json").read_text())
+    assert [r["name"] for r in rows] == ["teacher", "pruned, before training", "pruned + SFT alone",
+                                         "pruned + KD (off-policy)", "pruned + on-policy KD (0.5)"]
+    assert [r["decoder_layers"] for r in rows] == [2, 1, 1, 1, 1]
+    assert rows[0]["teacher_kl"] == 0 and all(r["teacher_kl"] > 0 for r in rows[1:])
+    assert all(r["parameters"] < rows[0]["parameters"] and r["generation_tokens_per_s"] > 0 for r in rows[1:])
+    assert all("field_f1" in r for r in rows) and [r["train_steps"] for r in rows[2:]] == [3, 3, 3]
+    assert "teacher, its pruned student" in proc.stdout
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "qs" / "runs").glob("*/summary.json")]
+    assert len(summaries) == 4  # the teacher and the three students, each a tracked, registered run
+
+
 def test_quickstart_dpo_starts_from_sft(tmp_path: Path) -> None:
     proc = _quickstart(tmp_path, "--model", "tiny",
                        "--train", "dpo", "--n-train", "48", "--n-eval-per-class", "1",

@@ -48,7 +48,7 @@ def prune(
         typer.echo(f"kept {len(report.kept)} of {report.layers_before} decoder layers: {report.kept}")
         typer.echo(f"removed: {report.removed}")
         typer.echo(f"parameters: {report.parameters_before:,} -> {report.parameters_after:,}")
-        typer.echo(f"wrote {output} ({report.seconds:.0f} s); try: llmops evaluate {output} ...")
+        typer.echo(f"wrote {output} ({report.seconds:.0f} s); try: llmops evaluate --model {output} --eval_data ...")
 
     guard(body)
 

@@ -114,7 +114,12 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
         recipes, student = RECIPES, model
         small = student
         tag = f"-n{s.n_train}" if model == DEFAULT_MODEL else f"-{_model_tag(model)}-n{s.n_train}"
-    if train == "kd":
+    if train == "kd" and not tiny:
+        from llmops.quickstart.distill import run_pruned_kd
+
+        console.print(f"KD: teacher = {student} fine-tuned by the SFT recipe; student = the teacher, pruned")
+        summary = run_pruned_kd(workdir, flow, recipes, entries, str(student), overrides, console, tag)
+    elif train == "kd":
         if tiny:
             small = _build_model(workdir, flow, "student", corpus, s, s.kd_student_hidden_size,
                                  s.kd_student_num_layers, s.kd_student_num_heads)

@@ -35,6 +35,11 @@ def _stages(workdir: Path) -> dict[str, str]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def known(workdir: Path, name: str) -> str | None:
+    """The model folder an earlier quickstart recorded for stage `name`, if any."""
+    return _stages(workdir).get(name)
+
+
 def remember(workdir: Path, name: str, model_dir: str) -> None:
     """Record the model folder of a finished stage, for later quickstarts in the same workdir."""
     stages = {**_stages(workdir), name: model_dir}
