@@ -440,12 +440,15 @@ def teacher_kl(student: Any, teacher: Any, tokenizer: Any, prompts: list[list[di
             for start in range(0, len(prompts), batch_size):
                 ids, attention, mask = _answer_batch(tokenizer, prompts[start:start + batch_size],
                                                      answers[start:start + batch_size])
-                logits = [m(input_ids=ids.to(d), attention_mask=attention.to(d), use_cache=False).logits[:, :-1]
+                keep = _answer_columns(mask)  # the heads only over the answers: no [batch, seq, vocab] logits
+                logits = [m(input_ids=ids.to(d), attention_mask=attention.to(d), use_cache=False,
+                            logits_to_keep=keep.to(d)).logits
                           for m, d in ((student, _device(student)), (teacher, _device(teacher)))]
                 vocab = min(x.shape[-1] for x in logits)
                 s, t = (x[..., :vocab].float().cpu() for x in logits)
-                count = int(mask.sum())
-                total += float(kd_loss(s, t, mask, temperature=temperature)) / temperature**2 * count
+                kept = mask[:, keep]
+                count = int(kept.sum())
+                total += float(kd_loss(s, t, kept, temperature=temperature)) / temperature**2 * count
                 tokens += count
     finally:
         student.train(modes[0])

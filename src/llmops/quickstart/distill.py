@@ -23,7 +23,7 @@ from llmops.quickstart import stages
 
 REPORT = "kd_report.json"
 TASK_METRIC = {"IDP": "field_f1", "CodeGen": "pass_at_1"}
-SPEED_BATCH, SPEED_TOKENS = 8, 32
+SPEED_BATCH, SPEED_TOKENS = 8, 48
 
 
 def _pruned_once(workdir: Path, name: str, teacher_dir: str, layers: int | float, cfg: Any, console: Any) -> str:
@@ -94,6 +94,8 @@ def run_pruned_kd(workdir: Path, flow: str, recipes: Path, entries: dict[str, An
     return on if kd_cfg.kd.on_policy else off
 
 
+SHORT = {"pruned, before training": "pruned", "pruned + SFT alone": "SFT alone", "pruned + KD": "KD",
+         "pruned + on-policy KD": "on-policy KD"}
 ON_POLICY_SHARE = 0.5  # the on-policy row's share of batches when the recipe's default is off-policy
 
 
@@ -142,15 +144,17 @@ def _print_table(console: Any, rows: list[dict[str, Any]], metric: str) -> None:
     from rich.table import Table
 
     teacher = rows[0]
-    table = Table(title=f"held-out: teacher, its pruned student, and the student trained three ways ({metric})")
-    for column in ("model", metric, "vs teacher", "teacher_kl", "layers", "parameters", "gen tok/s", "speed-up",
-                   "steps"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table = Table(title=f"held-out {metric} (score; % of the teacher's), teacher_kl, size and greedy tokens/s "
+                  "(x the teacher's) of the teacher, its pruned student and the student trained three ways; KL = teacher_kl",
+                  show_edge=False)
+    for column in ("model", "score", "%", "KL", "layers", "params", "tok/s", "x", "steps"):
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
     for row in rows:
         value = row.get(metric)
         ratio = value / teacher[metric] if value is not None and teacher.get(metric) else None
-        table.add_row(row["name"], "-" if value is None else f"{value:.3f}", "-" if ratio is None else f"{ratio:.0%}",
-                      f"{row['teacher_kl']:.3f}", str(row["decoder_layers"]), f"{row['parameters'] / 1e6:.1f}M",
+        table.add_row(SHORT.get(row["name"].split(" (")[0], row["name"]), "-" if value is None else f"{value:.3f}",
+                      "-" if ratio is None else f"{ratio:.0%}", f"{row['teacher_kl']:.3f}",
+                      str(row["decoder_layers"]), f"{row['parameters'] / 1e6:.0f}M",
                       f"{row['generation_tokens_per_s']:.0f}",
                       f"{row['generation_tokens_per_s'] / teacher['generation_tokens_per_s']:.2f}x",
                       "-" if row.get("train_steps") is None else str(row["train_steps"]))
