@@ -145,8 +145,8 @@ def _print_table(console: Any, rows: list[dict[str, Any]], metric: str) -> None:
 
     teacher = rows[0]
     table = Table(title=f"held-out {metric} (score; % of the teacher's), teacher_kl, size and greedy tokens/s "
-                  "(x the teacher's) of the teacher, its pruned student and the student trained three ways; KL = teacher_kl",
-                  show_edge=False)
+                  "(x the teacher's) of the teacher, its pruned student and the student trained three ways; "
+                  "KL = teacher_kl", show_edge=False)
     for column in ("model", "score", "%", "KL", "layers", "params", "tok/s", "x", "steps"):
         table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
     for row in rows:
