@@ -156,6 +156,8 @@ def test_quickstart_kd_compares_distilled_and_sft_alone(tmp_path: Path) -> None:
     assert all(s["train"]["steps"] == 3 for s in summaries)
 
 
+@pytest.mark.slow  # ~100 s: five tiny stages; the default run keeps under 20 minutes (KD pruning runs in
+# tests/test_pipeline_methods.py)
 def test_quickstart_kd_on_a_local_model_prunes_the_teacher_and_writes_the_report(tmp_path: Path,
                                                                                 tiny_idp: dict) -> None:
     """A model that is not `tiny` takes the pretrained path: teacher, pruned student, SFT alone, KD, on-policy KD."""
