@@ -55,7 +55,7 @@ def run_pruned_kd(workdir: Path, flow: str, recipes: Path, entries: dict[str, An
                   overrides: list[str], console: Any, tag: str = "") -> Any:
     """The teacher, its pruned student, and the student trained three ways; prints and writes the comparison."""
     sft, kd = stages.recipe(recipes, flow, "sft"), stages.recipe(recipes, flow, "kd")
-    teacher_recipe = stages._merge(sft, {"eval": {"baseline": False}})
+    teacher_recipe = stages.merge(sft, {"eval": {"baseline": False}})
     teacher_dir = stages.trained_once(workdir, f"{flow}-sft{tag}", teacher_recipe, {**entries, "student": model},
                                       overrides, console)
     kd_cfg = stages.stage_config(kd, {**entries, "student": teacher_dir, "teacher": teacher_dir}, overrides)
@@ -66,17 +66,17 @@ def run_pruned_kd(workdir: Path, flow: str, recipes: Path, entries: dict[str, An
     no_prune = {"student_from_teacher": None}
 
     console.print("[bold]SFT alone[/] (the pruned student on the data's answers; baseline = before training)")
-    alone = stages.run_stage(sft, stages._merge({**entries, "student": student}, {
+    alone = stages.run_stage(sft, stages.merge({**entries, "student": student}, {
         **steps, "eval": {"baseline": True}, "tracking": {"registered_model": f"quickstart-{flow}-pruned-sft"}}),
         overrides)
     console.print("[bold]off-policy KD[/] (the teacher's logits on the data's answers)")
-    off = stages.run_stage(kd, stages._merge({**entries, "student": student, "teacher": teacher_dir}, {
+    off = stages.run_stage(kd, stages.merge({**entries, "student": student, "teacher": teacher_dir}, {
         "kd": {**no_prune, "on_policy": 0.0}, "eval": {"baseline": False},
         "tracking": {"registered_model": f"quickstart-{flow}-pruned-kd"}}), overrides)
     budget = float(off.train.get("train_seconds") or 0) or None
     console.print(f"[bold]on-policy KD[/] ({share:.0%} of batches on the student's own samples; "
                   f"{budget or 0:.0f} s of training, as off-policy KD had)")
-    on = stages.run_stage(kd, stages._merge({**entries, "student": student, "teacher": teacher_dir}, {
+    on = stages.run_stage(kd, stages.merge({**entries, "student": student, "teacher": teacher_dir}, {
         "kd": {**no_prune, "on_policy": share}, "eval": {"baseline": False},
         "training": {"max_train_seconds": budget},
         "tracking": {"registered_model": f"quickstart-{flow}-pruned-kd-on-policy"}}), overrides)

@@ -17,17 +17,17 @@ from llmops.config import RunConfig, build_config, read_yaml
 STAGES = "stages.json"
 
 
-def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in overlay.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
 def recipe(recipes: Path, flow: str, train: str) -> dict[str, Any]:
     """The flow's SFT recipe with the method's overlay on top."""
     base = read_yaml(recipes / f"{flow}-sft.yaml")
-    return base if train == "sft" else _merge(base, read_yaml(recipes / f"{flow}-{train}.yaml"))
+    return base if train == "sft" else merge(base, read_yaml(recipes / f"{flow}-{train}.yaml"))
 
 
 def _stages(workdir: Path) -> dict[str, str]:
@@ -50,7 +50,7 @@ def remember(workdir: Path, name: str, model_dir: str) -> None:
 
 def stage_config(base: dict[str, Any], entries: dict[str, Any], overrides: list[str]) -> RunConfig:
     """A stage's config: the recipe, the quickstart's entries (data, models, tracking) on top, then `--set`."""
-    return build_config(base=_merge(base, entries), overrides=overrides)
+    return build_config(base=merge(base, entries), overrides=overrides)
 
 
 def run_stage(base: dict[str, Any], entries: dict[str, Any], overrides: list[str]) -> Any:
@@ -74,7 +74,7 @@ def trained_once(workdir: Path, name: str, base: dict[str, Any], entries: dict[s
         console.print(f"{name}: reusing {known}")
         return known
     console.print(f"[bold]{name}[/]: training it with the SFT recipe")
-    summary = run_stage(base, _merge(entries, {"tracking": {"registered_model": f"quickstart-{name}"}}), overrides)
+    summary = run_stage(base, merge(entries, {"tracking": {"registered_model": f"quickstart-{name}"}}), overrides)
     if not overrides:
         remember(workdir, name, summary.model_dir)
     return summary.model_dir
@@ -95,7 +95,7 @@ def run_kd(workdir: Path, flow: str, recipes: Path, entries: dict[str, Any], stu
     console.print("[bold]SFT-only student[/] (same student, data and steps, no teacher)")
     steps = {"training": {"max_steps": kd["training"]["max_steps"]}, "peft": kd["peft"],
              "tracking": {"registered_model": f"quickstart-{flow}-sft-only"}}
-    alone = run_stage(sft, _merge({**entries, "student": str(student)}, steps), overrides)
+    alone = run_stage(sft, merge({**entries, "student": str(student)}, steps), overrides)
     _print_side_by_side(console, distilled, alone)
     return distilled
 
