@@ -39,11 +39,12 @@ def prune(
 
         if importance not in ("cosine", "loss"):
             raise ConfigError(f"--importance {importance}: use cosine or loss")
+        keep = _layers(layers)
         records = training_examples(calibration, flow_type, schema) if calibration else None
         if records is None:
             typer.echo("warning: no --calibration data: layer importance is measured on a few generic texts; "
                        "pass your training data for a student that keeps what your task needs", err=True)
-        report = prune_to_folder(model, _layers(layers), output, texts=None if records else GENERIC_TEXTS,
+        report = prune_to_folder(model, keep, output, texts=None if records else GENERIC_TEXTS,
                                  records=records, method=importance, max_len=max_len, calibration=examples)
         typer.echo(f"kept {len(report.kept)} of {report.layers_before} decoder layers: {report.kept}")
         typer.echo(f"removed: {report.removed}")
