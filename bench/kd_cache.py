@@ -8,7 +8,7 @@ offline run reuses the folder. Prints seconds per epoch, the offline/online rati
 <= 0.6) and the cache size in bytes per token (DistillKit's published figure: ~300 B/token).
 
     python bench/kd_cache.py [--epochs 3] [--examples 96] [--repeats 2] [--threads 1] [--teacher-layers 2]
-    python bench/kd_cache.py --real [--teacher smollm2-135m-instruct] [--layers 15] [--top-k 32] --threads 2
+    python bench/kd_cache.py --real [--teacher smollm2-135m-instruct] [--layers 18] [--top-k 32] --threads 2
 
 The default teacher (hidden 128, 2 layers) has ~3.7x the student's parameters; --teacher-layers 4 gives ~7x.
 `--real`: the teacher is SmolLM2-135M-Instruct (49k vocabulary; or --teacher PATH) and the student is that teacher
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--teacher-layers", type=int, default=TEACHER["num_layers"])
     parser.add_argument("--real", action="store_true", help="SmolLM2 teacher, its pruned copy as the student")
     parser.add_argument("--teacher", default="smollm2-135m-instruct", help="--real: the teacher model")
-    parser.add_argument("--layers", type=int, default=15, help="--real: decoder layers the student keeps")
+    parser.add_argument("--layers", type=int, default=18, help="--real: decoder layers the student keeps")
     parser.add_argument("--top-k", type=int, default=None, help="k cached per token (default: 32 real, 64 tiny)")
     args = parser.parse_args()
     top_k = args.top_k or (32 if args.real else 64)

@@ -116,10 +116,17 @@ class KDSettings(_Section):
         "reverse_kl", description="divergence on the student's samples (reverse KL: mode-seeking, as in GKD)")
     on_policy_temperature: float = Field(1.0, gt=0, description="sampling temperature of the student's answers")
     on_policy_max_new_tokens: int = Field(128, gt=0, description="longest sampled answer")
+    hidden_weight: float = Field(0.0, ge=0, description="weight of the intermediate-state loss: each student layer's "
+                                 "output pulled towards its teacher layer's (a pruned student; online teacher)")
+    distil_prompt: bool = Field(False, description="the KD term also on the prompt's tokens (the teacher's "
+                                "predictions of the document or task text): more signal per example for a "
+                                "pruned student; online teacher")
     student_from_teacher: int | float | None = Field(
         None, gt=0, description="make the student by depth-pruning the teacher to this many decoder layers (or "
         "this fraction of them); `student` is then not loaded")
-    prune_importance: Literal["cosine", "loss"] = Field("cosine", description="how layer importance is measured")
+    prune_importance: Literal["cosine", "loss", "block"] = Field(
+        "cosine", description="how layer importance is measured: cosine (per layer, one pass), loss (per layer, "
+        "one pass each), block (one contiguous block, one pass)")
     prune_calibration: int = Field(64, gt=0, description="training examples that measure layer importance")
 
 

@@ -12,7 +12,8 @@ import torch
 
 from llmops.config import RunConfig
 from llmops.errors import ConfigError
-from llmops.methods.kd import check_same_vocab, teacher_answers, teacher_kl, train_kd
+from llmops.methods.kd import check_same_vocab, train_kd
+from llmops.methods.kd_metrics import teacher_answers, teacher_kl
 from llmops.methods.sft import train_sft
 from llmops.models.loader import load_student
 from llmops.models.tiny import _model, train_tokenizer
@@ -268,3 +269,111 @@ def test_teacher_answers_are_its_greedy_answers_in_prompt_order(pair: dict, monk
     answers = teacher_answers(teacher, tokenizer, prompts, batch_size=2, max_new_tokens=8)
     assert answers == [_greedy(teacher, tokenizer, prompt, 8) for prompt in prompts]
     assert all(answer and answer not in prompt[0]["content"] for answer, prompt in zip(answers, prompts, strict=True))
+
+
+
+def test_teacher_answers_are_kept_and_read_back_for_the_same_teacher_and_prompts(
+        pair: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmops.evaluation.generate as generation
+
+    teacher, tokenizer = pair["teacher"], pair["tokenizer"]
+    prompts = [e["prompt"] for e in make_sft_examples(3, seed=4)]
+    first = teacher_answers(teacher, tokenizer, prompts, batch_size=2, max_new_tokens=6, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("answers-*.json"))) == 1 and not list(tmp_path.glob(".*tmp"))
+    calls = []
+    real = generation.generate
+    monkeypatch.setattr(generation, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert teacher_answers(teacher, tokenizer, prompts, batch_size=2, max_new_tokens=6, cache_dir=tmp_path) == first
+    assert calls == []  # read back, not generated
+    teacher_answers(teacher, tokenizer, prompts[:2], batch_size=2, max_new_tokens=6, cache_dir=tmp_path)
+    teacher_answers(teacher, tokenizer, prompts, batch_size=2, max_new_tokens=7, cache_dir=tmp_path)
+    assert calls == [1, 1] and len(list(tmp_path.glob("answers-*.json"))) == 3  # other prompts or length: new key
+
+def test_hidden_loss_by_hand() -> None:
+    from llmops.methods.kd_hidden import hidden_loss
+
+    torch.manual_seed(3)
+    teacher = {i: torch.randn(2, 5, 4) for i in range(4)}
+    student = {0: teacher[0].clone(), 1: torch.randn(2, 5, 4)}
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    expected = []
+    for j, t in enumerate([0, 3]):  # student layer 0 is teacher layer 0, student layer 1 is teacher layer 3
+        error = sum(float(((student[j][b, p] - teacher[t][b, p]) ** 2).sum()) for b in range(2) for p in range(5)
+                    if mask[b, p])
+        scale = sum(float((teacher[t][b, p] ** 2).sum()) for b in range(2) for p in range(5) if mask[b, p])
+        expected.append(error / scale)
+    assert expected[0] == 0.0 and expected[1] > 0
+    assert hidden_loss(student, teacher, [0, 3], mask).item() == pytest.approx(sum(expected) / 2, rel=1e-5)
+
+
+def _pruned_student(pair: dict, tmp_path: Path, keep: int) -> Path:
+    from llmops.models.prune import prune_to_folder
+
+    texts = _texts(make_sft_examples(8, seed=4))
+    prune_to_folder(str(pair["root"] / "teacher"), keep, tmp_path / f"pruned-{keep}", texts=texts)
+    return tmp_path / f"pruned-{keep}"
+
+
+def test_hidden_state_loss_matches_a_pruned_students_layers_to_the_teachers(pair: dict, tmp_path: Path) -> None:
+    from llmops.methods.kd import make_kd_trainer
+    from llmops.methods.kd_hidden import layer_map
+    from llmops.models.prune import read_report
+
+    # Every layer kept: the student is the teacher, so its layers' outputs are the teacher's (no loss).
+    whole = _pruned_student(pair, tmp_path, 4)
+    cfg = _cfg(whole, tmp_path, kd={"alpha": 0.0, "hidden_weight": 1.0}, max_steps=1)
+    _, logs, _ = _all_logs(pair, cfg, tmp_path / "whole")
+    assert logs[0]["hidden_loss"] == pytest.approx(0.0, abs=1e-6) and logs[0]["loss"] == pytest.approx(0.0, abs=1e-5)
+    # Half the layers removed: student layer j matches teacher layer kept[j]; the total adds weight x hidden.
+    half = _pruned_student(pair, tmp_path, 2)
+    kept = read_report(half)["kept"]
+    cfg = _cfg(half, tmp_path, kd={"alpha": 0.5, "hidden_weight": 2.0}, max_steps=6, learning_rate=3e-3)
+    model, tokenizer = _student(cfg)
+    assert layer_map(model, pair["teacher"]) == kept
+    _, logs, _ = _all_logs(pair, cfg, tmp_path / "half", model=model)
+    first = logs[0]
+    assert first["hidden_loss"] > 0
+    assert first["loss"] == pytest.approx(0.5 * first["ce_loss"] + 0.5 * first["kd_loss"] + 2.0 * first["hidden_loss"],
+                                          rel=1e-3)
+    assert logs[-1]["hidden_loss"] < first["hidden_loss"]
+    # A student of another depth that was not pruned from the teacher cannot be matched.
+    cfg = _cfg(pair["student"], tmp_path, kd={"hidden_weight": 1.0}, max_steps=1)
+    other, tokenizer = _student(cfg)
+    with pytest.raises(ConfigError, match="not a pruned copy of the teacher"):
+        make_kd_trainer(other, tokenizer, pair["teacher"], make_sft_examples(4), cfg, tmp_path / "other")
+
+
+def test_hidden_state_loss_needs_an_online_teacher(tiny_idp: dict) -> None:
+    from llmops.pipeline import prepare
+
+    base = {"student": str(tiny_idp["model"]), "data": str(tiny_idp["train"]), "eval_data": str(tiny_idp["eval"]),
+            "schema": str(tiny_idp["schema"]), "train_type": "KD", "teacher": str(tiny_idp["model"]),
+            "use_logit_kd": True}
+    with pytest.raises(ConfigError, match="online teacher"):
+        prepare(RunConfig.model_validate({**base, "kd": {"hidden_weight": 1.0, "cache": True}}))
+
+
+def test_distil_prompt_takes_the_kd_term_over_every_real_token(pair: dict, tmp_path: Path) -> None:
+    from llmops.methods.kd import make_kd_trainer
+
+    cfg = _cfg(pair["student"], tmp_path, kd={"alpha": 0.0, "distil_prompt": True, "temperature": 1.0})
+    model, tokenizer = _student(cfg)
+    trainer = make_kd_trainer(model, tokenizer, pair["teacher"], make_sft_examples(6), cfg, tmp_path / "run")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    model.eval()
+    loss = trainer.compute_loss(model, batch)
+    with torch.no_grad():
+        s_logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        t_logits = pair["teacher"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    total, count, answer = 0.0, 0, 0
+    for row in range(3):
+        for t in range(1, batch["input_ids"].shape[1]):
+            if not batch["attention_mask"][row, t]:
+                continue
+            p_t = torch.softmax(t_logits[row, t - 1].double(), -1)
+            p_s = torch.softmax(s_logits[row, t - 1].double(), -1)
+            total += float((p_t * (p_t.log() - p_s.log())).sum())
+            count += 1
+            answer += int(batch["labels"][row, t] != -100)
+    assert count > 2 * answer > 0  # the prompts are most of the tokens
+    assert loss.item() == pytest.approx(total / count, rel=1e-4)

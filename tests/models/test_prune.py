@@ -115,3 +115,23 @@ def test_llmops_prune_command(six_layers: Path, tmp_path: Path, tiny_idp: dict) 
     bad = CliRunner().invoke(app, ["prune", str(six_layers), "--layers", "9", "--output", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "cannot keep 9 decoder layers: the model has 6" in bad.output
     assert not (tmp_path / "x").exists()
+
+
+def test_block_importance_removes_the_contiguous_block_that_changes_the_stream_least(six_layers: Path) -> None:
+    from llmops.models.prune import block_distances, choose_block
+
+    model, tokenizer = _load(six_layers)
+    _, layers = decoder_layers(model)
+    with torch.no_grad():  # layers 2 and 3 become identities: the stream entering 2 is the one leaving 3
+        for i in (2, 3):
+            layers[i].mlp.down_proj.weight.zero_()
+            layers[i].self_attn.o_proj.weight.zero_()
+    batches = [dict(_batch(tokenizer, _texts()[:4]))]
+    distances, per_layer = block_distances(model, batches, 2)
+    assert len(distances) == 5 and len(per_layer) == 6
+    assert distances[2] == pytest.approx(0.0, abs=1e-3) and min(d for s, d in enumerate(distances) if s != 2) > 1e-3
+    assert choose_block(distances, 2, 6) == [0, 1, 4, 5]
+    assert choose_block([0.3, 0.1, 0.1], 4, 6) == [0, 5]  # ties: the earlier start
+    report = prune(model, tokenizer, _texts(), 4, method="block")
+    assert report.kept == [0, 1, 4, 5] and len(report.extra["block_distance"]) == 5
+    assert prune(_load(six_layers)[0], tokenizer, _texts(), 6, method="block").kept == list(range(6))

@@ -28,17 +28,18 @@ def prune(
     schema: Optional[str] = typer.Option(None, "--schema", help="IDP: the JSON Schema of --calibration's records"),
     importance: str = typer.Option("cosine", "--importance",
                                    help="cosine: 1 - cos(layer input, output), one pass; loss: loss increase when "
-                                        "the layer is skipped, one pass per layer"),
+                                        "the layer is skipped, one pass per layer; block: the contiguous block "
+                                        "whose input and output are closest, one pass"),
     examples: int = typer.Option(64, "--examples", help="calibration examples used"),
     max_len: int = typer.Option(512, "--max-len", help="calibration tokens per example"),
 ) -> None:
     """Depth pruning: keep the most important decoder layers (measured on calibration data), save a loadable model."""
     def body() -> None:
-        from llmops.models.prune import GENERIC_TEXTS, prune_to_folder
+        from llmops.models.prune import GENERIC_TEXTS, IMPORTANCE, prune_to_folder
         from llmops.run_inputs import training_examples
 
-        if importance not in ("cosine", "loss"):
-            raise ConfigError(f"--importance {importance}: use cosine or loss")
+        if importance not in IMPORTANCE:
+            raise ConfigError(f"--importance {importance}: use {', '.join(IMPORTANCE)}")
         keep = _layers(layers)
         records = training_examples(calibration, flow_type, schema) if calibration else None
         if records is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ class KD(Method):
             raise ConfigError("kd.student_from_teacher prunes the teacher into the student: pass --teacher too")
         prepared.teacher_targets = [record.get("teacher_output") is not None for _, record in records]
         prepared.logit_kd = bool(cfg.use_logit_kd and cfg.teacher)
+        for key in ("hidden_weight", "distil_prompt"):
+            if getattr(cfg.kd, key) and not (prepared.logit_kd and not cfg.kd.cache):
+                raise ConfigError(f"kd.{key}: the teacher's layers or prompt logits are read while it runs; it "
+                                  "needs logit KD with an online teacher (use_logit_kd: true, --teacher, "
+                                  "kd.cache: false)")
         if cfg.kd.on_policy and not prepared.logit_kd:
             raise ConfigError("kd.on_policy: the teacher scores the student's own answers token by token; it needs "
                               "logit KD (use_logit_kd: true) and --teacher")
@@ -74,6 +80,7 @@ class KD(Method):
 
     def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
         """The teacher, checked against the student's vocabulary, and its answers to the eval prompts."""
+        from llmops.methods.kd_metrics import teacher_answers
         from llmops.models.loader import load_for_inference
 
         ctx = MethodContext()
@@ -83,7 +90,7 @@ class KD(Method):
         check_same_vocab(tokenizer, teacher_tokenizer, cfg.student, cfg.teacher)
         prompts = [example["prompt"] for example in prepared.eval]
         ctx.teacher_answers = teacher_answers(ctx.teacher, tokenizer, prompts, cfg.eval.batch_size,
-                                              cfg.eval.max_new_tokens)
+                                              cfg.eval.max_new_tokens, cache_dir=kd_cache_dir(cfg))
         return ctx
 
     def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
@@ -99,6 +106,8 @@ class KD(Method):
     def metrics(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any,
                 tokenizer: Any) -> dict[str, float]:
         """teacher_kl: the student's divergence from the teacher on the teacher's eval answers."""
+        from llmops.methods.kd_metrics import teacher_kl
+
         if ctx.teacher is None or not prepared.eval:
             return {}
         prompts = [example["prompt"] for example in prepared.eval]
@@ -108,13 +117,15 @@ class KD(Method):
 
 def _sequence_kd_examples(cfg: RunConfig, prepared: Any, ctx: MethodContext, tokenizer: Any) -> list[dict]:
     """SFT examples whose answers come from the teacher where the data has no teacher_output."""
+    from llmops.methods.kd_metrics import teacher_answers
+
     todo = [i for i, has_target in enumerate(prepared.teacher_targets) if not has_target]
     if not todo:
         return prepared.train
     print(f"kd: generating teacher answers for {len(todo)} training examples without teacher_output",
           file=sys.stderr)
     answers = teacher_answers(ctx.teacher, tokenizer, [prepared.train[i]["prompt"] for i in todo],
-                              cfg.eval.batch_size, cfg.eval.max_new_tokens)
+                              cfg.eval.batch_size, cfg.eval.max_new_tokens, cache_dir=kd_cache_dir(cfg))
     examples = list(prepared.train)
     for i, answer in zip(todo, answers):
         examples[i] = {**examples[i], "completion": [{"role": "assistant", "content": answer}]}
@@ -129,6 +140,11 @@ class KDResult(TrainResult):
     cache_built: bool = False
     cache_seconds: float = 0.0
     cache_bytes_per_token: float = 0.0
+
+
+def kd_cache_dir(cfg: RunConfig) -> Path:
+    """Where the teacher's logit cache and its greedy answers are kept: kd.cache_dir, else save_dir/kd-cache."""
+    return Path(cfg.kd.cache_dir) if cfg.kd.cache_dir else Path(cfg.save_dir) / "kd-cache"
 
 
 def check_same_vocab(student_tokenizer: Any, teacher_tokenizer: Any, student_name: str, teacher_name: str) -> None:
@@ -163,6 +179,7 @@ def _kd_trainer_class() -> type:
         cache: Any = None  # a kd_cache.TeacherCache
         kd: KDSettings = KDSettings()
         vocab_size: int = 0
+        layer_map: list[int] = []  # per student layer, the teacher layer it matches (kd.hidden_weight)
 
         def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
@@ -171,23 +188,15 @@ def _kd_trainer_class() -> type:
     return KDTrainer
 
 
-def _answer_columns(mask: Any) -> Any:
-    """Positions from the batch's first answer token to its last ([batch, seq-1] next-token mask): the only logits
-    the losses need (a 49k-vocabulary head over prompt and padding is most of a step's memory and time)."""
-    import torch
-
-    columns = mask.any(dim=0).nonzero().flatten()
-    if columns.numel() == 0:
-        return torch.arange(0, 1, device=mask.device)
-    return torch.arange(int(columns[0]), int(columns[-1]) + 1, device=mask.device)
-
-
 def _kd_compute_loss(trainer: Any, model: Any, inputs: dict, return_outputs: bool, num_items_in_batch: Any) -> Any:
     """Student forward on the answer positions, then the loss of the batch: off-policy, alpha * CE + (1 - alpha) *
     KD on the data's answers; on-policy (a `kd.on_policy` share of training batches), the divergence alone on the
-    student's own sampled answers, scored by the teacher. CE, KD, accuracy and the on-policy share are logged."""
+    student's own sampled answers, scored by the teacher; plus `kd.hidden_weight` x the intermediate-state loss
+    (`methods/kd_hidden.py`). CE, KD, the hidden-state loss, accuracy and the on-policy share are logged."""
     import torch
 
+    from llmops.methods.kd_hidden import layer_outputs
+    from llmops.methods.kd_metrics import answer_columns
     from llmops.methods.kd_on_policy import on_policy_now, sample_on_policy
     from llmops.methods.losses import completion_ce, distillation_total, kd_loss
 
@@ -198,28 +207,53 @@ def _kd_compute_loss(trainer: Any, model: Any, inputs: dict, return_outputs: boo
         trainer.last_on_policy_batch = inputs
     targets = inputs["labels"][:, 1:]
     mask = targets != -100
-    keep = _answer_columns(mask)
-    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False,
-                    logits_to_keep=keep)
-    logits, kept = outputs.logits, mask[:, keep]
+    settings = trainer.kd
+    # With kd.distil_prompt the KD term also covers the prompt's tokens (every real next-token position).
+    distil = inputs["attention_mask"][:, 1:].bool() if settings.distil_prompt and not on_policy else mask
+    keep = answer_columns(distil)
+    hidden = settings.hidden_weight > 0 and mode == "train"
+    with layer_outputs(model) if hidden else nullcontext() as student_states:
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False,
+                        logits_to_keep=keep)
+    logits, kept, distilled = outputs.logits, mask[:, keep], distil[:, keep]
     student = logits[..., :trainer.vocab_size][kept]  # [answer tokens, vocab]: no copies of prompt positions
     count = kept.sum()
-    kd_settings = trainer.kd
+    teacher_states: dict = {}
     if not bool(count):
         loss = ce = kd = logits.sum() * 0.0
     elif on_policy:
-        teacher = _online_teacher_logits(trainer, inputs, keep, kept, student.device)
-        kd = kd_loss(student, teacher, torch.ones_like(kept[kept]), loss=kd_settings.on_policy_loss,
-                     temperature=kd_settings.temperature, beta=kd_settings.beta)
+        teacher = _online_teacher_logits(trainer, inputs, keep, kept, student.device, teacher_states)
+        kd = kd_loss(student, teacher, torch.ones_like(kept[kept]), loss=settings.on_policy_loss,
+                     temperature=settings.temperature, beta=settings.beta)
         ce, loss = None, kd
     else:
         ce = completion_ce(logits, targets[:, keep])
-        kd = _kd_term(trainer, inputs, student, mask, keep, kept)
-        loss = distillation_total(ce, kd, kd_settings.alpha)
+        on = student if distil is mask else logits[..., :trainer.vocab_size][distilled]
+        kd = _kd_term(trainer, inputs, on, mask, keep, distilled, teacher_states)
+        loss = distillation_total(ce, kd, settings.alpha)
+    if hidden and bool(count):
+        loss = loss + settings.hidden_weight * _hidden_term(trainer, inputs, student_states, teacher_states)
     if num_items_in_batch is not None:  # token-weighted across gradient accumulation, like SFT's loss
         loss = loss * count / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
+    _log_kd_metrics(trainer, mode, inputs, student, targets[:, keep][kept], count, ce, kd, on_policy)
+    return (loss, outputs) if return_outputs else loss
+
+
+def _hidden_term(trainer: Any, inputs: dict, student_states: dict, teacher_states: dict) -> Any:
+    """The intermediate-state loss of the batch (the teacher's layer outputs come from its forward of this batch)."""
+    from llmops.methods.kd_hidden import hidden_loss
+
+    value = hidden_loss(student_states, teacher_states, trainer.layer_map, inputs["attention_mask"].bool())
+    trainer._metrics["train"]["hidden_loss"].append(value.item())
+    return value
+
+
+def _log_kd_metrics(trainer: Any, mode: str, inputs: dict, student: Any, targets: Any, count: Any, ce: Any,
+                    kd: Any, on_policy: bool) -> None:
+    import torch
+
     with torch.no_grad():
-        correct = (student.argmax(-1) == targets[:, keep][kept]).sum()
+        correct = (student.argmax(-1) == targets).sum()
     metrics = trainer._metrics[mode]
     if ce is not None:
         metrics["ce_loss"].append(ce.item())
@@ -229,25 +263,32 @@ def _kd_compute_loss(trainer: Any, model: Any, inputs: dict, return_outputs: boo
         metrics["on_policy"].append(float(on_policy))
         trainer._total_train_tokens += int(inputs["attention_mask"].sum())
     metrics["num_tokens"] = [trainer._total_train_tokens]
-    return (loss, outputs) if return_outputs else loss
 
 
-def _online_teacher_logits(trainer: Any, inputs: dict, keep: Any, kept: Any, device: Any) -> Any:
-    """The teacher's logits at the answer positions of the batch, [answer tokens, vocab], under no_grad."""
+def _online_teacher_logits(trainer: Any, inputs: dict, keep: Any, kept: Any, device: Any,
+                           states: dict | None = None) -> Any:
+    """The teacher's logits at the answer positions of the batch, [answer tokens, vocab], under no_grad; with
+    intermediate-state distillation on, its layer outputs are collected into `states` on the way."""
     import torch
+
+    from llmops.methods.kd_hidden import layer_outputs
 
     teacher = trainer.teacher
     teacher_device = next(teacher.parameters()).device
-    with torch.no_grad():
+    wanted = sorted(set(trainer.layer_map)) if trainer.kd.hidden_weight > 0 and states is not None else []
+    with torch.no_grad(), layer_outputs(teacher, wanted) as collected:
         logits = teacher(input_ids=inputs["input_ids"].to(teacher_device),
                          attention_mask=inputs["attention_mask"].to(teacher_device), use_cache=False,
                          logits_to_keep=keep.to(teacher_device)).logits
+    if states is not None:
+        states.update(collected)
     return logits[..., :trainer.vocab_size][kept.to(teacher_device)].to(device)
 
 
-def _kd_term(trainer: Any, inputs: dict, student: Any, mask: Any, keep: Any, kept: Any) -> Any:
-    """The off-policy distillation loss of a batch (student logits [answer tokens, vocab]), from the cache or from
-    an online teacher forward."""
+def _kd_term(trainer: Any, inputs: dict, student: Any, mask: Any, keep: Any, kept: Any,
+             teacher_states: dict | None = None) -> Any:
+    """The off-policy distillation loss of a batch (student logits [distilled tokens, vocab]: the answers, or every
+    real token with kd.distil_prompt), from the cache (answers only) or from an online teacher forward."""
     import torch
 
     from llmops.methods.losses import kd_loss, topk_kd_loss, topk_logprobs
@@ -258,7 +299,7 @@ def _kd_term(trainer: Any, inputs: dict, student: Any, mask: Any, keep: Any, kep
     if trainer.cache is not None:
         values, ids = trainer.cache.lookup(inputs["input_ids"], inputs.get("attention_mask"), mask)
         return topk_kd_loss(student, values[:, keep][kept], ids[:, keep][kept], every, **options)
-    teacher = _online_teacher_logits(trainer, inputs, keep, kept, student.device)
+    teacher = _online_teacher_logits(trainer, inputs, keep, kept, student.device, teacher_states)
     if kd.top_k:
         values, ids = topk_logprobs(teacher, min(kd.top_k, trainer.vocab_size), kd.temperature)
         return topk_kd_loss(student, values, ids, every, **options)
@@ -303,9 +344,12 @@ def make_kd_trainer(model: Any, tokenizer: Any, teacher: Any, examples: list[dic
     trainer.kd = cfg.kd
     trainer.vocab_size = _common_vocab(model, teacher, tokenizer)
     trainer.teacher = _prepare_teacher(teacher, trainer.args.device)
+    if cfg.kd.hidden_weight > 0:
+        from llmops.methods.kd_hidden import layer_map
+
+        trainer.layer_map = layer_map(model, teacher)
     if cfg.kd.cache:
-        cache_dir = Path(cfg.kd.cache_dir) if cfg.kd.cache_dir else Path(cfg.save_dir) / "kd-cache"
-        trainer.cache = build_or_load(teacher, trainer.train_dataset, trainer.data_collator, cache_dir,
+        trainer.cache = build_or_load(teacher, trainer.train_dataset, trainer.data_collator, kd_cache_dir(cfg),
                                       cfg.kd.top_k or cfg.kd.cache_top_k, cfg.kd.temperature, trainer.vocab_size,
                                       batch_size=cfg.training.per_device_train_batch_size)
     return trainer
@@ -324,72 +368,3 @@ def train_kd(model: Any, tokenizer: Any, teacher: Any, examples: list[dict], cfg
     return KDResult(**vars(result), cache_path=str(cache.path) if cache else None,
                     cache_built=bool(cache and cache.built), cache_seconds=cache.build_seconds if cache else 0.0,
                     cache_bytes_per_token=cache.bytes_per_token if cache else 0.0)
-
-
-def _answer_batch(tokenizer: Any, prompts: list[list[dict]], answers: list[str]) -> tuple[Any, Any, Any]:
-    """Right-padded ids, attention mask and a [batch, seq-1] mask of next-token positions inside the answer."""
-    import torch
-
-    rows, starts = [], []
-    for prompt, answer in zip(prompts, answers, strict=True):
-        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                   return_dict=True)["input_ids"]
-        full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=True,
-                                             return_dict=True)["input_ids"]
-        rows.append(full)
-        starts.append(len(prompt_ids))
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    answer = torch.zeros((len(rows), width - 1), dtype=torch.bool)
-    for i, (row, start) in enumerate(zip(rows, starts, strict=True)):
-        ids[i, :len(row)] = torch.tensor(row)
-        attention[i, :len(row)] = 1
-        answer[i, max(start - 1, 0):len(row) - 1] = True  # logits at t predict token t + 1
-    return ids, attention, answer
-
-
-def teacher_kl(student: Any, teacher: Any, tokenizer: Any, prompts: list[list[dict]], answers: list[str],
-               batch_size: int = 8, temperature: float = 1.0) -> float:
-    """Mean KL(teacher || student) per answer token, both teacher-forced on prompt + answer (chat template)."""
-    import torch
-
-    from llmops.methods.losses import kd_loss
-
-    if not prompts:
-        raise ModelError("teacher_kl: no examples to measure on")
-    modes = (student.training, teacher.training)
-    student.eval()
-    teacher.eval()
-    total, tokens = 0.0, 0
-    try:
-        with torch.no_grad():
-            for start in range(0, len(prompts), batch_size):
-                ids, attention, mask = _answer_batch(tokenizer, prompts[start:start + batch_size],
-                                                     answers[start:start + batch_size])
-                keep = _answer_columns(mask)  # the heads only over the answers: no [batch, seq, vocab] logits
-                logits = [m(input_ids=ids.to(d), attention_mask=attention.to(d), use_cache=False,
-                            logits_to_keep=keep.to(d)).logits
-                          for m, d in ((student, _device(student)), (teacher, _device(teacher)))]
-                vocab = min(x.shape[-1] for x in logits)
-                s, t = (x[..., :vocab].float().cpu() for x in logits)
-                kept = mask[:, keep]
-                count = int(kept.sum())
-                total += float(kd_loss(s, t, kept, temperature=temperature)) / temperature**2 * count
-                tokens += count
-    finally:
-        student.train(modes[0])
-        teacher.train(modes[1])
-    return total / max(tokens, 1)
-
-
-def _device(model: Any) -> Any:
-    return next(model.parameters()).device
-
-
-def teacher_answers(teacher: Any, tokenizer: Any, prompts: list[list[dict]], batch_size: int,
-                    max_new_tokens: int) -> list[str]:
-    """Greedy teacher generations, the targets of sequence-level KD when records carry no teacher_output."""
-    from llmops.evaluation.generate import generate
-
-    return generate(teacher, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens)

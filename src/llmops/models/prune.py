@@ -7,6 +7,10 @@ Importance is measured on calibration texts (from the training set) in one of tw
   the model can do without. One forward pass.
 - `loss`: how much the calibration loss rises when the layer is skipped (its output replaced by its input). One
   forward pass per layer; closer to what pruning costs, slower.
+- `block` (Gromov et al., "The Unreasonable Ineffectiveness of the Deeper Layers", https://arxiv.org/abs/2403.17887):
+  one contiguous block of layers goes, the block whose input and output hidden states are closest (mean angular
+  distance over real tokens): the residual stream the next layer receives is then the one it nearly had. One
+  forward pass; the per-layer cosine importance is reported beside it.
 
 The kept layers keep their order and weights; embeddings, final norm, LM head, tokenizer and chat template are kept
 as they are. The pruned folder is an ordinary Hugging Face model (safetensors) plus `llmops_pruned.json`: the source,
@@ -29,7 +33,8 @@ from llmops.models.files import write_folder_atomically
 log = logging.getLogger(__name__)
 
 PRUNE_FILE = "llmops_pruned.json"
-Importance = Literal["cosine", "loss"]
+Importance = Literal["cosine", "loss", "block"]
+IMPORTANCE = ("cosine", "loss", "block")
 # Calibration when no data is given: a few plain texts of the kinds a chat model sees (weaker than the task's data).
 GENERIC_TEXTS = [
     "Invoice INV-20931 from Acme Ltd, dated 2024-05-02. Items: 3 x widgets at 12.50, 1 x service fee 40.00. "
@@ -139,6 +144,53 @@ def cosine_importance(model: Any, batches: list[dict[str, Any]]) -> list[float]:
     return [t / max(count, 1) for t in totals]
 
 
+def block_distances(model: Any, batches: list[dict[str, Any]], size: int) -> tuple[list[float], list[float]]:
+    """Per start layer s: mean angular distance (arccos of the cosine, / pi) over real tokens between the hidden
+    state entering layer s and the one leaving layer s + size - 1; and per layer the cosine importance."""
+    import math
+
+    import torch
+
+    _, layers = decoder_layers(model)
+    total = len(layers)
+    starts = total - size + 1
+    distances, per_layer = [0.0] * starts, [0.0] * total
+    count = 0
+    states: dict[int, Any] = {}
+
+    def hook(index: int) -> Any:
+        def fn(module: Any, args: tuple, kwargs: dict, output: Any) -> None:
+            if index == 0:
+                states[0] = (args[0] if args else kwargs["hidden_states"]).float()
+            states[index + 1] = _hidden(output).float()
+        return fn
+
+    handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                mask = batch["attention_mask"].float()
+                model(**batch, use_cache=False)
+                for s in range(starts):
+                    cos = torch.nn.functional.cosine_similarity(states[s], states[s + size], dim=-1)
+                    distances[s] += float((torch.arccos(cos.clamp(-1.0, 1.0)) / math.pi * mask).sum())
+                for i in range(total):
+                    cos = torch.nn.functional.cosine_similarity(states[i], states[i + 1], dim=-1)
+                    per_layer[i] += float(((1 - cos) * mask).sum())
+                count += int(mask.sum())
+                states.clear()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [d / max(count, 1) for d in distances], [p / max(count, 1) for p in per_layer]
+
+
+def choose_block(distances: Sequence[float], size: int, total: int) -> list[int]:
+    """Every layer but the block of `size` starting where the distance is smallest (ties: the earlier start)."""
+    start = min(range(len(distances)), key=lambda s: (distances[s], s))
+    return [i for i in range(total) if not start <= i < start + size]
+
+
 def _calibration_loss(model: Any, batches: list[dict[str, Any]]) -> float:
     import torch
 
@@ -214,19 +266,27 @@ def prune(model: Any, tokenizer: Any, texts: Sequence[str], keep: int | float, *
     was_training = model.training
     model.eval()
     batches = _batches(tokenizer, texts, max_len, batch_size)
+    extra: dict[str, Any] = {}
     if method == "cosine":
         scores = cosine_importance(model, batches)
+        kept = choose_layers(scores, count)
     elif method == "loss":
         scores = loss_importance(model, batches)
+        kept = choose_layers(scores, count)
+    elif method == "block" and count == total:
+        scores, kept = cosine_importance(model, batches), list(range(total))
+    elif method == "block":
+        distances, scores = block_distances(model, batches, total - count)
+        kept = choose_block(distances, total - count, total)
+        extra["block_distance"] = [round(d, 6) for d in distances]
     else:
-        raise ConfigError(f"importance '{method}': use cosine or loss")
-    kept = choose_layers(scores, count)
+        raise ConfigError(f"importance '{method}': use {', '.join(IMPORTANCE)}")
     keep_layers(model, kept)
     model.train(was_training)
     return PruneReport(source=source, layers_before=total, kept=kept,
                        removed=[i for i in range(total) if i not in kept], importance=[round(s, 6) for s in scores],
                        method=method, calibration_texts=len(texts), parameters_before=before,
-                       parameters_after=_parameters(model), seconds=time.perf_counter() - start)
+                       parameters_after=_parameters(model), seconds=time.perf_counter() - start, extra=extra)
 
 
 def calibration_texts(tokenizer: Any, records: Sequence[dict[str, Any]], limit: int = 64) -> list[str]:
