@@ -57,8 +57,10 @@ def test_a_grpo_step_changes_every_trainable_parameter(json_model: Path, tmp_pat
     examples = _examples(_gold(8))
     cfg = _cfg(json_model, tmp_path, method)
     model, before, reward, logs, result = _train(json_model, cfg, tmp_path / "run", examples)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    params = dict(model.named_parameters())
+    assert set(params) == set(before)  # TRL's reference adapter ("ref", under LoRA) is gone after training
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    changed = {n for n, p in params.items() if not torch.equal(p.detach(), before[n])}
     assert trainable and changed == trainable
     assert result.steps == 2 and [e["step"] for e in logs] == [1, 2]
     # Each step judged one generation batch: 2 prompts x 8 answers, all of them training examples.

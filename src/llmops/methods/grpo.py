@@ -8,8 +8,9 @@ data: IDP `{"document","fields"}` (any gold format), CodeGen HumanEval records w
 
 Only training examples are ever judged: the reward function holds the training references and is given an index
 into them per answer (a dataset column), nothing else. The reference model of the KL term (`grpo.beta`) is the
-starting model: under LoRA/QLoRA the base with the adapter disabled (no second copy), under full fine-tuning a
-copy TRL loads from the student's folder.
+starting model: under LoRA/QLoRA TRL's frozen copy of the starting adapter (adapter-sized; for the fresh adapter a
+run starts with, the same as the base with the adapter disabled: no second model), removed after training; under
+full fine-tuning a copy TRL loads from the student's folder.
 """
 
 from __future__ import annotations
@@ -182,6 +183,8 @@ def train_grpo(model: Any, tokenizer: Any, examples: list[dict], reward: TaskRew
         return make_trainer(model, tokenizer, examples, reward, cfg, out, on_log)
 
     result = fit(build, cfg, output_dir, resume_from)[1]
+    if "ref" in getattr(model, "peft_config", {}):  # TRL's frozen copy of the starting adapter: the KL reference
+        model.delete_adapter("ref")
     answers = sum(reward.judged.values())
     log.info("GRPO: %d answers judged in %.1f s (%.1f ms each)", answers, reward.seconds,
              1000 * reward.seconds / max(1, answers))
