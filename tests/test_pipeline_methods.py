@@ -31,7 +31,7 @@ def _llmops(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _summary(save_dir: Path) -> dict:
-    (run_dir,) = list(save_dir.iterdir())
+    (run_dir,) = [p for p in save_dir.iterdir() if (p / "state.json").exists()]  # not kd-cache/
     return json.loads((run_dir / "summary.json").read_text())
 
 

@@ -118,9 +118,10 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict[str, Any]:
                                                                         "kserve_apply": False})})
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "kfp-outputs"),
                raise_on_error=False)
-    before = set((workdir / "runs").glob("*")) if (workdir / "runs").exists() else set()
+    before = set((workdir / "runs").glob("*/state.json"))
     task = build_pipeline(local_cfg, cluster=False, workdir=str(workdir))()
-    runs = [p for p in (workdir / "runs").glob("*") if p not in before] if (workdir / "runs").exists() else []
+    # run folders are the ones with a state.json (save_dir also holds kd-cache/ for KD runs)
+    runs = [p.parent for p in (workdir / "runs").glob("*/state.json") if p not in before]
     if not runs:
         raise LlmopsError(f"kfp.local: the validate step failed (see the step output above); nothing ran in {workdir}")
     (run_dir,) = runs
