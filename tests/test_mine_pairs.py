@@ -135,6 +135,20 @@ def test_dpo_pairs_from_self_mines_once_then_trains(json_model: Path, tmp_path: 
     assert DPO().prepare_trained(cfg, prepared, model, tokenizer).reference is None
 
 
+def test_mining_a_subset_of_prompts_says_what_it_mined(json_model: Path, tmp_path: Path, capsys) -> None:
+    from llmops.methods.dpo_mined import mined_examples
+    from llmops.models.loader import load_for_inference
+    from llmops.run_inputs import validate
+
+    cfg = _dpo_cfg(json_model, _write(tmp_path / "gold.jsonl", _gold_records(8)))
+    cfg.dpo.mine_max_prompts = 2
+    prepared = validate(cfg)
+    model, tokenizer = load_for_inference(json_model)
+    pairs = mined_examples(cfg, prepared.task, prepared.train, model, tokenizer, tmp_path / "run" / "checkpoints")
+    err = capsys.readouterr().err
+    assert f"pairs from 2 prompts x {SAMPLES} answers" in err and 0 < len(pairs) <= 2
+
+
 def test_untrained_model_whose_answers_all_score_alike_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
     from llmops.methods.dpo_mined import mined_examples
     from llmops.models.loader import load_for_inference

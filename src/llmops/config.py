@@ -143,6 +143,8 @@ class DPOSettings(_Section):
     mine_samples: int = Field(4, ge=2, description="pairs_from self: answers sampled per prompt")
     mine_temperature: float = Field(1.0, gt=0, description="pairs_from self: sampling temperature of the answers")
     mine_max_new_tokens: int = Field(128, gt=0, description="pairs_from self: longest sampled answer, in tokens")
+    mine_max_prompts: int | None = Field(None, gt=0, description="pairs_from self: sample answers to at most this "
+                                         "many training prompts (a seeded random subset; default all)")
 
 
 class GRPOSettings(_Section):

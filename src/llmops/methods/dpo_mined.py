@@ -5,6 +5,8 @@ them instead of mining again)."""
 from __future__ import annotations
 
 import logging
+import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +70,13 @@ def mined_examples(cfg: RunConfig, task: Any, examples: list[dict], model: Any, 
             on_log({"step": 0, "mined_pairs": len(pairs)})
         return pairs
     d = cfg.dpo
+    if d.mine_max_prompts and len(examples) > d.mine_max_prompts:
+        examples = random.Random(cfg.training.seed).sample(examples, d.mine_max_prompts)
     pairs, summary = mine_pairs(model, tokenizer, task, examples, d.mine_samples, d.mine_temperature,
                                 d.mine_max_new_tokens, cfg.eval.batch_size, cfg.training.seed, reward_kwargs(cfg))
-    log.info("mined %d pairs from %d prompts x %d answers: mean reward %.3f, %.0f%% of answers at 1.0 (%.1f s)",
-             summary["pairs"], summary["prompts"], d.mine_samples, summary["mean_reward"],
-             100 * summary["full_reward_share"], summary["seconds"])
+    print(f"mined {summary['pairs']} pairs from {summary['prompts']} prompts x {d.mine_samples} answers: mean reward "
+          f"{summary['mean_reward']:.3f}, {100 * summary['full_reward_share']:.0f}% of answers at 1.0 "
+          f"({summary['seconds']:.0f} s)", file=sys.stderr, flush=True)
     if on_log is not None:
         on_log({"step": 0, "mined_pairs": summary["pairs"], "mined_mean_reward": summary["mean_reward"],
                 "mined_full_reward_share": summary["full_reward_share"]})
