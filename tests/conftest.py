@@ -155,3 +155,23 @@ def smollm2_dir() -> Path:
     from llmops.models.builtin import resolve_builtin
 
     return Path(resolve_builtin("smollm2-135m-instruct"))
+
+
+@pytest.fixture(scope="session")
+def json_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model after 40 SFT steps on the invoices: it writes JSON-like answers, some parse, some do not,
+    with varied fields, so sampled answers to one prompt get different rewards."""
+    from llmops.config import RunConfig
+    from llmops.methods.sft import train_sft
+    from llmops.models.loader import load_student
+
+    root = tmp_path_factory.mktemp("json-model")
+    cfg = RunConfig.model_validate({"student": str(tiny_model_dir), "peft": {"method": "full"},
+                                    "training": {"max_steps": 40, "per_device_train_batch_size": 8,
+                                                 "learning_rate": 1e-2, "logging_steps": 100, "save_steps": 1000,
+                                                 "max_len": 128, "seed": 0}})
+    model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
+    train_sft(model, tokenizer, make_sft_examples(64), cfg, root / "checkpoints")
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root / "model"

@@ -20,7 +20,7 @@ from llmops.run_inputs import validate
 ROOT = Path(__file__).resolve().parents[1]
 # `llmops run CONFIG`: configs/, and any recipes/ or examples/ folder
 CONFIGS = sorted(p for folder in ("configs", "recipes", "examples") for p in (ROOT / folder).glob("**/*.y*ml"))
-# `llmops quickstart`: <flow>-sft.yaml, and the kd/dpo overlays on top of it
+# `llmops quickstart`: <flow>-sft.yaml, and the kd/dpo (and, for a pretrained model, grpo/dpo-self) overlays on it
 QUICKSTART = sorted(RECIPES.glob("*.yaml")) + sorted(TINY_RECIPES.glob("*.yaml"))
 FLOWS = {"idp": "IDP", "codegen": "CodeGen"}
 
@@ -33,16 +33,17 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
     code = generate_codegen_dataset(root / "codegen", 12, 1, seed=0)
     return {
         "IDP": {"data": str(idp.train), "eval_data": str(idp.eval), "schema": str(idp.schema),
-                "pairs": str(write_idp_pairs(idp.train, root / "idp" / "pairs.jsonl", 0))},
+                "pairs": str(write_idp_pairs(idp.train, root / "idp" / "pairs.jsonl", 0)), "judged": str(idp.train)},
         "CodeGen": {"data": str(code.train), "eval_data": str(code.eval),
-                    "pairs": str(write_codegen_pairs(code.train, root / "codegen" / "pairs.jsonl", 0))},
+                    "pairs": str(write_codegen_pairs(code.train, root / "codegen" / "pairs.jsonl", 0)),
+                    "judged": str(code.train_problems)},
     }
 
 
 def _cli_config(path: Path, data: dict[str, dict[str, str]]) -> RunConfig:
     """As `llmops run CONFIG --data ... --eval_data ...`: generated data only where the recipe names none."""
     cfg = build_config(path)
-    flags = {k: v for k, v in data[cfg.flow_type].items() if k != "pairs" and not getattr(cfg, k)}
+    flags = {k: v for k, v in data[cfg.flow_type].items() if k not in ("pairs", "judged") and not getattr(cfg, k)}
     if cfg.train_type == "DPO" and not cfg.data:
         flags["data"] = data[cfg.flow_type]["pairs"]
     return build_config(path, flags=flags)
@@ -50,15 +51,17 @@ def _cli_config(path: Path, data: dict[str, dict[str, str]]) -> RunConfig:
 
 def _quickstart_config(path: Path, data: dict[str, dict[str, str]]) -> RunConfig:
     """As `llmops quickstart` builds the stage for `<flow>-<train>.yaml`: its recipe and the runner's entries."""
-    flow, train = path.stem.split("-")
+    flow, train = path.stem.split("-", 1)
     files = data[FLOWS[flow]]
-    entries = {k: v for k, v in files.items() if k != "pairs"} | {"student": "a-student"}
+    entries = {k: v for k, v in files.items() if k not in ("pairs", "judged")} | {"student": "a-student"}
     if train == "kd":
         entries["teacher"] = "a-teacher"
     if train == "dpo":
         entries["data"] = files["pairs"]
+    if train in ("grpo", "dpo-self"):  # the records the task judges answers by (quickstart/rl.py)
+        entries["data"] = files["judged"]
     cfg = stages.stage_config(stages.recipe(path.parent, flow, train), entries, [])
-    assert (cfg.flow_type, cfg.train_type) == (FLOWS[flow], train.upper()), path
+    assert (cfg.flow_type, cfg.train_type) == (FLOWS[flow], train.split("-")[0].upper()), path
     return cfg
 
 
@@ -72,8 +75,10 @@ def test_there_are_recipes() -> None:
     assert shipped == set(CONFIGS + QUICKSTART)  # no shipped YAML escapes the test below
     assert len(CONFIGS) >= 3
     every = {f"{flow}-{train}.yaml" for flow in FLOWS for train in ("sft", "kd", "dpo")}
-    for folder in (RECIPES, TINY_RECIPES):  # the runner reads every flow x method from both folders
-        assert {p.name for p in folder.glob("*.yaml")} == every, folder
+    # GRPO and mined pairs learn from the model's own samples: a pretrained model's recipes only
+    pretrained = every | {f"{flow}-{train}.yaml" for flow in FLOWS for train in ("grpo", "dpo-self")}
+    for folder, names in ((RECIPES, pretrained), (TINY_RECIPES, every)):  # what the runner reads from each folder
+        assert {p.name for p in folder.glob("*.yaml")} == names, folder
 
 
 @pytest.mark.parametrize(("path", "quickstart"), [pytest.param(p, p in QUICKSTART, id=str(p.relative_to(ROOT)))
@@ -83,8 +88,10 @@ def test_recipe_loads(path: Path, quickstart: bool, data: dict[str, dict[str, st
     prepared = validate(cfg)
     assert prepared.train and prepared.eval
     assert cfg.training.per_device_train_batch_size >= 1
-    if cfg.train_type == "DPO":
+    if cfg.train_type == "DPO" and cfg.dpo.pairs_from == "data":
         assert prepared.pairs and all("chosen" in e and "rejected" in e for e in prepared.train)
+    if cfg.train_type == "GRPO" or cfg.dpo.pairs_from == "self":  # prompts with what judges their answers
+        assert not prepared.pairs and all("reference" in e for e in prepared.train)
     if cfg.train_type == "KD":
         assert prepared.logit_kd == cfg.use_logit_kd
 

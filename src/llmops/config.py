@@ -136,6 +136,34 @@ class DPOSettings(_Section):
     beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference model")
     loss_type: str = Field("sigmoid", description="TRL loss_type: sigmoid, ipo, hinge, ...")
     precompute_ref_log_probs: bool = Field(False, description="compute the reference log-probs once, before training")
+    pairs_from: Literal["data", "self"] = Field(
+        "data", description="data: train on the data's {prompt,chosen,rejected} pairs; self: the data are gold "
+        "records (IDP) or problems with tests (CodeGen), and the pairs are mined from the starting model's own "
+        "sampled answers (best vs worst by the task's reward, weights from the grpo section)")
+    mine_samples: int = Field(4, ge=2, description="pairs_from self: answers sampled per prompt")
+    mine_temperature: float = Field(1.0, gt=0, description="pairs_from self: sampling temperature of the answers")
+    mine_max_new_tokens: int = Field(128, gt=0, description="pairs_from self: longest sampled answer, in tokens")
+    mine_max_prompts: int | None = Field(None, gt=0, description="pairs_from self: sample answers to at most this "
+                                         "many training prompts (a seeded random subset; default all)")
+
+
+class GRPOSettings(_Section):
+    """Group relative policy optimisation on the task's own rewards (train_type GRPO), through TRL's GRPOTrainer."""
+
+    num_generations: int = Field(4, ge=2, description="answers sampled per prompt (the group); "
+                                 "training.per_device_train_batch_size counts answers and must be a multiple")
+    beta: float = Field(0.04, ge=0, description="KL penalty towards the starting model (0 = none, no reference pass)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the group's answers")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling of the group's answers")
+    max_completion_length: int = Field(128, gt=0, description="longest sampled answer, in tokens")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
+        "dapo", description="TRL loss_type: how token losses are averaged (dapo: over all tokens of the batch)")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="advantages divided by the reward std of the group / batch, or not scaled")
+    code_format_reward: float = Field(0.0, ge=0, lt=1, description="CodeGen: reward of code that compiles and "
+                                      "runs but fails its tests (0 = reward is pass/fail)")
+    schema_reward: float = Field(0.1, ge=0, le=1, description="IDP: weight of schema validity; reward = "
+                                 "(1 - w) * field F1 + w * schema-valid, 0 when no JSON parses")
 
 
 class TrackingSettings(_Section):
@@ -229,6 +257,7 @@ class RunConfig(_Section):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     kd: KDSettings = Field(default_factory=KDSettings)
     dpo: DPOSettings = Field(default_factory=DPOSettings)
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     kfp: KfpSettings = Field(default_factory=KfpSettings)

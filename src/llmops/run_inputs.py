@@ -125,7 +125,7 @@ def validate(cfg: RunConfig) -> Prepared:
     task = make_task(cfg)
     records = load_checked(cfg.data, cfg, task, "train")
     pairs: list = []
-    if method.holds_out_pairs:
+    if method.holds_out(cfg):
         records, pairs = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
     if cfg.eval_data:
         eval_records = load_checked(cfg.eval_data, cfg, task, "eval")

@@ -43,7 +43,7 @@ def _compiled(path: Path) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("flow", ["IDP", "CodeGen"])
-@pytest.mark.parametrize("method", ["SFT", "KD", "DPO"])
+@pytest.mark.parametrize("method", ["SFT", "KD", "DPO", "GRPO"])
 def test_compiled_pipeline_has_cluster_settings(tmp_path: Path, flow: str, method: str) -> None:
     from llmops.kfp.launch import compile_pipeline
 

@@ -16,7 +16,7 @@ from llmops.methods.base import Method
 def test_every_registered_method_loads_cheaply_and_names_itself() -> None:
     import subprocess
 
-    assert registry.names() == ["SFT", "KD", "DPO"]
+    assert registry.names() == ["SFT", "KD", "DPO", "GRPO"]
     for method in registry.all_methods():
         assert isinstance(method, Method) and method.name in registry.names() and method.summary
     assert registry.get("kd") is registry.get("KD")
@@ -28,7 +28,7 @@ def test_every_registered_method_loads_cheaply_and_names_itself() -> None:
 
 
 def test_an_unknown_method_is_one_clear_error() -> None:
-    with pytest.raises(ConfigError, match="train_type must be one of SFT, KD, DPO, got 'PPO'"):
+    with pytest.raises(ConfigError, match="train_type must be one of SFT, KD, DPO, GRPO, got 'PPO'"):
         registry.get("PPO")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmops.cli import data, deploy, evaluate, kfp, prune, quickstart, run, serve
+from llmops.cli import data, deploy, evaluate, kfp, mine_pairs, prune, quickstart, run, serve
 from llmops.cli.common import STATE
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ evaluate.register(app)
 app.add_typer(data.data_app, name="data")
 serve.register(app)
 prune.register(app)
+mine_pairs.register(app)
 app.add_typer(kfp.kfp_app, name="kfp")
 app.add_typer(deploy.deploy_app, name="deploy")
 

@@ -21,6 +21,12 @@ class Train(str, Enum):
     sft = "sft"
     kd = "kd"
     dpo = "dpo"
+    grpo = "grpo"
+
+
+class Pairs(str, Enum):
+    gold = "gold"
+    self = "self"
 
 
 def quickstart(
@@ -34,6 +40,9 @@ def quickstart(
     model: str = typer.Option("smollm2-135m-instruct", "--model",
                               help="student: smollm2-135m-instruct (built in), tiny (from scratch, for smoke "
                                    "runs), or a model folder / .gguf file / hub id"),
+    pairs: Pairs = typer.Option(Pairs.gold, "--pairs",
+                                help="--train dpo: pairs written from the gold data, or mined from the model's own "
+                                     "samples judged by the task (self)"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """The embedded default, offline: SmolLM2-135M-Instruct + synthetic data through the whole pipeline."""
@@ -42,7 +51,7 @@ def quickstart(
         from llmops.quickstart.flows import run_quickstart
 
         sizes = {k: v for k, v in {"n_train": n_train, "n_eval_per_class": n_eval_per_class}.items() if v}
-        run_quickstart(flow.value, train.value, workdir, set_ or [], sizes, model=model)
+        run_quickstart(flow.value, train.value, workdir, set_ or [], sizes, model=model, pairs=pairs.value)
 
     guard(body)
 

@@ -73,6 +73,10 @@ class Method:
 
         return to_sft_examples(records, cfg.flow_type, task.build_prompt, task.format_answer, source=cfg.data)
 
+    def holds_out(self, cfg: RunConfig) -> bool:
+        """Whether this run keeps held-out preference pairs for the method's metrics (default: holds_out_pairs)."""
+        return self.holds_out_pairs
+
     def check(self, cfg: RunConfig, prepared: Any, records: list) -> None:
         """Method-specific checks of the validated inputs (before any model loads); may fill `prepared`."""
 

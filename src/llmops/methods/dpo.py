@@ -3,6 +3,9 @@
 The reference is the starting model: under LoRA/QLoRA the base with the adapter disabled (no second copy), under full
 fine-tuning a frozen deep copy (or, with `dpo.precompute_ref_log_probs`, the model itself before training, its
 log-probs computed once). `preference_metrics` measures the implicit DPO reward on held-out pairs.
+
+With `dpo.pairs_from: self` the data are gold records (IDP) or problems with tests (CodeGen) and the pairs are mined
+from the starting model first (`methods/dpo_mined.py`); no pairs are held out then.
 """
 
 from __future__ import annotations
@@ -32,33 +35,50 @@ class DPO(Method):
     holds_out_pairs = True
 
     def train_formats(self, flow_type: str) -> tuple[str, ...]:
-        from llmops.data.formats import PREFERENCE
+        """Preference pairs (dpo.pairs_from data), or the flow's gold formats to mine pairs on (pairs_from self)."""
+        from llmops.data.formats import PREFERENCE, eval_formats
 
-        return PREFERENCE
+        return PREFERENCE + eval_formats(flow_type)
 
     def eval_formats(self, flow_type: str) -> tuple[str, ...]:
         from llmops.data.formats import PREFERENCE, eval_formats
 
         return eval_formats(flow_type) + PREFERENCE
 
-    def train_examples(self, cfg: RunConfig, task: Any, records: list) -> list[dict]:
-        from llmops.data.formats import to_preference_examples
+    def holds_out(self, cfg: RunConfig) -> bool:
+        return cfg.dpo.pairs_from == "data"
 
+    def train_examples(self, cfg: RunConfig, task: Any, records: list) -> list[dict]:
+        """Preference examples (pairs_from data), or gold {"id","prompt","reference","class"} (pairs_from self)."""
+        from llmops.data.formats import to_preference_examples
+        from llmops.methods.dpo_mined import check_pairs_from, gold_examples
+
+        check_pairs_from(cfg, records)
+        if cfg.dpo.pairs_from == "self":
+            return gold_examples(cfg, task, records)
         return to_preference_examples(records, task.build_prompt, task.format_answer, source=cfg.data)
 
     def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
-        """A frozen copy of the student as the reference under full fine-tuning (none under LoRA: adapter off)."""
-        return MethodContext(reference=reference_copy(model))
+        """A frozen copy of the student as the reference of the held-out metrics under full fine-tuning (none under
+        LoRA: adapter off; none without held-out pairs)."""
+        return MethodContext(reference=reference_copy(model) if prepared.pairs else None)
 
     def prepare_trained(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
-        """The reference is the model DPO started from: the student, loaded again."""
+        """The reference is the model DPO started from: the student, loaded again (not without held-out pairs)."""
         from llmops.models.loader import load_for_inference
 
+        if not prepared.pairs:
+            return MethodContext()
         return MethodContext(reference=load_for_inference(cfg.student)[0])
 
     def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
               output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:
-        return train_dpo(model, tokenizer, prepared.train, cfg, output_dir, resume_from=resume_from, on_log=on_log)
+        examples = prepared.train
+        if cfg.dpo.pairs_from == "self":
+            from llmops.methods.dpo_mined import mined_examples
+
+            examples = mined_examples(cfg, prepared.task, examples, model, tokenizer, output_dir, on_log)
+        return train_dpo(model, tokenizer, examples, cfg, output_dir, resume_from=resume_from, on_log=on_log)
 
     def metrics(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any,
                 tokenizer: Any) -> dict[str, float]:

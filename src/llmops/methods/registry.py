@@ -15,6 +15,7 @@ METHODS: dict[str, str] = {
     "SFT": "llmops.methods.sft:SFT",
     "KD": "llmops.methods.kd:KD",
     "DPO": "llmops.methods.dpo:DPO",
+    "GRPO": "llmops.methods.grpo:GRPO",
 }
 
 

@@ -65,6 +65,7 @@ class CodegenDataset:
     train: Path
     eval: Path
     sample_prompt: str
+    train_problems: Path | None = None  # the training tasks as HumanEval records with tests (for GRPO, mining)
 
 
 class _Values(SplitValues):
@@ -122,14 +123,17 @@ def make_task(template: Template, rng: random.Random, held_out: bool, task_id: s
 
 
 def generate_codegen_dataset(out_dir: Path, n_train: int, n_eval_per_class: int, seed: int) -> CodegenDataset:
-    """Write train.jsonl ({"input","output"}: prompt -> body) and eval.jsonl (HumanEval records, held-out values)."""
+    """Write train.jsonl ({"input","output"}: prompt -> body), train_problems.jsonl (the same tasks as HumanEval
+    records with tests: what GRPO and mined pairs judge answers by) and eval.jsonl (HumanEval records, held-out
+    values)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    train = []
+    train, problems = [], []
     for i in range(n_train):
         task = make_task(rng.choice(TEMPLATES), rng, held_out=False, task_id=f"train/{i}")
         train.append({"input": task["prompt"], "output": task["canonical_solution"], "class": task["class"]})
+        problems.append(task)
     held = random.Random(seed + 1_000_003)
     evals = []
     for cls in CLASSES:
@@ -138,8 +142,10 @@ def generate_codegen_dataset(out_dir: Path, n_train: int, n_eval_per_class: int,
             evals.append(make_task(templates[i % len(templates)], held, held_out=True, task_id=f"{cls}/{i}"))
     _write_jsonl(out_dir / "train.jsonl", train)
     _write_jsonl(out_dir / "eval.jsonl", evals)
+    _write_jsonl(out_dir / "train_problems.jsonl", problems)
     sample = make_task(TEMPLATES[4], random.Random(seed + 7), held_out=True, task_id="sample")["prompt"]
-    return CodegenDataset(out_dir, out_dir / "train.jsonl", out_dir / "eval.jsonl", sample)
+    return CodegenDataset(out_dir, out_dir / "train.jsonl", out_dir / "eval.jsonl", sample,
+                          out_dir / "train_problems.jsonl")
 
 
 def tokenizer_corpus(dataset: CodegenDataset, build_prompt: Callable[[str], str], limit: int = 3000) -> list[str]:

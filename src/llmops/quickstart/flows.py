@@ -78,20 +78,27 @@ def _model_tag(model: str) -> str:
 
 
 def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
-                   sizes: dict[str, int] | None = None, model: str = DEFAULT_MODEL) -> Any:
+                   sizes: dict[str, int] | None = None, model: str = DEFAULT_MODEL, pairs: str = "gold") -> Any:
     """Generate data, resolve the student (or build the tiny models), run the pipeline (stages), print the
     comparison. `model` is the SmolLM2 default, `tiny`, or any model `student:` accepts (a pretrained student gets
     the LoRA recipes in recipes/; `tiny` the from-scratch recipes in recipes/tiny/)."""
     from llmops.quickstart import stages
     from llmops.quickstart.settings import settings_for
 
-    if train not in ("sft", "kd", "dpo"):
-        raise ConfigError(f"quickstart --train {train}: use sft, kd or dpo")
+    if train not in ("sft", "kd", "dpo", "grpo"):
+        raise ConfigError(f"quickstart --train {train}: use sft, kd, dpo or grpo")
+    if pairs not in ("gold", "self"):
+        raise ConfigError(f"quickstart --pairs {pairs}: use gold (written from the data) or self (mined)")
+    if pairs == "self" and train != "dpo":
+        raise ConfigError("quickstart --pairs self: only with --train dpo")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     console = _console()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     tiny = model.lower() == "tiny"
+    if tiny and (train == "grpo" or pairs == "self"):
+        raise ConfigError("quickstart --model tiny: GRPO and mined pairs learn from the model's own samples, which "
+                          "a model trained from scratch for a few minutes cannot give; use the default model")
     settings = replace(settings_for(flow, pretrained=not tiny), **(sizes or {}))
     started = time.time()
     console.print(f"[bold]llmops quickstart[/] ({flow}/{train}) in {workdir.resolve()}")
@@ -126,6 +133,11 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
         console.print(f"KD: teacher = {student} fine-tuned by the SFT recipe; distilled into {small}")
         summary = stages.run_kd(workdir, flow, recipes, entries, student=small, teacher=student,
                                 overrides=overrides, console=console, tag=tag)
+    elif train == "grpo" or (train == "dpo" and pairs == "self"):
+        from llmops.quickstart import rl
+
+        run = rl.run_grpo if train == "grpo" else rl.run_dpo_self
+        summary = run(workdir, flow, recipes, entries, str(student), s.rl_start_steps, overrides, console, tag)
     elif train == "dpo":
         summary = stages.run_dpo(workdir, flow, recipes, entries, student, _pairs(flow, entries, s.seed),
                                  overrides, console, tag)

@@ -20,6 +20,7 @@ class QuickstartSettings:
     kd_student_num_layers: int = 2
     kd_student_num_heads: int = 2
     seed: int = 0
+    rl_start_steps: int = 8  # GRPO / mined-pair DPO start: the SFT recipe for only this many steps (room to improve)
 
 
 def settings_for(flow: str, pretrained: bool = True) -> QuickstartSettings:

