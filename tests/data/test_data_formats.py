@@ -182,7 +182,8 @@ def test_accepted_formats_per_flow_train_and_role() -> None:
     assert "document_fields" not in accepted_formats("CodeGen", "SFT", "train")
     assert "input_teacher_output" in accepted_formats("idp", "kd", "train")
     assert "input_teacher_output" not in accepted_formats("IDP", "SFT", "train")
-    assert accepted_formats("CodeGen", "DPO", "train") == ("preference",)
+    # DPO reads preference pairs, or the flow's gold records to mine pairs from (dpo.pairs_from: self).
+    assert accepted_formats("CodeGen", "DPO", "train") == ("preference", "humaneval")
     assert accepted_formats("CodeGen", "SFT", "eval") == ("humaneval",)
     with pytest.raises(ConfigError, match="flow_type must be IDP or CodeGen, got 'OCR'"):
         accepted_formats("OCR", "SFT", "train")

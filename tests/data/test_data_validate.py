@@ -145,7 +145,7 @@ def test_dpo_records() -> None:
         'p.jsonl:2: "chosen" and "rejected" are identical; a preference pair needs two different answers',
         'p.jsonl:3: "rejected" is empty',
         'p.jsonl:4: a {"prompt","completion"} record is not accepted in CodeGen DPO training data; '
-        'expected one of {"prompt","chosen","rejected"}',
+        'expected one of {"prompt","chosen","rejected"}, {"task_id","prompt","test","entry_point"}',
         'p.jsonl:5: missing field "rejected" (a {"prompt","chosen","rejected"} record; it has "prompt", "chosen")',
     ]
 
