@@ -41,11 +41,10 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of an `mlflow server` process (SQLite backend, proxied artifacts), stopped by PID at teardown."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+def start_mlflow_server(root: Path, port: int) -> subprocess.Popen:
+    """An `mlflow server` process (SQLite backend in `root`, proxied artifacts) on `port`, healthy when returned;
+    stop it with `_stop` (its process group)."""
+    root.mkdir(parents=True, exist_ok=True)
     cmd = [
         str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
@@ -54,24 +53,32 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = root / "server.log"
     # No job runner: it starts ~8 extra consumer processes for GenAI jobs these tests never use.
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"mlflow server exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            _stop(proc)
+            pytest.fail(f"mlflow server not healthy after 90 s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of an `mlflow server` process (SQLite backend, proxied artifacts), stopped by PID at teardown."""
+    port = _free_port()
+    proc = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"), port)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited early:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after 90 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         _stop(proc)
 
@@ -136,6 +143,25 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = [e["prompt"][0]["content"] + e["completion"][0]["content"] for e in make_sft_examples(200, seed=1)]
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts, hidden_size=32, num_layers=2,
                             num_heads=2, vocab_size=300)
+
+
+@pytest.fixture(autouse=True)
+def mlflow_uris_restored() -> Iterator[None]:
+    """A test that runs the pipeline in this process sets MLflow's process-wide tracking and registry URIs (and
+    their environment variables); later tests must not inherit them."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {k: os.environ.get(k) for k in names}
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(autouse=True)

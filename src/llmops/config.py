@@ -35,6 +35,8 @@ class TrainingSettings(_Section):
     max_steps: int = Field(-1, description="stop after this many optimiser steps; -1 = use epochs")
     max_train_seconds: float | None = Field(None, gt=0, description="stop training after this many seconds "
                                             "(at the end of a step; for comparisons at equal wall-clock time)")
+    preempt_grace_s: float = Field(20.0, gt=0, description="on SIGTERM/SIGINT: finish the step and checkpoint "
+                                   "within this many seconds, else exit at once (Kubernetes kills after 30 s)")
     per_device_train_batch_size: int = Field(4, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_len: int = Field(1024, gt=8, description="longest tokenised example; longer ones are truncated")
@@ -166,6 +168,15 @@ class GRPOSettings(_Section):
                                  "(1 - w) * field F1 + w * schema-valid, 0 when no JSON parses")
 
 
+class ModelsSettings(_Section):
+    """What loading a model folder may do (llmops.models.policy): a model folder is data, not code."""
+
+    trust_remote_code: bool = Field(False, description="run modelling code shipped in a model folder or hub repo "
+                                    "(only for models you trust)")
+    allow_pickle: bool = Field(False, description="load pickle weights (.bin/.pt), which can run code when loaded; "
+                               "default: safetensors only")
+
+
 class TrackingSettings(_Section):
     """MLflow tracking and the model registry."""
 
@@ -175,6 +186,8 @@ class TrackingSettings(_Section):
     registered_model: str | None = Field(None, description="default: llmops-<flow>-<train>")
     register_model: bool = Field(True, description="register the model and run the gate")
     log_model: bool = True
+    retry_s: float = Field(300.0, gt=0, description="how long a tracking call is retried while the server does not "
+                           "answer (metrics never wait: they are kept in the run folder and sent later)")
     system_metrics: bool = True
     enabled: bool = True
 
@@ -260,6 +273,7 @@ class RunConfig(_Section):
     grpo: GRPOSettings = Field(default_factory=GRPOSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
     kfp: KfpSettings = Field(default_factory=KfpSettings)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)

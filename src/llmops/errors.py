@@ -31,3 +31,21 @@ class ModelError(LlmopsError):
 
 class TrackingError(LlmopsError):
     """The tracking server or registry cannot be reached or used."""
+
+
+class Interrupted(LlmopsError):
+    """Training stopped on SIGTERM/SIGINT after writing a checkpoint (`llmops.methods.preempt`); resume goes on
+    from it. Exit 143 (128 + SIGTERM), what Kubernetes and shells expect of a process ended by SIGTERM."""
+
+    exit_code = 143
+
+    def __init__(self, message: str, signal_name: str = "SIGTERM", step: int = 0,
+                 checkpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class DiskFullError(LlmopsError):
+    """A checkpoint or model save ran out of space (ENOSPC); the previous checkpoint is intact."""

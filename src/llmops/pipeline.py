@@ -33,7 +33,9 @@ STATE_FILE = "state.json"
 def prepare(cfg: RunConfig) -> Prepared:
     """The validate step, then `student: tiny` / `teacher: tiny` made a folder (built from the training data)."""
     from llmops.models.builtin import build_tiny_roles
+    from llmops.models.policy import set_policy
 
+    set_policy(cfg.models)
     prepared = validate(cfg)
     build_tiny_roles(cfg, prepared.train)
     return prepared
@@ -93,8 +95,10 @@ def train_step(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, r
         if numeric:
             tracker.log_metrics(numeric, step=step)
 
+    from llmops.methods.checkpoints import complete_checkpoints
+
     ckpts = run_dir / "checkpoints"
-    resume_from = True if resume and any(ckpts.glob("checkpoint-*")) else None
+    resume_from = True if resume and complete_checkpoints(ckpts) else None  # torn ones set aside
     return registry.get(cfg.train_type).train(cfg, prepared, ctx, model, tokenizer, ckpts, resume_from, on_log)
 
 
@@ -187,24 +191,54 @@ def step_baseline(run: Run) -> dict[str, float]:
 
 
 def step_train(run: Run) -> dict[str, float]:
-    """Fine-tune, save the model (adapter and/or merged) and log the loss curve."""
-    from llmops.models.export import save_outputs
+    """Fine-tune, save the model (adapter and/or merged) and log the loss curve.
 
-    _load_student(run)
-    result = train_step(run.model, run.tokenizer, run.prepared, run.cfg, run.run_dir, run.tracker, run.resume,
-                        run.ctx)
-    run.tracker.log_metrics({"train/final_loss": result.final_loss,
-                             "train/tokens_per_second": result.tokens_per_second})
-    merge = run.cfg.peft.merge or run.cfg.peft.method == "full"
-    outputs = save_outputs(run.model, run.tokenizer, run.run_dir / "model", merge=merge,
-                           schema=getattr(run.prepared.task, "schema", None))
-    run.tracker.log_loss_curve(result.loss_history, run.run_dir / "plots" / "loss_curve.png")
-    if "adapter" in outputs:
-        run.tracker.log_artifacts(outputs["adapter"], "adapter")
-    run.trained = True
-    return record_training(run, outputs.get("merged") or outputs.get("adapter"), {
-        "final_loss": result.final_loss, "steps": result.steps, "tokens_per_second": result.tokens_per_second,
-        "train_seconds": result.train_seconds})
+    What is done is kept in state.json before it is reported to the tracker, and each report once: a run that
+    stopped after training (a tracking outage, a kill) resumes without training again or logging twice."""
+    from llmops.methods.checkpoints import model_save_is_clear
+    from llmops.models.export import save_outputs
+    from llmops.tracking.plots import write_loss_curve
+
+    plot = run.run_dir / "plots" / "loss_curve.png"
+    if not (run.resume and "train" in run.state and Path(run.state.get("model_dir", "")).is_dir()):
+        _load_student(run)
+        result = train_step(run.model, run.tokenizer, run.prepared, run.cfg, run.run_dir, run.tracker, run.resume,
+                            run.ctx)
+        merge = run.cfg.peft.merge or run.cfg.peft.method == "full"
+        needed = sum(p.numel() * p.element_size() for p in run.model.parameters()) * (2 if merge else 1)
+        with model_save_is_clear(run.run_dir / "model", needed):  # temp folder then rename: nothing half-written
+            outputs = save_outputs(run.model, run.tokenizer, run.run_dir / "model", merge=merge,
+                                   schema=getattr(run.prepared.task, "schema", None))
+        write_loss_curve(result.loss_history, plot)
+        run.trained = True
+        record_training(run, outputs.get("merged") or outputs.get("adapter"), {
+            "final_loss": result.final_loss, "steps": result.steps, "tokens_per_second": result.tokens_per_second,
+            "train_seconds": result.train_seconds})
+        if "adapter" in outputs:
+            run.state["adapter_dir"] = str(outputs["adapter"])
+            run.save()
+    _report_once(run, "train", lambda: run.tracker.log_metrics({
+        "train/final_loss": run.state["train"]["final_loss"],
+        "train/tokens_per_second": run.state["train"].get("tokens_per_second", 0.0)}))
+    _report_once(run, "train_artifacts", lambda: _upload_training(run, plot))
+    return run.state["train"]
+
+
+def _upload_training(run: Run, plot: Path) -> None:
+    if plot.is_file():
+        run.tracker.log_artifact(plot, "plots")
+    if run.state.get("adapter_dir") and Path(run.state["adapter_dir"]).is_dir():
+        run.tracker.log_artifacts(run.state["adapter_dir"], "adapter")
+
+
+def _report_once(run: Run, what: str, report: Any) -> None:
+    """Send one report to the tracker unless state.json says it was sent (by this run before it stopped)."""
+    done = run.state.setdefault("reported", [])
+    if what in done:
+        return
+    report()
+    done.append(what)
+    run.save()
 
 
 def record_training(run: Run, model_dir: str | Path, result: dict[str, float]) -> dict[str, float]:
@@ -217,17 +251,29 @@ def record_training(run: Run, model_dir: str | Path, result: dict[str, float]) -
 
 
 def step_evaluate(run: Run) -> dict[str, float]:
-    """Held-out metrics of the fine-tuned model, its predictions table and per-field plot, and the sample answer."""
-    _load_trained(run)
-    report = _evaluate_all(run.model, run.tokenizer, run.prepared, run.cfg, run.ctx,
-                           run.run_dir / "eval" / "predictions.jsonl")
-    run.tracker.log_metrics(_prefixed("eval", report.metrics))
+    """Held-out metrics of the fine-tuned model, its predictions table and per-field plot, and the sample answer
+    (kept in state.json, then reported once, as in step_train)."""
+    from llmops.tracking.plots import write_field_plot
+
+    plot = run.run_dir / "plots" / "field_f1.png"
+    if not (run.resume and "metrics" in run.state and "sample" in run.state):
+        _load_trained(run)
+        report = _evaluate_all(run.model, run.tokenizer, run.prepared, run.cfg, run.ctx,
+                               run.run_dir / "eval" / "predictions.jsonl")
+        write_field_plot(report.per_field, plot)
+        run.state["metrics"] = report.metrics
+        run.state["sample"] = _sample_prediction(run.model, run.tokenizer, run.prepared, run.cfg)
+        run.state["reported"] = [r for r in run.state.get("reported", []) if not r.startswith("eval")]
+        run.save()
+    _report_once(run, "eval", lambda: run.tracker.log_metrics(_prefixed("eval", run.state["metrics"])))
+    _report_once(run, "eval_artifacts", lambda: _upload_evaluation(run, plot))
+    return run.state["metrics"]
+
+
+def _upload_evaluation(run: Run, plot: Path) -> None:
     run.tracker.log_artifact(run.run_dir / "eval" / "predictions.jsonl", "eval")
-    run.tracker.log_field_plot(report.per_field, run.run_dir / "plots" / "field_f1.png")
-    run.state["metrics"] = report.metrics
-    run.state["sample"] = _sample_prediction(run.model, run.tokenizer, run.prepared, run.cfg)
-    run.save()
-    return report.metrics
+    if plot.is_file():
+        run.tracker.log_artifact(plot, "plots")
 
 
 def step_gate(run: Run) -> Any:
@@ -304,15 +350,40 @@ def _tags(cfg: RunConfig, run_dir: Path) -> dict[str, str]:
     return {"llmops.flow_type": cfg.flow_type, "llmops.train_type": cfg.train_type, "llmops.run_dir": str(run_dir)}
 
 
+@contextmanager
+def recording_interruption(run: Run) -> Iterator[None]:
+    """Training stopped on SIGTERM/SIGINT: state.json and the MLflow run say so (the run ends KILLED), then the
+    error goes on to the CLI (exit 143). A resumed run clears the mark."""
+    from llmops.errors import Interrupted
+
+    if run.state.pop("interrupted", None) is not None:
+        run.save()
+    try:
+        yield
+    except Interrupted as e:
+        run.state["interrupted"] = {"signal": e.signal_name, "step": e.step, "checkpoint": e.checkpoint,
+                                    "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        run.save()
+        try:
+            run.tracker.set_tags({"llmops.interrupted": f"{e.signal_name} at step {e.step}"})
+        except Exception as tag_error:  # the state file already says it; never hide the interruption
+            import logging
+
+            logging.getLogger(__name__).warning("could not tag the MLflow run interrupted: %s", tag_error)
+        raise
+
+
 def _run_in(cfg: RunConfig, prepared: Prepared, run_dir: Path, tracker: Any, resume: bool) -> RunSummary:
     run = Run(cfg, prepared, run_dir, tracker, _load_state(run_dir), resume=resume)
     with tracker.start(run_dir.name, _tags(cfg, run_dir), run_id=run.state.get("run_id")):
+        tracker.keep_unsent_in(run_dir)
         if not run.state.get("run_id"):
             run.state["run_id"] = tracker.run_id
             run.save()
             tracker.log_params(cfg.to_dict())
             tracker.log_artifact(run_dir / CONFIG_FILE)
-        summary = _execute(run)
+        with recording_interruption(run):
+            summary = _execute(run)
     write_summary(run_dir, summary)
     return summary
 
@@ -349,11 +420,15 @@ def open_run(run_dir: str | Path) -> Iterator[Run]:
     if not (run_dir / CONFIG_FILE).is_file() or not _load_state(run_dir).get("run_id"):
         raise ConfigError(f"{run_dir}: not a started run folder (no {CONFIG_FILE} or run id); run the validate step")
     cfg = build_config(base=read_yaml(run_dir / CONFIG_FILE))
+    from llmops.models.policy import set_policy
+
+    set_policy(cfg.models)
     prepared = validate(cfg)
     quiet_libraries()
     tracker = _tracker(cfg)
     state = _load_state(run_dir)
     with tracker.start(run_dir.name, _tags(cfg, run_dir), run_id=state["run_id"]):
+        tracker.keep_unsent_in(run_dir)
         run = Run(cfg, prepared, run_dir, tracker, state, resume=True)
         yield run
     if "gate" in run.state:
@@ -378,8 +453,10 @@ def evaluate_saved(cfg: RunConfig, model: str, out: Path | None = None) -> dict[
     """Evaluate a saved or registered model on cfg.eval_data (the pipeline's eval step on its own)."""
     from llmops.models.device import eval_load_dtype
     from llmops.models.loader import load_for_inference
+    from llmops.models.policy import set_policy
     from llmops.tracking import resolve_model
 
+    set_policy(cfg.models)
     if not cfg.eval_data:
         raise ConfigError("evaluate: pass --eval_data FILE")
     task = make_task(cfg)

@@ -53,6 +53,7 @@ def train(cfg: RunConfig, output: str | Path | None = None) -> dict[str, Any]:
     """
     from llmops import pipeline
     from llmops.methods import registry
+    from llmops.methods.checkpoints import is_complete
     from llmops.models.device import has_cuda
     from llmops.models.export import save_outputs
     from llmops.models.loader import load_student
@@ -64,7 +65,7 @@ def train(cfg: RunConfig, output: str | Path | None = None) -> dict[str, Any]:
     init_process_group(cuda)
     out = Path(broadcast_from_main(str(output) if output is not None else str(default_output(cfg))))
     checkpoints = out / "checkpoints"
-    resume_from = True if any(checkpoints.glob("checkpoint-*")) else None
+    resume_from = True if any(is_complete(p) for p in checkpoints.glob("checkpoint-*")) else None
     if resume_from and is_main_process():
         print(f"resuming from the last checkpoint in {checkpoints}", file=sys.stderr)
 

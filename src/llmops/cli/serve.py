@@ -27,15 +27,27 @@ def serve(
     schema: Optional[str] = typer.Option(None, "--schema",
                                          help="JSON Schema that requests without response_format are "
                                               "constrained to (default: the IDP model's own, if it has one)"),
+    drain_timeout: float = typer.Option(25.0, "--drain-timeout",
+                                        help="on SIGTERM: seconds to finish requests in flight before exiting "
+                                             "(Kubernetes kills after its 30 s grace period)"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                           help="run modelling code shipped in the model folder (trusted models "
+                                                "only)"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle",
+                                      help="load pickle weights (.bin/.pt), which can run code; default: "
+                                           "safetensors only"),
 ) -> None:
     """OpenAI-compatible server: /v1/models, /v1/chat/completions (streaming), /v1/completions, /metrics."""
     def body() -> None:
+        from llmops.config import ModelsSettings
+        from llmops.models.policy import set_policy
         from llmops.serving.launch import serve as run_server
 
+        set_policy(ModelsSettings(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle))
         run_server(model, host=host, port=port, api_key_env=api_key_env, adapters=adapter or (),
                    max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
                    max_tokens_limit=max_tokens_limit, max_body_bytes=max_body_bytes, served_name=served_name,
-                   schema=schema)
+                   schema=schema, drain_timeout_s=drain_timeout)
 
     guard(body)
 

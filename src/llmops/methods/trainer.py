@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 
 from llmops.config import RunConfig
 from llmops.errors import ModelError
-from llmops.methods import distributed
+from llmops.methods import checkpoints, distributed, preempt
 from llmops.methods.base import TrainResult
 from llmops.models.device import has_cuda, use_bf16, use_gradient_checkpointing
 
@@ -120,9 +120,11 @@ def resume_arg(resume_from: str | bool | None, output_dir: Path) -> str | bool |
     if resume_from in (None, False):
         return None
     if resume_from is True:
-        if not any(output_dir.glob("checkpoint-*")):
-            raise ModelError(f"{output_dir}: no checkpoint-* folder to resume from; start a new run instead")
-        return True
+        complete = checkpoints.complete_checkpoints(output_dir)  # a half-written one (kill, full disk) is skipped
+        if not complete:
+            raise ModelError(f"{output_dir}: no checkpoint to resume from (no complete checkpoint-* folder); "
+                             "start a new run instead")
+        return str(complete[-1])
     if not Path(resume_from).is_dir():
         raise ModelError(f"resume_from {resume_from}: no such checkpoint folder")
     return str(resume_from)
@@ -153,9 +155,14 @@ def fit(build: Callable[[Path], Any], cfg: RunConfig, output_dir: Path, resume_f
     trainer = build(output_dir)
     if cfg.training.max_train_seconds:
         trainer.add_callback(TimeLimit(cfg.training.max_train_seconds))
+    preemption = preempt.Preemption(cfg.training.preempt_grace_s)
+    trainer.add_callback(preemption)
     start = time.perf_counter()
-    with wrap(trainer) if wrap is not None else contextlib.nullcontext():
+    with preempt.signals_to(preemption), checkpoints.checkpoint_saves_are_clear(output_dir), \
+            wrap(trainer) if wrap is not None else contextlib.nullcontext():
         output = trainer.train(resume_from_checkpoint=resume)
+    if preemption.signum is not None:
+        raise preempt.interrupted(preemption, trainer, output_dir)
     result = train_result(trainer, output, time.perf_counter() - start)
     if cfg.training.fsdp or cfg.training.deepspeed:
         # Each process holds a shard: the Trainer gathers them (FSDP FULL_STATE_DICT, ZeRO-3 16-bit consolidation)

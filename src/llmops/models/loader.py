@@ -8,6 +8,7 @@ from typing import Any
 
 from llmops.config import PeftSettings, TrainingSettings
 from llmops.errors import ModelError
+from llmops.models import policy
 from llmops.models.device import (
     attn_implementation,
     has_cuda,
@@ -63,7 +64,7 @@ def load_tokenizer(path: str, *, padding_side: str = "right", chat_template: str
     from llmops.models.builtin import set_distinct_pad
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=policy.policy().trust_remote_code)
     except (OSError, ValueError) as e:
         raise _load_error(path, e) from None
     if tokenizer.eos_token is None:
@@ -118,7 +119,8 @@ def same_4bit_math_everywhere(model: Any) -> Any:
 def _load_model(path: str, training: TrainingSettings, quantized: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": model_dtype(training)}
+    policy.check_folder(path)
+    kwargs: dict[str, Any] = {"dtype": model_dtype(training), **policy.load_kwargs()}
     if attn_implementation(training):
         kwargs["attn_implementation"] = attn_implementation(training)
     if quantized:
@@ -200,7 +202,9 @@ def load_adapter_base(adapter_dir: str | Path, tokenizer_size: int | None = None
     adapter_dir = Path(adapter_dir)
     base_path = _adapter_base_path(adapter_dir / ADAPTER_CONFIG)
     dtype = dtype or torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    policy.check_folder(adapter_dir)
+    policy.check_folder(base_path)
+    kwargs: dict[str, Any] = {"dtype": dtype, **policy.load_kwargs()}
     quant_file = adapter_dir / QUANTIZATION_FILE
     if quant_file.is_file():
         _bnb_config(TrainingSettings())  # the clear error when bitsandbytes is missing
@@ -253,6 +257,7 @@ def load_for_inference(path: str | Path, dtype: Any = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM
 
     folder = resolve_model_path(str(path))
+    policy.check_folder(folder)
     adapter_file = Path(folder) / ADAPTER_CONFIG
     saved = saved_inference_dtype(folder) if dtype is None else None
     keep_precision = saved is not None and saved != inference_dtype()
@@ -260,7 +265,7 @@ def load_for_inference(path: str | Path, dtype: Any = None) -> tuple[Any, Any]:
     if not adapter_file.is_file():
         tokenizer = load_tokenizer(folder, padding_side="left")
         try:
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **policy.load_kwargs())
         except (OSError, ValueError) as e:
             raise _load_error(folder, e) from None
     else:

@@ -37,6 +37,7 @@ from llmops.serving.protocol import (
 )
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+RETRY_AFTER_S = 2
 DEFAULT_MAX_TOKENS_LIMIT = 2048
 _ENDPOINTS = {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"}
 
@@ -50,6 +51,8 @@ class Server:
         self.key_bytes = api_key.encode() if api_key else None
         self.max_body_bytes, self.max_tokens_limit = max_body_bytes, max_tokens_limit
         self.default_max_tokens, self.default_schema = default_max_tokens, default_schema
+        self.draining = False  # SIGTERM: new /v1 requests get 503 + Retry-After, /health says not ready
+        self.inflight = 0  # /v1 requests not answered yet, streams until their last event
 
     def names(self) -> list[str]:
         """The base model's served name, then the adapters' names."""
@@ -60,20 +63,43 @@ class Server:
         path = request.url.path
         endpoint = path if path in _ENDPOINTS else "other"
         start = time.perf_counter()
-        if path.startswith("/v1"):
-            rejected = self.precheck(request)
-            if rejected is not None:
-                _record(endpoint, rejected.status_code, start)
-                return rejected
+        if not path.startswith("/v1"):
+            response = await call_next(request)
+            _record(endpoint, response.status_code, start)
+            return response
+        rejected = self.precheck(request)
+        if rejected is not None:
+            _record(endpoint, rejected.status_code, start)
+            return rejected
+        self.inflight += 1
         try:
             response = await call_next(request)
         except Exception as exc:  # noqa: BLE001
             response = error_response(500, f"internal error: {type(exc).__name__}", "server_error")
         _record(endpoint, response.status_code, start)
+        body = getattr(response, "body_iterator", None)
+        if body is None:
+            self.inflight -= 1
+            return response
+
+        async def counted() -> AsyncIterator[Any]:
+            try:
+                async for chunk in body:
+                    yield chunk
+            finally:  # sent, failed or cancelled by the client
+                self.inflight -= 1
+
+        response.body_iterator = counted()
         return response
 
     def precheck(self, request: Request) -> Response | None:
-        """The 401 of a missing or wrong API key, or the 413 of a declared body over the limit; None if neither."""
+        """The 503 of a draining server, the 401 of a missing or wrong API key, or the 413 of a declared body over
+        the limit; None if none."""
+        if self.draining:
+            response = error_response(503, "the server is shutting down; retry on another replica",
+                                      "server_error", code="server_shutting_down")
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
         if self.key_bytes is not None:
             auth = request.headers.get("authorization", "")
             given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
@@ -175,8 +201,11 @@ def usage_of(c: Completion) -> dict[str, int]:
 
 
 @router.get("/health")
-async def health(request: Request) -> dict[str, Any]:
+async def health(request: Request) -> Any:
     server = server_of(request)
+    if server.draining:  # not ready: the load balancer stops sending here
+        return JSONResponse({"status": "draining", "model": server.name, "inflight": server.inflight},
+                            status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
     return {"status": "ok", "model": server.name, "queue_depth": server.engine.queue_depth()}
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from llmops.errors import ConfigError
+from llmops.models.policy import check_folder, safe_name
 
 
 def api_key_from_env(api_key_env: str | None) -> str | None:
@@ -28,6 +31,8 @@ def _parse_adapters(adapters: Any) -> dict[str, str]:
             name, path = Path(item).name, str(item)
         if not Path(path).expanduser().is_dir():
             raise ConfigError(f"serve: adapter folder '{path}' does not exist")
+        safe_name(name, "serve: --adapter name")
+        check_folder(Path(path).expanduser())  # safetensors only, nothing linked from outside the folder
         out[name] = path
     return out
 
@@ -74,8 +79,10 @@ def _default_schema(schema: str | None, folder: str | None) -> dict | None:
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
-          adapters: Any = (), max_batch_size: int = 8, log_level: str = "info", **options: Any) -> None:
-    """Load MODEL and serve it until interrupted. `options` go to `build` (batch_wait_ms, max_queue, ...)."""
+          adapters: Any = (), max_batch_size: int = 8, log_level: str = "info", drain_timeout_s: float = 25.0,
+          **options: Any) -> None:
+    """Load MODEL and serve it until interrupted (SIGTERM: drain, then exit 0). `options` go to `build`
+    (batch_wait_ms, max_queue, ...)."""
     import uvicorn
 
     from llmops.environment import quiet_libraries
@@ -83,10 +90,46 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
     quiet_libraries()
     app = build(model, api_key_env=api_key_env, adapters=adapters, max_batch_size=max_batch_size, **options)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key_env:
-        import sys
-
         print(f"warning: serving on {host} without an API key (--api-key-env)", file=sys.stderr)
+    server = draining_server_class()(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                           timeout_graceful_shutdown=5), app.state.server, drain_timeout_s)
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        server.run()
     finally:
         app.state.engine.close()
+
+
+def draining_server_class() -> Any:
+    import threading
+    import time
+
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn, with Kubernetes' SIGTERM contract: stop taking requests (503 + Retry-After, /health not ready),
+        finish the ones in flight and the open streams (at most `drain_s`), then exit 0. SIGINT, or a second
+        SIGTERM, is uvicorn's own shutdown."""
+
+        def __init__(self, config: Any, app_server: Any, drain_s: float) -> None:
+            super().__init__(config)
+            self.app_server, self.drain_s = app_server, drain_s
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if sig == signal.SIGTERM and not self.app_server.draining:
+                self.app_server.draining = True
+                threading.Thread(target=self._drain, name="drain", daemon=True).start()
+                return
+            super().handle_exit(sig, frame)
+
+        def _drain(self) -> None:
+            start = time.monotonic()
+            print(f"llmops serve: SIGTERM: draining {self.app_server.inflight} request(s) in flight "
+                  f"(at most {self.drain_s:g} s)", file=sys.stderr, flush=True)
+            while self.app_server.inflight > 0 and time.monotonic() - start < self.drain_s:
+                time.sleep(0.05)
+            if self.app_server.inflight:
+                print(f"llmops serve: drain timeout: {self.app_server.inflight} request(s) cut", file=sys.stderr,
+                      flush=True)
+            self.should_exit = True
+
+    return DrainingServer

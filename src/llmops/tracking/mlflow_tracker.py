@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from llmops.config import RunConfig, flatten, redact
-from llmops.errors import TrackingError
-from llmops.tracking import registry
+from llmops.errors import Interrupted, TrackingError
+from llmops.tracking import outage, registry
 from llmops.tracking.gate import GateResult, gate_tags
 from llmops.tracking.plots import write_field_plot, write_loss_curve
 from llmops.tracking.uri import check_reachable, display_uri, error_summary, resolve_tracking_uri
@@ -58,6 +59,9 @@ class MlflowTracker:
         self._run_id: str | None = None
         self._pending: list[tuple[GateResult, float | None]] = []
         self._open = False
+        self._spool = outage.Spool()
+        self._retry_s = cfg.tracking.retry_s
+        self._warned_outage = False
 
     @property
     def tracking_uri(self) -> str:
@@ -113,16 +117,18 @@ class MlflowTracker:
     def start(
         self, run_name: str, tags: dict[str, str] | None = None, run_id: str | None = None
     ) -> Iterator[MlflowTracker]:
-        """One MLflow run for the block; FAILED (KILLED on Ctrl-C) if it raises, and champion moves only on success."""
-        self._run_id = self._open_run(run_name, tags, run_id)
+        """One MLflow run for the block; FAILED (KILLED on Ctrl-C or a preemption signal) if it raises, and champion
+        moves only on success."""
+        self._run_id = self._retry(lambda: self._open_run(run_name, tags, run_id), "opening the run")
         self._pending = []
         self._open = True
         try:
             yield self
+            self.flush()  # metrics kept during an outage go before the run ends
         except BaseException as exc:
             self._open = False
             self._abandon_pending()
-            self._end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            self._end("KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED")
             raise
         self._open = False
         try:
@@ -130,18 +136,18 @@ class MlflowTracker:
         except Exception:
             self._end("FAILED")
             raise
-        mlflow.end_run("FINISHED")
+        self._retry(lambda: mlflow.end_run("FINISHED"), "ending the run")
 
     def _end(self, status: str) -> None:
         try:
-            mlflow.end_run(status)
+            outage.call_fast(lambda: mlflow.end_run(status))
         except Exception as e:  # never hide the error that ended the run
             log.warning("could not mark MLflow run %s %s: %s", self._run_id, status, error_summary(e))
 
     def _commit_pending(self) -> None:
         try:
             for result, baseline in self._pending:
-                registry.promote(self._client, result, baseline)
+                self._retry(lambda r=result, b=baseline: registry.promote(self._client, r, b), "moving the champion")
         except MlflowException as e:
             where = self._where()
             raise TrackingError(f"MLflow at {where}: moving the champion alias failed: {error_summary(e)}") from e
@@ -161,26 +167,97 @@ class MlflowTracker:
             raise RuntimeError("MlflowTracker: call this inside `with tracker.start(...)`")
         return self._run_id
 
+    # ---------------------------------------------------------------- outages (llmops.tracking.outage)
+
+    def keep_unsent_in(self, run_dir: str | Path) -> None:
+        """Metrics the server does not take now are kept in the run folder (and those a previous process kept
+        there are sent first)."""
+        self._spool.attach(Path(run_dir) / outage.SPOOL_FILE)
+        self._resend()
+
+    def _retry(self, fn: Any, what: str) -> Any:
+        return outage.retrying(fn, what, self._uri, self._retry_s, hint=(
+            "; the trained model stays in the run folder and nothing more is registered. When the server is back, "
+            "`llmops run --resume RUN_DIR` sends the metrics kept in the run folder and finishes the run"))
+
+    def _send_batch(self, batch: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        rows = [Metric(k, v, ts, step) for k, v, ts, step in batch["metrics"]]
+        for i in range(0, len(rows), 1000):  # MLflow's log_batch limit
+            self._client.log_batch(batch["run_id"], metrics=rows[i:i + 1000], synchronous=True)
+
+    def _resend(self) -> None:
+        """Try the kept metrics once (at most every few seconds during an outage)."""
+        if not self._spool or not self._spool.due():
+            return
+        try:
+            sent = self._spool.send(self._send_batch)
+        except Exception as e:
+            if not outage.unreachable(e):
+                raise
+            return
+        if sent and not self._spool:
+            log.warning("MLflow at %s answers again: the %d metric batches kept meanwhile are sent", self._where(),
+                        sent)
+            self._warned_outage = False
+
+    def flush(self) -> None:
+        """Send every kept metric, retrying for tracking.retry_s (TrackingError after that)."""
+        if self._spool:
+            self._retry(lambda: self._spool.send(self._send_batch), "sending the metrics kept during an outage")
+
+    # ---------------------------------------------------------------- logging
+
     def log_params(self, params: dict[str, Any]) -> None:
         """Flattened, secrets redacted, keys made valid, values cut to MLflow's 6000-character limit."""
         run_id = self._require_run()
         clean = {clean_key(k): _param_value(v) for k, v in redact(flatten(params)).items()}
-        mlflow.log_params(clean, synchronous=True, run_id=run_id)
+        self._retry(lambda: mlflow.log_params(clean, synchronous=True, run_id=run_id), "logging params")
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Numeric metrics at `step` (default 0); keys like `eval/invoice/field_f1` are kept, bad characters '_'."""
+        """Numeric metrics at `step` (default 0); keys like `eval/invoice/field_f1` are kept, bad characters '_'.
+
+        Never waits on the server: a batch it does not take now is kept in the run folder and sent later, in
+        order, each metric with the timestamp it was logged with (so a resend never duplicates it)."""
         run_id = self._require_run()
-        clean = {clean_key(k): float(v) for k, v in metrics.items()}
-        if clean:
-            mlflow.log_metrics(clean, step=step, synchronous=True, run_id=run_id)
+        stamp = int(time.time() * 1000)
+        rows = [(clean_key(k), float(v), stamp, int(step or 0)) for k, v in metrics.items()]
+        if not rows:
+            return
+        if self._spool:  # queue behind the batches already kept: MLflow's "latest value" follows log order
+            self._spool.add(run_id, rows)
+            self._resend()
+            return
+        batch = {"run_id": run_id, "metrics": rows}
+        try:
+            outage.call_fast(lambda: self._send_batch(batch))
+        except Exception as e:
+            if not outage.unreachable(e):
+                raise
+            self._spool.add(run_id, rows)
+            self._spool.last_try = time.monotonic()
+            if not self._warned_outage:
+                log.warning("MLflow at %s does not answer (%s); training goes on and metrics are kept in %s "
+                            "until it does", self._where(), error_summary(e), self._spool.path or "memory")
+                self._warned_outage = True
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tag the current run."""
+        run_id = self._require_run()
+        for key, value in tags.items():
+            self._retry(lambda k=key, v=value: self._client.set_tag(run_id, k, v), "tagging the run")
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Upload one file under `artifact_path` (default: the run's root)."""
-        self._client.log_artifact(self._require_run(), str(path), artifact_path)
+        run_id = self._require_run()
+        self._retry(lambda: self._client.log_artifact(run_id, str(path), artifact_path), f"uploading {path}")
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
         """Upload a folder's contents under `artifact_path`."""
-        self._client.log_artifacts(self._require_run(), str(local_dir), artifact_path)
+        run_id = self._require_run()
+        self._retry(lambda: self._client.log_artifacts(run_id, str(local_dir), artifact_path),
+                    f"uploading {local_dir}")
 
     def log_loss_curve(self, history: Sequence[tuple[int, float]], path: str | Path) -> Path | None:
         """Write the loss-curve PNG and upload it under `plots/`; None (nothing written) without history."""
@@ -225,12 +302,14 @@ class MlflowTracker:
         """
         run_id = self._require_run()
         name = cfg.registered_model_name()
+        self.flush()  # every metric is in MLflow before a version exists (else: TrackingError, nothing registered)
         try:
-            result, base = self._gate(cfg, metrics, baseline, run_id)
-            result.version = registry.create_version(
+            result, base = self._retry(lambda: self._gate(cfg, metrics, baseline, run_id), "reading the champion")
+            result.version = self._retry(lambda: registry.create_version(
                 self._client, run_id, Path(model_dir), name, cfg.tracking.log_model, gate_tags(result)
-            )
-            self._client.set_tag(run_id, "llmops.registered_model", f"{name}/{result.version}")
+            ), "registering the model")
+            self._retry(lambda: self._client.set_tag(run_id, "llmops.registered_model", f"{name}/{result.version}"),
+                        "tagging the run")
         except MlflowException as e:
             raise TrackingError(f"MLflow at {self._where()}: registering '{name}' failed: {error_summary(e)}") from e
         self._pending.append((result, base))

@@ -8,12 +8,22 @@ file or a LoggedModel); `resolve.resolve_model` turns either form back into a lo
 
 Aliases: every new version gets `challenger`; `champion` moves to it only when `eval/<gate metric>` (higher is
 better) beats the champion's (read from the champion version's run), or, with no champion, the run's baseline.
+Runs that finish together take turns (`champion_lock`): each re-decides against the champion of now.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import random
+import socket
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +39,11 @@ from llmops.tracking.gate import (
     tagged_value,
 )
 
+log = logging.getLogger(__name__)
+
 REF_FILE = "llmops_model_ref.json"
+LOCK_SUFFIX = ".champion-lock"
+LOCK_HOLDER_TAG = "llmops.lock.holder"
 MODEL_ARTIFACT_PATH = "model"
 
 
@@ -106,12 +120,67 @@ def tag_version(client: Any, result: GateResult) -> None:
         client.set_model_version_tag(result.name, result.version, key, value)
 
 
+def lock_name(name: str) -> str:
+    return f"{name}{LOCK_SUFFIX}"
+
+
+@contextmanager
+def champion_lock(client: Any, name: str, timeout_s: float = 120.0, stale_s: float = 300.0) -> Iterator[None]:
+    """Hold the champion of `name` while the gate re-decides and the alias moves: two runs finishing together must
+    not both read the old champion and both win. MLflow has no compare-and-set on aliases, but creating a
+    registered model is atomic (its name is unique in the store: the second create fails with
+    RESOURCE_ALREADY_EXISTS), so the lock is a registered model `<name>.champion-lock`, deleted on release. A lock
+    older than `stale_s` (its holder died) is taken over."""
+    from mlflow.exceptions import MlflowException
+
+    lock = lock_name(name)
+    holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.create_registered_model(lock, tags={LOCK_HOLDER_TAG: holder},
+                                           description=f"llmops: held while the champion of {name} moves")
+            break
+        except MlflowException as e:
+            if getattr(e, "error_code", "") not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        _take_over_if_stale(client, lock, stale_s)
+        if time.monotonic() > deadline:
+            raise TrackingError(f"registry: the champion lock of '{name}' ({lock}) stayed held for {timeout_s:.0f} s;"
+                                f" if no run is registering '{name}' now, delete the registered model {lock}")
+        time.sleep(random.uniform(0.05, 0.3))
+    try:
+        yield
+    finally:
+        try:
+            client.delete_registered_model(lock)
+        except MlflowException as e:
+            log.warning("registry: could not release the champion lock %s: %s", lock, e)
+
+
+def _take_over_if_stale(client: Any, lock: str, stale_s: float) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        held = client.get_registered_model(lock)
+    except MlflowException:
+        return  # released meanwhile
+    age = time.time() - held.creation_timestamp / 1000
+    if age > stale_s:
+        log.warning("registry: champion lock %s held by %s for %.0f s; taking it over", lock,
+                    held.tags.get(LOCK_HOLDER_TAG, "?"), age)
+        with contextlib.suppress(MlflowException):
+            client.delete_registered_model(lock)
+
+
 def promote(client: Any, result: GateResult, baseline_value: float | None) -> GateResult:
-    """Move `champion` to the version if it still wins against the champion of now (another run may have won)."""
-    if recheck(result, current_champion(client, result.name, result.metric), baseline_value):
-        tag_version(client, result)
-    if result.promoted:
-        client.set_registered_model_alias(result.name, CHAMPION, result.version)
+    """Move `champion` to the version if it still wins against the champion of now (another run may have won),
+    under the champion lock: the decision tagged on the version is the one that was applied."""
+    with champion_lock(client, result.name):
+        if recheck(result, current_champion(client, result.name, result.metric), baseline_value):
+            tag_version(client, result)
+        if result.promoted:
+            client.set_registered_model_alias(result.name, CHAMPION, result.version)
     return result
 
 

@@ -34,7 +34,7 @@ def find_version(client: Any, uri: str, tracking_uri: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     m = _MODEL_URI.match(uri)
-    if not m:
+    if not m or set(m["name"]) <= {"."} or (m["alias"] and set(m["alias"]) <= {"."}):
         raise TrackingError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
     try:
         if m["alias"]:
@@ -72,6 +72,9 @@ def resolve_model(model: str, cache_dir: str | Path | None = None, tracking_uri:
     uri = resolve_tracking_uri(tracking_uri)
     mv = find_version(MlflowClient(uri, registry_uri=uri), model, uri)
     dest = Path(cache_dir) if cache_dir else _cache_dir(uri, mv.name, str(mv.version))
+    root = Path(cache_dir) if cache_dir else _cache_dir(uri, "x", "0").parent.parent
+    if not dest.resolve().is_relative_to(root.resolve()):  # a registry name like '..' must not leave the cache
+        raise TrackingError(f"{model}: registered model name '{mv.name}' does not name a folder inside {root}")
     if not dest.is_dir():
         _download(mv.source, dest, uri, model)
     ref = dest / REF_FILE

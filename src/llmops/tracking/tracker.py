@@ -46,6 +46,14 @@ class Tracker(Protocol):
         """Record numeric metrics, e.g. `eval/field_f1`, `train/loss` at `step`."""
         ...
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tag the current run (e.g. `llmops.interrupted`)."""
+        ...
+
+    def keep_unsent_in(self, run_dir: str | Path) -> None:
+        """Keep metrics the server does not take now in the run folder, and send those kept there before."""
+        ...
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Upload one file."""
         ...
@@ -96,6 +104,12 @@ class NullTracker:
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Dropped."""
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Dropped."""
+
+    def keep_unsent_in(self, run_dir: str | Path) -> None:
+        """Nothing is ever sent."""
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Dropped."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,11 @@ def error_summary(err: BaseException) -> str:
     """An error's first line with credentials in URLs masked, cut to a readable length."""
     lines = str(err).strip().splitlines()
     return _URL_CREDENTIALS.sub(r"\1***@", lines[0] if lines else type(err).__name__)[:240]
+
+
+def fast_requests() -> AbstractContextManager[None]:
+    """MLflow HTTP calls in the block: one attempt, no internal retries, a 5 s timeout."""
+    return _env(FAST_PROBE_ENV)
 
 
 @contextmanager
