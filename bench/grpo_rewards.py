@@ -50,7 +50,7 @@ def main() -> None:
         problems = [json.loads(line) for line in data.train_problems.read_text().splitlines()][:args.prompts]
     task = CodeGenTask()
     model, tokenizer = load_for_inference(args.model)
-    prompts = [task.build_prompt(problem["prompt"]) for problem in problems]
+    prompts = [[{"role": "user", "content": task.build_prompt(problem["prompt"])}] for problem in problems]
     answers_per_batch = args.prompts * args.group
     generation, judging, rewards = [], [], []
     for repeat in range(args.repeats):
