@@ -18,12 +18,12 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Top-level packages and modules of llmops by layer, lowest first.
 LAYERS: list[set[str]] = [
-    {"errors", "config", "data", "summary", "environment", "progress", "__init__"},
+    {"errors", "config", "settings", "data", "summary", "environment", "progress", "__init__"},
     {"sandbox", "models", "tracking"},
     {"tasks"},
     {"evaluation"},
     {"methods"},
-    {"run_inputs", "pipeline", "training_job", "predict", "kfp", "serving", "quickstart"},
+    {"run_inputs", "run_steps", "pipeline", "training_job", "predict", "kfp", "serving", "quickstart"},
     {"cli"},
 ]
 
