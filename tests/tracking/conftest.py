@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     """Every test works in its own folder: no stray mlflow.db / mlruns, no user MLflow settings, own model cache.
 
     A run sets MLflow's process-wide tracking and registry URIs (and their environment variables, which child
-    processes inherit); they are put back afterwards, so later tests in this process talk to their own stores.
+    processes inherit); the root conftest puts them back after every test.
     """
     uris = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     monkeypatch.chdir(tmp_path)
@@ -26,14 +24,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("LLMOPS_CACHE", str(tmp_path / "cache"))
-    yield
-    if "mlflow" in sys.modules:
-        import mlflow
-
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
-    for name in uris:  # delenv of an unset variable leaves nothing to undo; a user's own value is restored after this
-        os.environ.pop(name, None)
+    yield  # MLflow's process-wide URIs are put back by tests/conftest.py (mlflow_uris_restored)
 
 
 @pytest.fixture

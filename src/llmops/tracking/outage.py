@@ -34,16 +34,10 @@ RESEND_EVERY_S = 5.0
 
 def unreachable(error: BaseException) -> bool:
     """An error that says the server did not answer (or answered 5xx / 429), not that the request was wrong."""
+    import requests
     from mlflow.exceptions import MlflowException
 
-    try:
-        import requests
-
-        if isinstance(error, (requests.ConnectionError, requests.Timeout)):
-            return True
-    except ImportError:  # pragma: no cover - requests comes with mlflow
-        pass
-    if isinstance(error, (ConnectionError, TimeoutError)):
+    if isinstance(error, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
         return True
     if isinstance(error, MlflowException):
         code = getattr(error, "error_code", "")

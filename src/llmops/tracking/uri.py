@@ -82,7 +82,7 @@ def _env(values: dict[str, str]) -> Iterator[None]:
 
 def check_reachable(client: Any, uri: str) -> None:
     """Probe `client`'s store (an MlflowClient for `uri`) once, quickly; a TrackingError naming it if unusable."""
-    with _env(FAST_PROBE_ENV):
+    with fast_requests():
         try:
             client.search_experiments(max_results=1)
         except Exception as e:
