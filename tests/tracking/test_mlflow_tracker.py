@@ -152,6 +152,26 @@ def test_resume_continues_the_same_run(mlflow_server, make_cfg):
             pass
 
 
+def test_experiment_created_by_another_process_meanwhile_is_used(mlflow_server, make_cfg):
+    """Two runs starting together both find no experiment; the one that loses the create uses the winner's."""
+    cfg = make_cfg(mlflow_server)
+    tracker = MlflowTracker(cfg)
+    other = MlflowClient(mlflow_server)
+    real_lookup = tracker._client.get_experiment_by_name
+
+    def lookup_then_lose_the_race(name):
+        found = real_lookup(name)
+        if found is None:
+            other.create_experiment(name)  # the other process wins between our lookup and our create
+        return found
+
+    tracker._client.get_experiment_by_name = lookup_then_lose_the_race
+    with tracker.start("second", {}):
+        pass
+    experiment = other.get_experiment_by_name(cfg.tracking.experiment_name)
+    assert other.get_run(tracker.run_id).info.experiment_id == experiment.experiment_id
+
+
 def test_system_metrics_are_logged(mlflow_server, make_cfg, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     cfg = make_cfg(mlflow_server, system_metrics=True)

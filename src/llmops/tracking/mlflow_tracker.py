@@ -89,7 +89,12 @@ class MlflowTracker:
         name = self.cfg.tracking.experiment_name
         exp = self._client.get_experiment_by_name(name)
         if exp is None:
-            return self._client.create_experiment(name)
+            try:
+                return self._client.create_experiment(name)
+            except MlflowException as e:  # another process created it between our lookup and our create
+                if not registry.already_exists(e):
+                    raise
+                exp = self._client.get_experiment_by_name(name)
         if exp.lifecycle_stage == "deleted":
             raise TrackingError(
                 f"tracking.experiment_name: experiment '{name}' is deleted at {self._where()}; restore it "

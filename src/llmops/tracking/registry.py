@@ -51,7 +51,7 @@ def _is_missing(err: Exception) -> bool:
     return getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
 
-def _already_exists(err: Exception) -> bool:
+def already_exists(err: Exception) -> bool:
     return getattr(err, "error_code", "") in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS")
 
 
@@ -102,7 +102,7 @@ def create_version(
     try:
         client.create_registered_model(name, description="Registered by llmops; aliases champion/challenger.")
     except MlflowException as e:
-        if not _already_exists(e):
+        if not already_exists(e):
             raise
     source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + MODEL_ARTIFACT_PATH
     all_tags = {"llmops.model_dir": str(model_dir), **(tags or {})}
@@ -146,7 +146,7 @@ def champion_lock(client: Any, name: str, timeout_s: float = 120.0, stale_s: flo
                                            description=f"llmops: held while the champion of {name} moves")
             break
         except MlflowException as e:
-            if not _already_exists(e):
+            if not already_exists(e):
                 raise
         _take_over_if_stale(client, lock, stale_s)
         if time.monotonic() > deadline:
