@@ -131,6 +131,32 @@ def test_failed_runs_never_move_champion(mlflow_server, make_cfg, fake_model):
     assert tags["llmops.gate.promoted"] == "false" and "failed" in tags["llmops.gate.reason"]
 
 
+def test_a_lost_registration_answer_does_not_register_twice(mlflow_server, make_cfg, fake_model):
+    """The server creates the version but its answer is lost: the retry finds the run's version, not a second one."""
+    import requests
+
+    cfg = make_cfg(mlflow_server)
+    tracker = make_tracker(cfg)
+    real_create = tracker._client.create_model_version
+    answers_lost = []
+
+    def create_then_lose_the_answer(*args, **kwargs):
+        version = real_create(*args, **kwargs)
+        if not answers_lost:
+            answers_lost.append(version.version)
+            raise requests.ConnectionError("Connection aborted: RemoteDisconnected")
+        return version
+
+    tracker._client.create_model_version = create_then_lose_the_answer
+    with tracker.start("lost answer", {}):
+        tracker.log_metrics({"eval/field_f1": 0.5})
+        result = tracker.register(fake_model("lost"), cfg, {"field_f1": 0.5})
+    name = cfg.registered_model_name()
+    versions = MlflowClient(mlflow_server).search_model_versions(f"name='{name}'")
+    assert answers_lost == ["1"] and [v.version for v in versions] == ["1"] and result.version == "1"
+    assert _aliases(MlflowClient(mlflow_server), name) == {CHAMPION: "1", CHALLENGER: "1"}
+
+
 def test_resume_continues_the_same_run(mlflow_server, make_cfg):
     cfg = make_cfg(mlflow_server)
     first = make_tracker(cfg)

@@ -92,6 +92,15 @@ def _log_model_files(client: Any, run_id: str, model_dir: Path, log_model: bool)
         client.log_artifact(run_id, str(ref), MODEL_ARTIFACT_PATH)
 
 
+def _version_of_run(client: Any, name: str, run_id: str, source: str) -> Any | None:
+    """The version this run already registered, if any: a run registers one version, so a retry after a lost
+    response (the server made it, the answer never came) or a resume after a crash reuses it."""
+    for mv in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+        if mv.source == source:
+            return mv
+    return None
+
+
 def create_version(
     client: Any, run_id: str, model_dir: Path, name: str, log_model: bool = True, tags: dict[str, str] | None = None
 ) -> str:
@@ -105,8 +114,10 @@ def create_version(
         if not already_exists(e):
             raise
     source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + MODEL_ARTIFACT_PATH
-    all_tags = {"llmops.model_dir": str(model_dir), **(tags or {})}
-    mv = client.create_model_version(name, source=source, run_id=run_id, tags=all_tags)
+    mv = _version_of_run(client, name, run_id, source)
+    if mv is None:
+        all_tags = {"llmops.model_dir": str(model_dir), **(tags or {})}
+        mv = client.create_model_version(name, source=source, run_id=run_id, tags=all_tags)
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
     return str(mv.version)
 
