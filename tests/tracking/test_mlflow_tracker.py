@@ -157,6 +157,37 @@ def test_a_lost_registration_answer_does_not_register_twice(mlflow_server, make_
     assert _aliases(MlflowClient(mlflow_server), name) == {CHAMPION: "1", CHALLENGER: "1"}
 
 
+def test_a_champion_lock_released_while_asked_for_is_taken_on_the_next_try(mlflow_server):
+    """The store answers a create that collided with a lock released meanwhile with RESOURCE_DOES_NOT_EXIST (it
+    reads the holder's row for its message and finds it gone): the next try takes the lock. That interleaving is
+    inside the server and cannot be timed from a test, so the holder's release and the store's answer are played
+    here by a wrapper around the real client, on a real server."""
+    from mlflow.exceptions import RestException
+
+    from llmops.tracking.registry import champion_lock, lock_name
+
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    holder = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    lock = lock_name("released-meanwhile")
+    holder.create_registered_model(lock)
+    real_create = client.create_registered_model
+    tries = []
+
+    def create_as_the_holder_releases(name, *args, **kwargs):
+        tries.append(name)
+        if len(tries) == 1:
+            holder.delete_registered_model(lock)  # released between the store's insert and its read
+            raise RestException({"error_code": "RESOURCE_DOES_NOT_EXIST",
+                                 "message": f"Registered Model with name={name} not found"})
+        return real_create(name, *args, **kwargs)
+
+    client.create_registered_model = create_as_the_holder_releases
+    with champion_lock(client, "released-meanwhile", timeout_s=10):
+        assert holder.get_registered_model(lock).name == lock  # held by us now
+    assert tries == [lock, lock]
+    assert not holder.search_registered_models(f"name='{lock}'")  # and released
+
+
 def test_resume_continues_the_same_run(mlflow_server, make_cfg):
     cfg = make_cfg(mlflow_server)
     first = make_tracker(cfg)

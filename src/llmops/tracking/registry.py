@@ -157,7 +157,9 @@ def champion_lock(client: Any, name: str, timeout_s: float = 120.0, stale_s: flo
                                            description=f"llmops: held while the champion of {name} moves")
             break
         except MlflowException as e:
-            if not already_exists(e):
+            # Held: RESOURCE_ALREADY_EXISTS. Released just as we asked: the store's insert failed on the holder's
+            # row, and its reading of that row (for the message) found it deleted: RESOURCE_DOES_NOT_EXIST.
+            if not (already_exists(e) or _is_missing(e)):
                 raise
         _take_over_if_stale(client, lock, stale_s)
         if time.monotonic() > deadline:
