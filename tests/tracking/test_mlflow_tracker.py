@@ -188,6 +188,31 @@ def test_a_champion_lock_released_while_asked_for_is_taken_on_the_next_try(mlflo
     assert not holder.search_registered_models(f"name='{lock}'")  # and released
 
 
+def test_two_runs_setting_challenger_at_once_both_register(mlflow_server, make_cfg, fake_model):
+    """Two first registrations set `challenger` together; the store's read-then-insert lets both insert and the
+    loser gets the unique key's integrity error. The collision is inside the server and cannot be timed from a
+    test, so the other run's write and the store's answer are played by a wrapper around the real client."""
+    from mlflow.exceptions import RestException
+
+    cfg = make_cfg(mlflow_server)
+    tracker = make_tracker(cfg)
+    real_alias = tracker._client.set_registered_model_alias
+    collided = []
+
+    def alias_after_a_collision(name, alias, version):
+        if alias == CHALLENGER and not collided:
+            collided.append(version)
+            raise RestException({"error_code": "BAD_REQUEST", "message": "(sqlite3.IntegrityError) UNIQUE "
+                                 "constraint failed: registered_model_aliases.name, registered_model_aliases.alias"})
+        return real_alias(name, alias, version)
+
+    tracker._client.set_registered_model_alias = alias_after_a_collision
+    with tracker.start("collided", {}):
+        tracker.log_metrics({"eval/field_f1": 0.5})
+        tracker.register(fake_model("collided"), cfg, {"field_f1": 0.5})
+    assert collided and _aliases(MlflowClient(mlflow_server), cfg.registered_model_name())[CHALLENGER] == "1"
+
+
 def test_resume_continues_the_same_run(mlflow_server, make_cfg):
     cfg = make_cfg(mlflow_server)
     first = make_tracker(cfg)

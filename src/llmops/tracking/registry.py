@@ -118,8 +118,26 @@ def create_version(
     if mv is None:
         all_tags = {"llmops.model_dir": str(model_dir), **(tags or {})}
         mv = client.create_model_version(name, source=source, run_id=run_id, tags=all_tags)
-    client.set_registered_model_alias(name, CHALLENGER, mv.version)
+    _set_alias_racing(client, name, CHALLENGER, mv.version)
     return str(mv.version)
+
+
+def _set_alias_racing(client: Any, name: str, alias: str, version: str, tries: int = 4) -> None:
+    """Set an alias other runs may be setting at the same moment (challenger: outside the lock). The store reads,
+    then inserts or updates; two first-time inserts collide on the alias's unique key and the loser gets an
+    integrity error (BAD_REQUEST): set it again, last writer wins."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(tries):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException as e:
+            collided = already_exists(e) or any(k in str(e) for k in ("UNIQUE constraint", "IntegrityError",
+                                                                      "duplicate key", "Duplicate entry"))
+            if not collided or attempt == tries - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
 
 
 def gate_new_version(
