@@ -213,6 +213,30 @@ def test_two_runs_setting_challenger_at_once_both_register(mlflow_server, make_c
     assert collided and _aliases(MlflowClient(mlflow_server), cfg.registered_model_name())[CHALLENGER] == "1"
 
 
+def test_a_busy_store_at_release_does_not_leave_the_champion_lock_behind(mlflow_server):
+    """A store busy at the moment of release (SQLite's "database is locked") must not leave the lock held: every
+    other run's gate would wait for it to go stale. The busy answer is played by a wrapper around the real client."""
+    from mlflow.exceptions import RestException
+
+    from llmops.tracking.registry import champion_lock, lock_name
+
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    lock = lock_name("busy-at-release")
+    real_delete = client.delete_registered_model
+    busy = []
+
+    def delete_when_the_store_is_free(name):
+        if not busy:
+            busy.append(name)
+            raise RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "database is locked"})
+        return real_delete(name)
+
+    client.delete_registered_model = delete_when_the_store_is_free
+    with champion_lock(client, "busy-at-release", timeout_s=10):
+        pass
+    assert busy == [lock] and not client.search_registered_models(f"name='{lock}'")
+
+
 def test_resume_continues_the_same_run(mlflow_server, make_cfg):
     cfg = make_cfg(mlflow_server)
     first = make_tracker(cfg)

@@ -187,10 +187,25 @@ def champion_lock(client: Any, name: str, timeout_s: float = 120.0, stale_s: flo
     try:
         yield
     finally:
+        _release(client, lock)
+
+
+def _release(client: Any, lock: str, tries: int = 5) -> None:
+    """Delete the lock, again if the store was busy: a lock left behind stalls every other run's gate until it
+    is stale."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(tries):
         try:
             client.delete_registered_model(lock)
+            return
         except MlflowException as e:
-            log.warning("registry: could not release the champion lock %s: %s", lock, e)
+            if _is_missing(e):
+                return  # taken over as stale meanwhile
+            if attempt == tries - 1:
+                log.warning("registry: could not release the champion lock %s: %s", lock, e)
+                return
+            time.sleep(0.2 * 2**attempt)
 
 
 def _take_over_if_stale(client: Any, lock: str, stale_s: float) -> None:
