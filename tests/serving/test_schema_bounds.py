@@ -106,6 +106,10 @@ def test_sizes() -> None:
     tree = narrow_schema({"$defs": {"n": {"type": "object", "properties": {"kid": {"$ref": "#/$defs/n"}}}},
                           "$ref": "#/$defs/n"})
     assert min_json(tree) == "{}" and max_json_bytes(tree) is None  # recursion: no upper bound
+    # Constants as the grammar may write them: DEL and control characters escaped (6 bytes), others raw or escaped.
+    assert max_json_bytes({"enum": ["\x7f"]}) == len('"\\u007f"')
+    assert max_json_bytes({"const": "\x01\u00e9\U0001f600"}) >= len('"\\u0001\\u00e9\\ud83d\\ude00"')
+    assert max_json_bytes({"type": "object", "properties": {"\x7f": {"const": 1}}}) == len('{"\\u007f": 1}')
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

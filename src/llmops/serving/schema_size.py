@@ -43,6 +43,14 @@ def _nbytes(text: str) -> int:
     return len(text.encode())
 
 
+def _written_max(value: Any) -> int:
+    """The most bytes a grammar may spend writing the constant `value`. xgrammar writes control characters and DEL
+    (0x7f) as \\uXXXX (6 bytes; `_compact` counts DEL as 1 raw byte) and other non-ASCII raw (2-4 bytes);
+    json.dumps with ensure_ascii escapes all of these, 6 bytes each (12 for a surrogate pair), so its length
+    bounds both."""
+    return len(json.dumps(value, ensure_ascii=True, separators=(",", ":")))
+
+
 def _resolve(root: Any, ref: Any) -> Any:
     if not isinstance(ref, str) or not ref.startswith("#"):
         raise _Unknown(ref)
@@ -154,9 +162,9 @@ def _max(node: Any, root: Any, refs: frozenset[str]) -> int:
     if not isinstance(node, dict):
         raise _Unknown(node)
     if "const" in node:
-        return _nbytes(_compact(node["const"]))
+        return _written_max(node["const"])
     if isinstance(node.get("enum"), list) and node["enum"]:
-        return max(_nbytes(_compact(v)) for v in node["enum"])
+        return max(_written_max(v) for v in node["enum"])
     if "$ref" in node:
         if node["$ref"] in refs:
             raise _Unknown("recursive $ref")
@@ -206,7 +214,7 @@ def _max_array(node: dict[str, Any], root: Any, refs: frozenset[str]) -> int:
 
 def _max_object(node: dict[str, Any], root: Any, refs: frozenset[str]) -> int:
     props = node.get("properties") or {}
-    total = 2 + sum(_nbytes(json.dumps(k, ensure_ascii=False)) + 2 + _max(v, root, refs) for k, v in props.items())
+    total = 2 + sum(_written_max(k) + 2 + _max(v, root, refs) for k, v in props.items())
     count = len(props)
     extra = node.get("additionalProperties", False)
     patterns = node.get("patternProperties") or {}
