@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test layers test-slow bench install install-dev install-bwrap image clean
+.PHONY: quickstart test layers test-slow bench install install-dev install-bwrap install-ocr image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,19 +53,33 @@ install-bwrap:
 	@command -v bwrap >/dev/null 2>&1 || \
 	  echo "warning: could not install bubblewrap; the code sandbox will use its weaker rlimits fallback" >&2
 
-quickstart: install install-bwrap
+# Tesseract OCR with English, German and French, for scans and photos (llmops.data.documents). Best effort like
+# bubblewrap: without it born-digital PDFs and text still work, and a scan is one clear error saying what to install.
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-fra
+install-ocr:
+	@command -v tesseract >/dev/null 2>&1 && tesseract --list-langs 2>/dev/null | grep -q '^deu' || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y -qq $(OCR_PACKAGES) >/dev/null 2>&1 || \
+	      { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(OCR_PACKAGES) >/dev/null; }; \
+	  elif command -v dnf >/dev/null 2>&1; then $(SUDO) dnf install -y -q tesseract tesseract-langpack-deu tesseract-langpack-fra; \
+	  elif command -v apk >/dev/null 2>&1; then $(SUDO) apk add -q tesseract-ocr tesseract-ocr-data-deu tesseract-ocr-data-fra; \
+	  fi; } || true
+	@command -v tesseract >/dev/null 2>&1 || \
+	  echo "warning: could not install Tesseract; scanned documents and images cannot be read" >&2
+
+quickstart: install install-bwrap install-ocr
 	$(BIN)/llmops quickstart $(ARGS)
 
-test: install-dev install-bwrap
+test: install-dev install-bwrap install-ocr
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 layers: install-dev
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
 
-test-slow: install-dev install-bwrap
+test-slow: install-dev install-bwrap install-ocr
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)
 
-bench: install-dev install-bwrap
+bench: install-dev install-bwrap install-ocr
 	$(BIN)/python bench/sft_throughput.py
 	$(BIN)/python bench/code_eval.py
 	$(BIN)/python bench/kd_cache.py

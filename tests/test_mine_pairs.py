@@ -42,8 +42,9 @@ def test_each_pair_is_the_best_and_worst_answer_of_a_prompt_whose_rewards_differ
 
     model, tokenizer = load_for_inference(json_model)
     task, examples = IDPTask(None), _examples(6)
+    # The raw model (eval.constrained false): some answers parse, some do not.
     pairs, summary = mine_pairs(model, tokenizer, task, examples, seed=0, reward_kwargs={"schema_weight": 0.1},
-                                **MINE)
+                                constrained=False, **MINE)
     # The same draw by hand (same seed: the same answers), judged answer by answer.
     answers = sample(model, tokenizer, [ex["prompt"] for ex in examples], SAMPLES, 16, 32, 1.0, seed=0)
     rewards = [task.rewards(group, [ex["reference"]] * SAMPLES, schema_weight=0.1)
@@ -61,7 +62,8 @@ def test_each_pair_is_the_best_and_worst_answer_of_a_prompt_whose_rewards_differ
     assert summary["mean_reward"] == pytest.approx(sum(flat) / len(flat))
     assert summary["full_reward_share"] == pytest.approx(sum(r == 1.0 for r in flat) / len(flat))
     assert summary["seconds"] > 0
-    again, _ = mine_pairs(model, tokenizer, task, examples, seed=0, reward_kwargs={"schema_weight": 0.1}, **MINE)
+    again, _ = mine_pairs(model, tokenizer, task, examples, seed=0, reward_kwargs={"schema_weight": 0.1},
+                          constrained=False, **MINE)
     assert again == pairs
 
 
@@ -97,9 +99,10 @@ def test_cli_reports_bad_data_by_line_and_refuses_one_sample(tmp_path: Path) -> 
     assert not (tmp_path / "pairs.jsonl").exists()
 
 
-def _dpo_cfg(model: Path, data: Path, pairs_from: str = "self", steps: int = 2):
+def _dpo_cfg(model: Path, data: Path, pairs_from: str = "self", steps: int = 2, constrained: bool = True):
     return build_config(flags={"student": str(model), "data": str(data), "flow_type": "IDP", "train_type": "DPO"},
                         overrides=[f"dpo.pairs_from={pairs_from}", f"dpo.mine_samples={SAMPLES}",
+                                   f"eval.constrained={str(constrained).lower()}",
                                    "dpo.mine_max_new_tokens=32", f"training.max_steps={steps}",
                                    "training.per_device_train_batch_size=2", "training.logging_steps=1",
                                    "training.save_steps=100", "training.max_len=128", "peft.r=4", "peft.alpha=8",
@@ -149,11 +152,27 @@ def test_mining_a_subset_of_prompts_says_what_it_mined(json_model: Path, tmp_pat
     assert f"pairs from 2 prompts x {SAMPLES} answers" in err and 0 < len(pairs) <= 2
 
 
+def test_mined_answers_are_decoded_under_the_schema(json_model: Path) -> None:
+    """By default (eval.constrained) every sampled IDP answer parses and validates, so pairs differ by content."""
+    from llmops.evaluation.pairs import mine_pairs
+    from llmops.models.loader import load_for_inference
+
+    model, tokenizer = load_for_inference(json_model)
+    schema = {"type": "object", "properties": {"id": {"type": "string"}, "total": {"type": "string"}},
+              "required": ["id", "total"], "additionalProperties": False}
+    task = IDPTask(schema)
+    pairs, summary = mine_pairs(model, tokenizer, task, _examples(6), seed=0, reward_kwargs={"schema_weight": 0.1},
+                                **{**MINE, "max_new_tokens": 64})
+    assert pairs and all(task.example_scores(text, {})["schema_valid"]
+                         for p in pairs for text in (p["chosen"], p["rejected"]))
+    assert min(p["rejected_reward"] for p in pairs) >= 0.1  # every answer is schema-valid JSON
+
+
 def test_untrained_model_whose_answers_all_score_alike_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
     from llmops.methods.dpo_mined import mined_examples
     from llmops.models.loader import load_for_inference
 
-    cfg = _dpo_cfg(tiny_model_dir, tmp_path / "gold.jsonl")
+    cfg = _dpo_cfg(tiny_model_dir, tmp_path / "gold.jsonl", constrained=False)
     model, tokenizer = load_for_inference(tiny_model_dir)  # random weights: no answer parses, every reward is 0
     with pytest.raises(ModelError, match="scored alike; raise dpo.mine_temperature or dpo.mine_samples"):
         mined_examples(cfg, IDPTask(None), _examples(3), model, tokenizer, tmp_path / "run" / "checkpoints")

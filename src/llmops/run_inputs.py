@@ -92,16 +92,18 @@ def _check_supported(cfg: RunConfig) -> None:
 
 
 def load_checked(location: str, cfg: RunConfig, task: Any, role: str) -> list[tuple[int, dict]]:
+    from llmops.data.documents import inline_files
     from llmops.data.io import scan_records
 
     scanned = scan_records(location)
-    problems = scanned.problem_lines() + validate_records(
-        location, scanned.records, cfg.flow_type, cfg.train_type, task.schema, role=role
+    records, file_problems = inline_files(scanned.records, location)
+    problems = scanned.problem_lines() + file_problems + validate_records(
+        location, records, cfg.flow_type, cfg.train_type, task.schema, role=role
     )
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
         raise DataError(f"{location}: {len(problems)} {noun} found; fix them and run again", problems)
-    return scanned.records
+    return records
 
 
 def _check_testable(cfg: RunConfig, eval_records: list) -> None:

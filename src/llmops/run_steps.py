@@ -225,7 +225,12 @@ def step_evaluate(run: Run) -> dict[str, float]:
 
 
 def _upload_evaluation(run: Run, plot: Path) -> None:
-    run.tracker.log_artifact(run.run_dir / "eval" / "predictions.jsonl", "eval")
+    from llmops.evaluation.eval_set import errors_path
+
+    predictions = run.run_dir / "eval" / "predictions.jsonl"
+    run.tracker.log_artifact(predictions, "eval")
+    if errors_path(predictions).is_file():  # the worst fields' wrong extractions
+        run.tracker.log_artifact(errors_path(predictions), "eval")
     if plot.is_file():
         run.tracker.log_artifact(plot, "plots")
 
@@ -263,6 +268,7 @@ def run_summary(run: Run) -> RunSummary:
 
 def _sample_prediction(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig) -> str | None:
     """The answer to the run's sample input (document, prompt, else the first eval example), as a user reads it."""
+    from llmops.evaluation.eval_set import decoding
     from llmops.evaluation.generate import generate
     from llmops.tasks.documents import read_document
 
@@ -274,7 +280,8 @@ def _sample_prediction(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunC
         messages = prepared.eval[0]["prompt"]
     else:
         return None
-    answer = generate(model, tokenizer, [messages], 1, cfg.eval.max_new_tokens, desc="sample")[0]
+    grammar, max_new_tokens = decoding(model, tokenizer, prepared.task, cfg.eval)
+    answer = generate(model, tokenizer, [messages], 1, max_new_tokens, desc="sample", grammar=grammar)[0]
     if cfg.flow_type == "CodeGen" and source is not None:
         from llmops.tasks.codegen import full_code
 

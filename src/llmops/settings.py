@@ -21,6 +21,9 @@ class PeftSettings(Section):
     alpha: int = Field(32, gt=0, description="LoRA alpha")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout")
     target_modules: list[str] | str = Field("all-linear", description="modules LoRA wraps")
+    top_layers: int | None = Field(None, gt=0, description="LoRA only in the top N decoder layers; the layers below "
+                                   "run without gradients (no backward pass through them: faster, less memory); "
+                                   "None = every layer")
     merge: bool = Field(True, description="also save the adapter merged into a standalone model")
 
 
@@ -77,7 +80,11 @@ class EvalSettings(Section):
     """Evaluation: greedy generation over the eval set, scored by the task."""
 
     batch_size: int = Field(8, gt=0)
-    max_new_tokens: int = Field(256, gt=0)
+    max_new_tokens: int | None = Field(None, gt=0, description="longest answer; None = the longest answer the "
+                                       "IDP schema allows under constrained decoding, else 256")
+    constrained: bool = Field(True, description="IDP: decode every answer under the JSON schema (any JSON object "
+                              "without one), so it parses and validates by construction; false measures the raw "
+                              "model")
     max_examples: int = Field(0, ge=0, description="0 = all")
     bf16: bool | None = Field(None, description="bf16 while generating; None = on GPUs and on CPUs with native bf16 "
                                                 "(AVX512-BF16/AMX), except for models computed from 4-bit QLoRA "
@@ -95,6 +102,11 @@ class EvalSettings(Section):
     pass_k: list[int] = Field([1, 10, 100], description="CodeGen: k of pass_at_<k> (only k <= num_samples reported)")
     code_timeout: float = Field(3.0, gt=0, description="CodeGen: seconds each test program may run")
     code_workers: int | None = Field(None, gt=0, description="CodeGen: programs run at once; None = CPU count")
+
+    @property
+    def answer_tokens(self) -> int:
+        """max_new_tokens where no schema bounds the answer (unset: 256)."""
+        return self.max_new_tokens or 256
 
 
 class KDSettings(Section):

@@ -113,7 +113,7 @@ def instances(schema: Any) -> Any:
 
     from hypothesis_jsonschema import _from_schema, from_schema
 
-    from llmops.serving.schema_bounds import STRING_CHARS
+    from llmops.evaluation.schema_bounds import STRING_CHARS
 
     _from_schema.cu = SimpleNamespace(many=_LegacyMany)  # type: ignore[attr-defined]
     text = json.dumps(schema).replace(json.dumps(STRING_CHARS)[1:-1], json.dumps(_BMP_CHARS)[1:-1])

@@ -18,8 +18,8 @@ pytest.importorskip("xgrammar")
 openai = pytest.importorskip("openai")
 
 from llmops.serving.engine import Completion, Engine, GenRequest  # noqa: E402
-from llmops.serving.schema_bounds import narrow_schema  # noqa: E402
-from llmops.serving.schema_size import max_json_bytes  # noqa: E402
+from llmops.evaluation.schema_bounds import narrow_schema  # noqa: E402
+from llmops.evaluation.schema_size import max_json_bytes  # noqa: E402
 from tests.serving.concurrent import assert_all_valid  # noqa: E402
 from tests.serving.strategies import schemas  # noqa: E402
 from tests.serving.test_schema_bounds import RECEIPT  # noqa: E402
@@ -154,7 +154,7 @@ def test_open_bounds_tighten_until_the_longest_answer_fits_max_tokens(engine: En
             jsonschema.validate(json.loads(out.text), LINE_ITEMS)
         # A schema's own bounds are kept: only the open ones tighten.
         bounded = {**LINE_ITEMS, "properties": {"lines": {**LINE_ITEMS["properties"]["lines"], "minItems": 3}}}
-        caps = wide._caps(bounded, 120)
+        caps = wide.json_grammar().caps(bounded, 120)
         assert narrow_schema(bounded, *caps)["properties"]["lines"]["maxItems"] >= 3
     finally:
         wide.close()

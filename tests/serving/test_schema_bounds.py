@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmops.serving.schema_bounds import INT_BOUND, MAX_ITEMS, MAX_PROPERTIES, bound_pattern, narrow_schema
-from llmops.serving.schema_size import max_json_bytes, min_json
+from llmops.evaluation.schema_bounds import INT_BOUND, MAX_ITEMS, MAX_PROPERTIES, bound_pattern, narrow_schema
+from llmops.evaluation.schema_size import max_json_bytes, min_json
 from tests.serving.strategies import instances, schemas
 
 RECEIPT = {"type": "object", "required": ["merchant", "total", "paid", "currency", "items"],

@@ -15,10 +15,14 @@ from llmops.cli.seed_flags import SetOpt
 
 def predict(
     model: str = typer.Option(..., "--model", help="model folder (merged or adapter) or models:/NAME@ALIAS"),
-    document: Optional[str] = typer.Option(None, "--document", help="document text or file (.txt, .pdf)"),
+    document: Optional[str] = typer.Option(None, "--document", help="document text or file (.pdf, .png, .jpg, "
+                                                                      ".tif, .txt; scans are read by OCR)"),
     schema: Optional[str] = typer.Option(None, "--schema", help="JSON Schema file/URI (IDP)"),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="prompt text (CodeGen)"),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="longest answer"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1,
+                                                 help="longest answer (default: what the schema allows, else 256)"),
+    constrained: bool = typer.Option(True, "--constrained/--no-constrained",
+                                     help="IDP: decode under the schema, so the answer always validates"),
 ) -> None:
     """Run one prediction and print it (JSON for IDP)."""
 
@@ -26,7 +30,7 @@ def predict(
         from llmops.predict import predict as predict_one
 
         typer.echo(predict_one(model, document=document, schema=schema, prompt=prompt,
-                               max_new_tokens=max_new_tokens))
+                               max_new_tokens=max_new_tokens, constrained=constrained))
 
     guard(body)
 

@@ -79,7 +79,7 @@ def mine_pairs(
 
         mdl, tokenizer = load_for_inference(model)
         pairs, summary = mine(mdl, tokenizer, task, examples, samples, temperature, max_new_tokens, batch_size,
-                              seed, reward_kwargs(cfg))
+                              seed, reward_kwargs(cfg), constrained=cfg.eval.constrained)
         kept = _valid_pairs(pairs, cfg, task.schema, output)
         summary["written"] = len(kept)
         _print_summary(summary, output)

@@ -81,6 +81,18 @@ def record_class(record: dict[str, Any]) -> str:
     return DEFAULT_CLASS if value is None or value == "" else str(value)
 
 
+def record_groups(record: dict[str, Any]) -> list[str]:
+    """The groups an IDP eval record is also scored in, besides its class: `lang-<language>` for a record with a
+    "language", `scanned` or `digital` for one with a boolean "scanned"."""
+    groups = []
+    language = record.get("language")
+    if isinstance(language, str) and language.strip():
+        groups.append(f"lang-{language.strip().lower()}")
+    if isinstance(record.get("scanned"), bool):
+        groups.append("scanned" if record["scanned"] else "digital")
+    return groups
+
+
 def as_messages(value: str | list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
     """A string as one message with `role`; a message list copied as is."""
     if isinstance(value, str):
@@ -155,7 +167,10 @@ def to_sft_examples(
             prompt, completion = _sft_pair(record, fmt, prompt_fn, answer_fn)
         except (TypeError, ValueError, KeyError, AttributeError) as err:
             raise ValueError(f"cannot convert the {describe(fmt)} record: {err}") from err
-        return {"prompt": prompt, "completion": completion, "class": record_class(record)}
+        example = {"prompt": prompt, "completion": completion, "class": record_class(record)}
+        if "source_file" in record:  # a document read from a file: named in warnings (too long, ...)
+            example["name"] = str(record["source_file"])
+        return example
 
     accepted = answer_formats(flow) + TEACHER_ANSWER
     return _convert_all(records, accepted, f"a {flow} training record", convert, source)
@@ -217,7 +232,7 @@ def to_idp_eval_examples(
         prompt, reference = _eval_pair(record, fmt, prompt_fn)
         ident = record.get("id")
         return {"id": str(line if ident is None else ident), "prompt": prompt, "reference": reference,
-                "class": record_class(record)}
+                "class": record_class(record), "groups": record_groups(record)}
 
     return _convert_all(records, eval_formats("IDP") + PREFERENCE, "an IDP evaluation record", convert, source)
 

@@ -47,9 +47,12 @@ def validate_file(
         result = scan_records(location)
     except DataError as err:
         return err.problems or [str(err)]
-    problems = result.problems + _record_problems(result.records, ctx)
+    from llmops.data.documents import inline_files
+
+    records, file_problems = inline_files(result.records, location)
+    problems = result.problems + _record_problems(records, ctx)
     problems.sort(key=lambda item: item[0])
-    return [format_problem(location, line, message) for line, message in problems]
+    return file_problems + [format_problem(location, line, message) for line, message in problems]
 
 
 def validate_records(

@@ -11,6 +11,8 @@ from llmops.evaluation.generate import generate, sample
 from llmops.evaluation.report import write_jsonl
 from llmops.tasks.base import Task, class_of
 
+DEFAULT_MAX_NEW_TOKENS = 256
+
 
 @dataclass
 class EvalReport:
@@ -19,6 +21,7 @@ class EvalReport:
     metrics: dict[str, float]
     per_field: dict[str, float] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)  # (document, field, expected, predicted) rows
 
 
 def _prompt_text(messages: list[dict[str, str]]) -> str:
@@ -33,9 +36,33 @@ def _sampled_metrics(model: Any, tokenizer: Any, task: Task, prompts: list, refe
     ks = [k for k in getattr(settings, "pass_k", []) if 1 < k <= settings.num_samples]
     if settings.num_samples <= 1 or not ks or not hasattr(task, "score_samples"):
         return {}
-    samples = sample(model, tokenizer, prompts, settings.num_samples, settings.batch_size, settings.max_new_tokens,
+    samples = sample(model, tokenizer, prompts, settings.num_samples, settings.batch_size, settings.answer_tokens,
                      settings.temperature, settings.top_p)
     return task.score_samples(samples, references, classes, ks)
+
+
+def decoding(model: Any, tokenizer: Any, task: Task, settings: Any) -> tuple[Any, int]:
+    """(the compiled JSON grammar or None, max_new_tokens) of an evaluation: IDP decodes under its schema (any JSON
+    object without one) unless `eval.constrained` is false; `eval.max_new_tokens` unset means the longest answer
+    the schema allows (DEFAULT_MAX_NEW_TOKENS without a grammar)."""
+    if not is_constrained(task, settings):
+        return None, settings.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+    from llmops.evaluation.constrained import JsonGrammar
+
+    schema = task.schema if task.schema is not None else {"type": "object"}
+    try:
+        constraint = JsonGrammar.for_model(model, tokenizer).constraint(schema, settings.max_new_tokens)
+    except ValueError as exc:
+        raise DataError(f"schema: constrained decoding cannot compile it ({exc}); set eval.constrained=false "
+                        "to evaluate without it") from None
+    limit = settings.max_new_tokens or constraint.max_tokens or DEFAULT_MAX_NEW_TOKENS
+    return constraint.grammar, limit
+
+
+def is_constrained(task: Task, settings: Any) -> bool:
+    """Whether answers are decoded under the task's JSON schema (IDP, unless eval.constrained is false)."""
+    wanted = getattr(settings, "constrained", None)
+    return bool(getattr(task, "answers_json", False)) and wanted is not False
 
 
 def evaluate(
@@ -54,9 +81,12 @@ def evaluate(
     prompts = [task.build_messages(example) for example in examples]
     references = [task.reference(example) for example in examples]
     classes = [class_of(example) for example in examples]
-    outputs = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, desc="evaluating",
-                       bf16=settings.bf16)
+    grammar, max_new_tokens = decoding(model, tokenizer, task, settings)
+    outputs = generate(model, tokenizer, prompts, settings.batch_size, max_new_tokens, desc="evaluating",
+                       bf16=settings.bf16, grammar=grammar, names=[str(ex.get("id", i)) for i, ex in enumerate(examples)])
     metrics = task.score(outputs, references, classes)
+    if getattr(task, "answers_json", False):
+        metrics["constrained_decoding"] = float(grammar is not None)
     metrics.update(_sampled_metrics(model, tokenizer, task, prompts, references, classes, settings))
     rows = []
     for i, (example, output) in enumerate(zip(examples, outputs)):
@@ -69,6 +99,41 @@ def evaluate(
             **task.example_scores(output, references[i]),
         })
     report = EvalReport(metrics=metrics, per_field=task.per_field(outputs, references), rows=rows)
+    _explain(report, task, outputs, references, [row["id"] for row in rows], examples)
     if predictions_path is not None:
         write_jsonl(predictions_path, rows)
+        if hasattr(task, "field_report"):
+            write_jsonl(errors_path(predictions_path), report.errors)
     return report
+
+
+WORST_FIELDS = 5
+
+
+def errors_path(predictions_path: Path) -> Path:
+    """Where the error table of a predictions file goes: `errors.jsonl` beside `predictions.jsonl` (beside
+    `out.jsonl`: `out.errors.jsonl`)."""
+    name = predictions_path.name
+    if "predictions" in name:
+        return predictions_path.with_name(name.replace("predictions", "errors"))
+    return predictions_path.with_name(f"{predictions_path.stem}.errors.jsonl")
+
+
+def _explain(report: EvalReport, task: Task, outputs: list[str], references: list[Any], ids: list[str],
+             examples: list[dict[str, Any]]) -> None:
+    """Per-field precision/recall (`field/<path>/...`), metrics per group (`lang-de/`, `scanned/`, ...) and the
+    error table of the worst fields, for tasks that report fields (IDP)."""
+    if not hasattr(task, "field_report"):
+        return
+    fields = task.field_report(outputs, references)
+    for path, values in fields.items():
+        report.metrics.update({f"field/{path}/{key}": value for key, value in values.items() if key != "support"})
+    groups: dict[str, list[int]] = {}
+    for i, example in enumerate(examples):
+        for group in example.get("groups", []):
+            groups.setdefault(group, []).append(i)
+    for group, indices in sorted(groups.items()):
+        subset = task.score([outputs[i] for i in indices], [references[i] for i in indices])
+        report.metrics.update({f"{group}/{key}": value for key, value in subset.items() if "/" not in key})
+    worst = sorted((path for path, v in fields.items() if v["f1"] < 1.0), key=lambda p: (fields[p]["f1"], p))
+    report.errors = task.errors(outputs, references, ids, worst[:WORST_FIELDS])

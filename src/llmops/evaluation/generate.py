@@ -5,31 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 from llmops.errors import ModelError
+from llmops.evaluation.stops import eos_ids
 from llmops.progress import progress_bar
 
 
-def eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every token id that ends an answer: the model's generation EOS ids and the tokenizer's EOS."""
-    ids: list[int] = []
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (configured if isinstance(configured, list) else [configured]) + [tokenizer.eos_token_id]:
-        if value is not None and value not in ids:
-            ids.append(int(value))
-    if not ids:
-        raise ModelError("the tokenizer has no EOS token and the model's generation config names none")
-    return ids
+def _encode(tokenizer: Any, prompts: list[list[dict[str, str]]], limit: int | None = None,
+            names: list[str] | None = None) -> list[list[int]]:
+    """Token ids of each prompt rendered by the chat template, ready for the assistant's answer; a prompt longer
+    than `limit` tokens has its document cut to fit, with a warning (llmops.evaluation.context)."""
+    from llmops.evaluation.context import shorten_messages
 
-
-def _encode(tokenizer: Any, prompts: list[list[dict[str, str]]]) -> list[list[int]]:
-    """Token ids of each prompt rendered by the chat template, ready for the assistant's answer."""
     if not getattr(tokenizer, "chat_template", None):
         raise ModelError("the tokenizer has no chat template; use an instruct/chat model or set one")
     encoded = []
-    for messages in prompts:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        # The template already writes any BOS it wants; adding special tokens again would double it.
-        encoded.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    for i, messages in enumerate(prompts):
+        ids = _render(tokenizer, messages)
+        if limit is not None and len(ids) > limit:
+            what = f"document {names[i]!r}" if names else f"prompt {i + 1} of {len(prompts)}"
+            ids = _render(tokenizer, shorten_messages(tokenizer, messages, len(ids), limit, what))[-limit:]
+        encoded.append(ids)
     return encoded
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # The template already writes any BOS it wants; adding special tokens again would double it.
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def prompt_limit(model: Any, max_new_tokens: int) -> int | None:
+    """The longest prompt that leaves room for `max_new_tokens` in the model's context (None: unknown)."""
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return max(1, int(positions) - max_new_tokens) if positions else None
 
 
 def _left_pad(batch: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
@@ -62,13 +69,18 @@ def generate(
     max_new_tokens: int,
     desc: str = "generating",
     bf16: bool | None = None,
+    grammar: Any = None,
+    names: list[str] | None = None,
 ) -> list[str]:
     """Greedy completions (special tokens skipped) of chat `prompts`, in input order. `bf16`: autocast (None = on
-    GPUs, and on CPUs that compute bf16 natively, for a model in fp32)."""
+    GPUs, and on CPUs that compute bf16 natively, for a model in fp32). `grammar`: a compiled JSON grammar
+    (`llmops.evaluation.constrained`) every answer is decoded under. `names` (e.g. document ids) name a prompt that
+    is too long for the context in the warning."""
     if not prompts:
         return []
-    return _generate_ids(model, tokenizer, _encode(tokenizer, prompts), batch_size, desc,
-                         {"max_new_tokens": max_new_tokens, "do_sample": False}, bf16)
+    encoded = _encode(tokenizer, prompts, prompt_limit(model, max_new_tokens), names)
+    return _generate_ids(model, tokenizer, encoded, batch_size, desc,
+                         {"max_new_tokens": max_new_tokens, "do_sample": False}, bf16, grammar)
 
 
 def sample(
@@ -83,17 +95,20 @@ def sample(
     seed: int = 0,
     desc: str = "sampling",
     bf16: bool | None = None,
+    grammar: Any = None,
 ) -> list[list[str]]:
-    """`n` sampled completions of each chat prompt (seeded), in input order."""
+    """`n` sampled completions of each chat prompt (seeded), in input order; under `grammar` when given."""
     import torch
 
     if not prompts:
         return []
     torch.manual_seed(seed)
-    encoded = [ids for ids in _encode(tokenizer, prompts) for _ in range(n)]
-    flat = _generate_ids(model, tokenizer, encoded, batch_size, desc,
-                         {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature,
-                          "top_p": top_p, "top_k": 0}, bf16)
+    encoded = [ids for ids in _encode(tokenizer, prompts, prompt_limit(model, max_new_tokens)) for _ in range(n)]
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature,
+                               "top_p": top_p, "top_k": 0}
+    if grammar is not None:  # the grammar processor masks first, then applies temperature and top-p itself
+        options.update(temperature=1.0, top_p=1.0, llmops_sampling=(temperature, top_p))
+    flat = _generate_ids(model, tokenizer, encoded, batch_size, desc, options, bf16, grammar)
     return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
@@ -115,8 +130,24 @@ def generation_autocast(model: Any, bf16: bool | None = None) -> Any:
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 or cpu_supports_bf16() else autocast(False)
 
 
+def _grammar_options(grammar: Any, rows: int, model: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """`generate` keyword arguments for one batch: a fresh grammar processor per batch when constrained."""
+    options = dict(options)
+    sampling = options.pop("llmops_sampling", None)
+    if grammar is None:
+        return options
+    from transformers import LogitsProcessorList
+
+    from llmops.evaluation.constrained import GrammarProcessor
+    vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+    temperatures = [sampling[0]] * rows if sampling else None
+    top_ps = [sampling[1]] * rows if sampling else None
+    options["logits_processor"] = LogitsProcessorList([GrammarProcessor([grammar] * rows, vocab, temperatures, top_ps)])
+    return options
+
+
 def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_size: int, desc: str,
-                  options: dict[str, Any], bf16: bool | None = None) -> list[str]:
+                  options: dict[str, Any], bf16: bool | None = None, grammar: Any = None) -> list[str]:
     """Decoded answers to already-encoded prompts, batched longest first, in input order."""
     import torch
 
@@ -134,7 +165,8 @@ def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_si
                 indices = order[start:start + batch_size]
                 input_ids, attention = _left_pad([encoded[i] for i in indices], pad_id, model.device)
                 generated = model.generate(input_ids=input_ids, attention_mask=attention, eos_token_id=eos,
-                                           pad_token_id=pad_id, **options)
+                                           pad_token_id=pad_id, **_grammar_options(grammar, len(indices), model,
+                                                                                   options))
                 for row, i in enumerate(indices):
                     new_ids = _until_eos(generated[row, input_ids.shape[1]:].tolist(), eos)
                     outputs[i] = tokenizer.decode(new_ids, skip_special_tokens=True)

@@ -64,19 +64,26 @@ def mine_pairs(
     batch_size: int,
     seed: int,
     reward_kwargs: dict[str, Any] | None = None,
+    constrained: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Pairs `{"prompt","chosen","rejected","class","chosen_reward","rejected_reward"}` from `samples` answers to
     each eval example `{"prompt","reference","class"}`, judged by `task.rewards` (one call: CodeGen runs every
     answer in parallel), and a summary: prompts, samples_per_prompt, pairs, mean_reward, full_reward_share,
-    seconds."""
+    seconds. IDP answers are sampled under the schema (unless `constrained` is false): every one parses, so pairs
+    differ by what they extract, not by broken JSON."""
+    from types import SimpleNamespace
+
+    from llmops.evaluation.eval_set import decoding
     from llmops.evaluation.generate import sample
 
     check_samples(samples, "samples")
     if temperature <= 0:
         raise ConfigError(f"temperature {temperature}: sampling needs a temperature above 0 (e.g. 1.0)")
     start = time.perf_counter()
+    grammar, max_new_tokens = decoding(model, tokenizer, task,
+                                       SimpleNamespace(max_new_tokens=max_new_tokens, constrained=constrained))
     answers = sample(model, tokenizer, [ex["prompt"] for ex in examples], samples, batch_size, max_new_tokens,
-                     temperature, seed=seed, desc="sampling answers to mine pairs")
+                     temperature, seed=seed, desc="sampling answers to mine pairs", grammar=grammar)
     flat = [answer for group in answers for answer in group]
     references = [ex["reference"] for ex in examples for _ in range(samples)]
     rewards = task.rewards(flat, references, **(reward_kwargs or {})) if flat else []

@@ -40,9 +40,12 @@ def tokenize_example(tokenizer: Any, prompt: list[dict], completion: list[dict])
     return {"input_ids": full[:start] + answer, "completion_mask": [0] * start + [1] * len(answer)}
 
 
-def tokenized_dataset(examples: list[dict], tokenizer: Any) -> Any:
-    """A `datasets.Dataset` of tokenized examples that TRL's SFTTrainer takes as already processed."""
+def tokenized_dataset(examples: list[dict], tokenizer: Any, max_len: int | None = None) -> Any:
+    """A `datasets.Dataset` of tokenized examples that TRL's SFTTrainer takes as already processed. An example
+    longer than `max_len` keeps its whole answer: its document is cut at the end, with a warning naming it."""
     from datasets import Dataset
+
+    from llmops.evaluation.context import shorten_messages
 
     if not examples:
         raise DataError("training: no training examples; check the training data file")
@@ -50,7 +53,12 @@ def tokenized_dataset(examples: list[dict], tokenizer: Any) -> Any:
     for i, ex in enumerate(examples):
         if not isinstance(ex.get("prompt"), list) or not isinstance(ex.get("completion"), list):
             raise DataError(f"training example {i}: expected 'prompt' and 'completion' message lists")
-        rows.append(tokenize_example(tokenizer, ex["prompt"], ex["completion"]))
+        row = tokenize_example(tokenizer, ex["prompt"], ex["completion"])
+        if max_len and len(row["input_ids"]) > max_len:
+            what = f"training document {ex.get('name') or i + 1!r} (training.max_len)"
+            prompt = shorten_messages(tokenizer, ex["prompt"], len(row["input_ids"]), max_len, what)
+            row = tokenize_example(tokenizer, prompt, ex["completion"])
+        rows.append(row)
     return Dataset.from_list(rows)
 
 

@@ -73,7 +73,8 @@ def mined_examples(cfg: RunConfig, task: Any, examples: list[dict], model: Any, 
     if d.mine_max_prompts and len(examples) > d.mine_max_prompts:
         examples = random.Random(cfg.training.seed).sample(examples, d.mine_max_prompts)
     pairs, summary = mine_pairs(model, tokenizer, task, examples, d.mine_samples, d.mine_temperature,
-                                d.mine_max_new_tokens, cfg.eval.batch_size, cfg.training.seed, reward_kwargs(cfg))
+                                d.mine_max_new_tokens, cfg.eval.batch_size, cfg.training.seed, reward_kwargs(cfg),
+                                constrained=cfg.eval.constrained)
     print(f"mined {summary['pairs']} pairs from {summary['prompts']} prompts x {d.mine_samples} answers: mean reward "
           f"{summary['mean_reward']:.3f}, {100 * summary['full_reward_share']:.0f}% of answers at 1.0 "
           f"({summary['seconds']:.0f} s)", file=sys.stderr, flush=True)

@@ -15,9 +15,11 @@ full fine-tuning a copy TRL loads from the student's folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +176,40 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], reward: TaskR
     return trainer
 
 
+@contextlib.contextmanager
+def constrained_rollouts(model: Any, tokenizer: Any, task: Any, cfg: RunConfig) -> Iterator[None]:
+    """IDP rollouts decoded under the schema (eval.constrained): TRL's generate call takes no logits processor, so
+    the model's `generate` is wrapped, for the training only, to add the grammar's. Every sampled answer then
+    parses, and the group's rewards differ by what the answers extract. The loss still uses the model's own
+    (unmasked) log-probabilities of the sampled tokens."""
+    from types import SimpleNamespace
+
+    from llmops.evaluation.eval_set import decoding
+
+    settings = SimpleNamespace(max_new_tokens=cfg.grpo.max_completion_length, constrained=cfg.eval.constrained)
+    grammar = decoding(model, tokenizer, task, settings)[0]
+    if grammar is None:
+        yield
+        return
+    from transformers import LogitsProcessorList
+
+    from llmops.evaluation.constrained import GrammarProcessor
+
+    original = model.generate
+    vocab = int(model.config.vocab_size)
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        rows = int(kwargs["input_ids"].shape[0]) if "input_ids" in kwargs else int(args[0].shape[0])
+        kwargs["logits_processor"] = LogitsProcessorList([GrammarProcessor([grammar] * rows, vocab)])
+        return original(*args, **kwargs)
+
+    model.generate = generate
+    try:
+        yield
+    finally:
+        del model.generate
+
+
 def train_grpo(model: Any, tokenizer: Any, examples: list[dict], reward: TaskReward, cfg: RunConfig,
                output_dir: Path, resume_from: str | bool | None = None, on_log: OnLog | None = None) -> TrainResult:
     """Train `model` in place with GRPO on the task's reward; checkpoints go to `output_dir`."""
@@ -182,7 +218,8 @@ def train_grpo(model: Any, tokenizer: Any, examples: list[dict], reward: TaskRew
     def build(out: Path) -> Any:
         return make_trainer(model, tokenizer, examples, reward, cfg, out, on_log)
 
-    result = fit(build, cfg, output_dir, resume_from)[1]
+    with constrained_rollouts(model, tokenizer, reward.task, cfg):
+        result = fit(build, cfg, output_dir, resume_from)[1]
     if "ref" in getattr(model, "peft_config", {}):  # TRL's frozen copy of the starting adapter: the KL reference
         model.delete_adapter("ref")
     answers = sum(reward.judged.values())

@@ -90,7 +90,7 @@ class KD(Method):
         check_same_vocab(tokenizer, teacher_tokenizer, cfg.student, cfg.teacher)
         prompts = [example["prompt"] for example in prepared.eval]
         ctx.teacher_answers = teacher_answers(ctx.teacher, tokenizer, prompts, cfg.eval.batch_size,
-                                              cfg.eval.max_new_tokens, cache_dir=kd_cache_dir(cfg))
+                                              cfg.eval.answer_tokens, cache_dir=kd_cache_dir(cfg))
         return ctx
 
     def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
@@ -125,7 +125,7 @@ def _sequence_kd_examples(cfg: RunConfig, prepared: Any, ctx: MethodContext, tok
     print(f"kd: generating teacher answers for {len(todo)} training examples without teacher_output",
           file=sys.stderr)
     answers = teacher_answers(ctx.teacher, tokenizer, [prepared.train[i]["prompt"] for i in todo],
-                              cfg.eval.batch_size, cfg.eval.max_new_tokens, cache_dir=kd_cache_dir(cfg))
+                              cfg.eval.batch_size, cfg.eval.answer_tokens, cache_dir=kd_cache_dir(cfg))
     examples = list(prepared.train)
     for i, answer in zip(todo, answers):
         examples[i] = {**examples[i], "completion": [{"role": "assistant", "content": answer}]}

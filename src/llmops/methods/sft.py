@@ -100,8 +100,9 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfi
 
     args = sft_config(cfg, Path(output_dir), average_tokens=average_tokens)
     with quiet_datasets():
+        dataset = tokenized_dataset(examples, tokenizer, cfg.training.max_len)
         trainer = (trainer_cls or _completion_head_trainer())(
-            model=model, args=args, train_dataset=tokenized_dataset(examples, tokenizer), processing_class=tokenizer,
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
             callbacks=[RichProgressCallback(desc), Relay(on_log)])
     trainer.remove_callback(PrinterCallback)  # our progress callback prints instead
     keep_adapter_precision(trainer, args.bf16 and has_cuda())

@@ -137,15 +137,19 @@ def _load_model(path: str, training: TrainingSettings, quantized: bool) -> Any:
     return model
 
 
-def lora_config(peft: PeftSettings) -> Any:
-    """The peft LoraConfig for these settings."""
+def lora_config(peft: PeftSettings, num_layers: int | None = None) -> Any:
+    """The peft LoraConfig for these settings (`num_layers`: the model's decoder depth, for peft.top_layers)."""
     from peft import LoraConfig
 
+    layers = None
+    if peft.top_layers is not None and num_layers:
+        layers = list(range(max(0, num_layers - peft.top_layers), num_layers))
     return LoraConfig(
         r=peft.r,
         lora_alpha=peft.alpha,
         lora_dropout=peft.dropout,
         target_modules=peft.target_modules,
+        layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
 
@@ -164,7 +168,7 @@ def _apply_peft(model: Any, peft: PeftSettings, training: TrainingSettings) -> A
             model, use_gradient_checkpointing=use_gradient_checkpointing(training)
         )
     try:
-        return get_peft_model(model, lora_config(peft))
+        return get_peft_model(model, lora_config(peft, getattr(model.config, "num_hidden_layers", None)))
     except ValueError as e:
         raise ModelError(f"peft.target_modules {peft.target_modules!r}: {e}") from None
 

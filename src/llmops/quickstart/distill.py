@@ -117,7 +117,7 @@ def measure(rows: list[tuple[str, str, dict, dict]], metric: str, cfg: Any, teac
     prompts = [example["prompt"] for example in validate(cfg).eval]
     teacher, tokenizer = load_for_inference(teacher_dir)
     console.print("measuring: teacher answers, teacher_kl and generation speed of each model")
-    answers = teacher_answers(teacher, tokenizer, prompts, cfg.eval.batch_size, cfg.eval.max_new_tokens,
+    answers = teacher_answers(teacher, tokenizer, prompts, cfg.eval.batch_size, cfg.eval.answer_tokens,
                               cache_dir=kd_cache_dir(cfg))  # the KD stages' answers, read back
     out = []
     for name, folder, metrics, train in rows:

@@ -22,8 +22,8 @@ from typing import Any
 from llmops.errors import ConfigError, LlmopsError, ModelError
 from llmops.serving import metrics
 from llmops.serving.rows import BatchState, Completion, RowProcessor, RowStopper
-from llmops.serving.schema_bounds import MAX_ITEMS, MAX_STRING_REPEAT, UNTYPED_AS, narrow_schema
-from llmops.serving.schema_size import max_json_bytes, min_json
+from llmops.evaluation.constrained import CAP_STEPS, JsonConstraint, JsonGrammar
+from llmops.evaluation.schema_bounds import MAX_STRING_REPEAT, UNTYPED_AS, narrow_schema
 
 
 class QueueFullError(LlmopsError):
@@ -42,18 +42,6 @@ class MaxTokensTooSmallError(RequestError):
 
     param = "max_tokens"
     code = "max_tokens_too_small"
-
-
-# Tighter (string_max, items_max) bounds tried, in order, when a schema's longest answer does not fit max_tokens.
-CAP_STEPS = ((64, 8), (32, 4), (16, 4), (8, 2))
-
-
-@dataclass(frozen=True)
-class JsonConstraint:
-    """A compiled response_format grammar and the fewest tokens any answer to it takes."""
-
-    grammar: Any  # an xgrammar CompiledGrammar
-    min_tokens: int
 
 
 @dataclass
@@ -117,10 +105,7 @@ class Engine:
         self._running.set()
         self._closed = False
         self._grammar_lock = threading.Lock()
-        self._grammars: dict[str, JsonConstraint] = {}
-        self._compiler: Any = None
-        self._token_bytes: set[bytes] = set()
-        self._longest_token = 0
+        self._json: JsonGrammar | None = None
         self._worker = threading.Thread(target=self._loop, name="llmops-serve-worker", daemon=True)
         self._worker.start()
 
@@ -173,63 +158,21 @@ class Engine:
             validator_for(schema).check_schema(schema)
         except Exception as e:  # noqa: BLE001 - any schema error is the client's
             raise RequestError(f"response_format: invalid JSON schema ({str(e).splitlines()[0]})") from None
-        caps = self._caps(schema, max_tokens)
-        key = json.dumps([schema, caps], sort_keys=True)
+        try:
+            return self.json_grammar().constraint(schema, max_tokens)
+        except ValueError as e:
+            raise RequestError(f"response_format: schema not supported ({e})") from None
+
+    def json_grammar(self) -> JsonGrammar:
+        """The grammar compiler for this model's tokenizer (built on first use)."""
         with self._grammar_lock:
-            if key in self._grammars:
-                return self._grammars[key]
-            compiler = self._grammar_compiler()
-            try:
-                narrowed = narrow_schema(schema, *caps)
-                compiled = compiler.compile_json_schema(narrowed, any_whitespace=False)
-            except Exception as e:  # noqa: BLE001
-                raise RequestError(f"response_format: schema not supported ({str(e).splitlines()[0]})") from None
-            shortest = min_json(narrowed)
-            found = JsonConstraint(compiled, self.fewest_tokens(shortest) if shortest is not None else 0)
-            if len(self._grammars) > 256:
-                self._grammars.clear()
-            self._grammars[key] = found
-            return found
-
-    def _caps(self, schema: dict[str, Any], max_tokens: int | None) -> tuple[int | None, int]:
-        """The loosest (string_max, items_max) among CAP_STEPS whose longest answer fits in `max_tokens`."""
-        steps = [(self.json_string_max, MAX_ITEMS)] + [c for c in CAP_STEPS if self.json_string_max is None
-                                                       or c[0] < self.json_string_max]
-        if max_tokens is None:
-            return steps[0]
-        for caps in steps:
-            try:
-                longest = max_json_bytes(narrow_schema(schema, *caps))
-            except ValueError:
-                return steps[0]  # reported as unsupported by the compile step
-            if longest is not None and longest <= max_tokens:
-                return caps
-        return steps[-1]
-
-    def _grammar_compiler(self) -> Any:
-        import xgrammar as xgr
-
-        if self._compiler is None:
-            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size,
-                                                      stop_token_ids=self.eos_ids)
-            special = set(info.special_token_ids) | set(self.eos_ids)
-            self._token_bytes = {b for i, b in enumerate(info.decoded_vocab) if b and i not in special}
-            self._longest_token = max(map(len, self._token_bytes), default=0)
-            self._compiler = xgr.GrammarCompiler(info)
-        return self._compiler
+            if self._json is None:
+                self._json = JsonGrammar(self.tokenizer, self.vocab_size, self.eos_ids, self.json_string_max)
+            return self._json
 
     def fewest_tokens(self, text: str) -> int:
         """The fewest tokens that spell `text` (any split a constrained model may pick, not only the tokenizer's)."""
-        data = text.encode()
-        longest = self._longest_token
-        best = [0] + [len(data) + 1] * len(data)
-        for end in range(1, len(data) + 1):
-            for start in range(max(0, end - longest), end):
-                if best[start] + 1 < best[end] and data[start:end] in self._token_bytes:
-                    best[end] = best[start] + 1
-        if best[-1] > len(data):  # not spelt by the vocabulary: fall back on the tokenizer
-            return len(self.encode_text(text))
-        return best[-1]
+        return self.json_grammar().fewest_tokens(text)
 
     def check(self, req: GenRequest) -> None:
         if self.max_positions and len(req.prompt_ids) + req.max_tokens > self.max_positions:
@@ -374,5 +317,5 @@ def _with_adapters(model: Any, adapters: dict[str, str]) -> Any:
     return peft_model.eval()
 
 
-__all__ = ["MAX_STRING_REPEAT", "Completion", "Engine", "GenRequest", "JsonConstraint", "MaxTokensTooSmallError",
+__all__ = ["CAP_STEPS", "MAX_STRING_REPEAT", "Completion", "Engine", "GenRequest", "JsonConstraint", "MaxTokensTooSmallError",
            "ModelError", "QueueFullError", "RequestError", "narrow_schema"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llmops.evaluation.constrained import sample_filter
 from llmops.serving import metrics
 
 
@@ -100,8 +101,6 @@ class RowProcessor:
         self.step = 0
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
         st = self.state
         scores = scores.float()
         if st.bitmask is not None:
@@ -123,19 +122,7 @@ class RowProcessor:
                                                 indices=rows)
         self.step += 1
         for row, req in enumerate(st.batch):
-            if req.temperature <= 0:
-                best = int(scores[row].argmax())
-                keep = scores[row, best].clone()
-                scores[row].fill_(-float("inf"))
-                scores[row, best] = keep
-                continue
-            logits = scores[row] / req.temperature
-            if req.top_p < 1.0:
-                ordered, index = torch.sort(logits, descending=True)
-                cum = torch.softmax(ordered, dim=-1).cumsum(-1)
-                drop = cum - torch.softmax(ordered, dim=-1) > req.top_p  # keep the token that crosses top_p
-                logits[index[drop]] = -float("inf")
-            scores[row] = logits
+            scores[row] = sample_filter(scores[row], req.temperature, req.top_p)
         return scores
 
 

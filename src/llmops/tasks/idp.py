@@ -266,6 +266,7 @@ class IDPTask:
     """Intelligent document processing: extract schema-conforming JSON from a document."""
 
     name = "idp"
+    answers_json = True  # answers are JSON: evaluation decodes them under the schema (eval.constrained)
 
     def __init__(self, schema: dict[str, Any] | None = None) -> None:
         self.schema = schema
@@ -352,6 +353,40 @@ class IDPTask:
             metrics.update({f"{cls}/{key}": value for key, value in subset.items()})
         return metrics
 
+    def field_report(self, predictions: list[str], references: list[Any]) -> dict[str, dict[str, float]]:
+        """Precision, recall, F1 and gold count ("support") per dotted field path, nested ones included
+        (`seller.name`, `line_items.amount`), micro-averaged over the dataset; paths only predictions have count
+        as false positives of their own path."""
+        totals: dict[str, Counts] = {}
+        for prediction, reference in zip(predictions, references):
+            judged = self._judge(prediction, reference)
+            for path in {p for p, _ in judged.predicted_pairs} | {p for p, _ in judged.gold_pairs}:
+                pred = Counter({k: v for k, v in judged.predicted_pairs.items() if k[0] == path})
+                gold = Counter({k: v for k, v in judged.gold_pairs.items() if k[0] == path})
+                totals.setdefault(path or ROOT_FIELD, Counts()).add(match(pred, gold))
+        return {path: {"precision": c.precision, "recall": c.recall, "f1": c.f1, "support": float(c.tp + c.fn)}
+                for path, c in sorted(totals.items())}
+
+    def errors(self, predictions: list[str], references: list[Any], ids: list[str], fields: list[str],
+               per_field: int = 5) -> list[dict[str, Any]]:
+        """Up to `per_field` wrong extractions of each of `fields` (dotted paths): document id, field, expected and
+        predicted values (missing on one side: null)."""
+        rows: list[dict[str, Any]] = []
+        for field in fields:
+            found = 0
+            for ident, prediction, reference in zip(ids, predictions, references):
+                judged = self._judge(prediction, reference)
+                gold = sorted(v for (p, v), n in judged.gold_pairs.items() if p == field for _ in range(n))
+                pred = sorted(v for (p, v), n in judged.predicted_pairs.items() if p == field for _ in range(n))
+                if gold == pred:
+                    continue
+                rows.append({"document": ident, "field": field, "expected": _one_or_list(gold),
+                             "predicted": _one_or_list(pred)})
+                found += 1
+                if found >= per_field:
+                    break
+        return rows
+
     def per_field(self, predictions: list[str], references: list[Any]) -> dict[str, float]:
         """Field F1 per top-level gold key, micro-averaged over the dataset (keys only the model invents left out)."""
         totals: dict[str, Counts] = {}
@@ -364,6 +399,11 @@ class IDPTask:
                 counts = match(predicted.get(field, Counter()), gold.get(field, Counter()))
                 totals.setdefault(field, Counts()).add(counts)
         return {field: totals[field].f1 for field in sorted(gold_fields)}
+
+
+def _one_or_list(values: list[str]) -> Any:
+    """None, the one value, or the values of a field that occurs several times (line items)."""
+    return None if not values else values[0] if len(values) == 1 else values
 
 
 def _aggregate(judged: list[_Judged]) -> dict[str, float]:

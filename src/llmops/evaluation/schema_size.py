@@ -9,7 +9,7 @@ import json
 import math
 from typing import Any
 
-from llmops.serving.schema_bounds import BOUNDED_FORMATS, FORMAT_PATTERNS, STRING_CHARS, limits
+from llmops.evaluation.schema_bounds import BOUNDED_FORMATS, FORMAT_PATTERNS, STRING_CHARS, limits
 
 _MAX_DEPTH = 24
 

@@ -1,0 +1,116 @@
+"""Decoding under a JSON schema: an untrained model's answers parse and validate, nested objects and arrays
+included, greedy and sampled, and evaluation reports which decoding it used."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+from llmops.config import EvalSettings
+from llmops.evaluation.constrained import JsonGrammar
+from llmops.evaluation.eval_set import evaluate
+from llmops.evaluation.generate import generate, sample
+from llmops.tasks.idp import IDPTask
+
+AMOUNT = {"type": "string", "pattern": "^-?[0-9]+\\.[0-9]{2}$"}
+PARTY = {"type": "object", "properties": {"name": {"type": "string"}, "tax_id": {"type": ["string", "null"]}},
+         "required": ["name", "tax_id"], "additionalProperties": False}
+NESTED = {
+    "type": "object",
+    "properties": {
+        "document_type": {"enum": ["invoice", "receipt"]},
+        "issue_date": {"type": ["string", "null"], "format": "date"},
+        "seller": PARTY,
+        "buyer": {"anyOf": [PARTY, {"type": "null"}]},
+        "line_items": {"type": "array", "maxItems": 6, "items": {
+            "type": "object", "properties": {"description": {"type": "string"}, "quantity": {"type": "number"},
+                                             "amount": AMOUNT},
+            "required": ["description", "quantity", "amount"], "additionalProperties": False}},
+        "total": AMOUNT,
+    },
+    "required": ["document_type", "issue_date", "seller", "buyer", "line_items", "total"],
+    "additionalProperties": False,
+}
+
+
+def _prompts(task: IDPTask, n: int) -> list[list[dict[str, str]]]:
+    docs = [f"Invoice {i}\nSeller: Acme {i} GmbH\n2 x Widget 3.50\nTotal: {7 + i}.00 EUR" for i in range(n)]
+    return [[{"role": "user", "content": task.build_prompt(doc)}] for doc in docs]
+
+
+def test_untrained_model_answers_validate_greedy_and_sampled(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    constraint = JsonGrammar.for_model(model, tokenizer).constraint(NESTED)
+    assert constraint.max_tokens is not None and constraint.min_tokens < constraint.max_tokens
+    prompts = _prompts(IDPTask(NESTED), 4)
+    raw = generate(model, tokenizer, prompts, 2, 24)
+    assert not any(_valid(text) for text in raw)  # without the grammar the tiny model writes no JSON
+    for text in generate(model, tokenizer, prompts, 2, constraint.max_tokens, grammar=constraint.grammar):
+        jsonschema.validate(json.loads(text), NESTED)
+    sampled = sample(model, tokenizer, prompts[:2], 3, 6, constraint.max_tokens, temperature=1.0, top_p=0.9,
+                     grammar=constraint.grammar)
+    for answers in sampled:
+        for text in answers:
+            jsonschema.validate(json.loads(text), NESTED)
+
+
+def _valid(text: str) -> bool:
+    try:
+        jsonschema.validate(json.loads(text), NESTED)
+    except (ValueError, jsonschema.ValidationError):
+        return False
+    return True
+
+
+def test_evaluate_is_constrained_by_default_and_says_so(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    task = IDPTask(NESTED)
+    examples = [{"id": str(i), "prompt": p, "reference": {"document_type": "invoice", "total": "7.00"}, "class": "x"}
+                for i, p in enumerate(_prompts(task, 3))]
+    report = evaluate(model, tokenizer, task, examples, EvalSettings(batch_size=3), None)
+    assert report.metrics["schema_valid_rate"] == 1.0 and report.metrics["json_valid_rate"] == 1.0
+    assert report.metrics["constrained_decoding"] == 1.0
+    raw = evaluate(model, tokenizer, task, examples, EvalSettings(batch_size=3, max_new_tokens=24, constrained=False),
+                   None)
+    assert raw.metrics["constrained_decoding"] == 0.0 and raw.metrics["schema_valid_rate"] == 0.0
+
+
+def test_max_tokens_tightens_open_bounds_so_answers_still_close(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    grammar = JsonGrammar.for_model(model, tokenizer)
+    loose = grammar.constraint(NESTED)
+    assert loose.max_tokens is not None
+    limit = loose.max_tokens // 2
+    tight = grammar.constraint(NESTED, max_tokens=limit)
+    assert tight.max_tokens is not None and tight.max_tokens <= limit + 1  # + the end-of-sequence token
+    for text in generate(model, tokenizer, _prompts(IDPTask(NESTED), 2), 2, limit, grammar=tight.grammar):
+        jsonschema.validate(json.loads(text), NESTED)
+
+
+def test_field_report_groups_and_error_table(tiny: tuple[Any, Any], tmp_path: Any, monkeypatch: Any) -> None:
+    """Per-path precision/recall inside objects and line items, metrics per language / scan group, and the
+    error table of the worst fields written beside the predictions."""
+    import llmops.evaluation.eval_set as runner
+
+    task = IDPTask(None)
+    gold = {"seller": {"name": "Acme"}, "line_items": [{"amount": "1.00"}, {"amount": "2.00"}], "total": "3.00"}
+    answers = ['{"seller": {"name": "Acme"}, "line_items": [{"amount": "1.00"}], "total": "3.00"}',
+               '{"seller": {"name": "Acne"}, "line_items": [{"amount": "1.00"}, {"amount": "2.00"}], "total": "3"}']
+    examples = [{"id": f"d{i}", "prompt": [{"role": "user", "content": "x"}], "reference": gold, "class": "invoice",
+                 "groups": [f"lang-{lang}", scan]} for i, (lang, scan) in enumerate((("de", "digital"),
+                                                                                     ("en", "scanned")))]
+    monkeypatch.setattr(runner, "generate", lambda *args, **kwargs: answers)
+    out = tmp_path / "predictions.jsonl"
+    report = evaluate(*tiny, task, examples, EvalSettings(), out)
+    m = report.metrics
+    assert m["field/line_items.amount/precision"] == 1.0 and m["field/line_items.amount/recall"] == 0.75
+    assert m["field/seller.name/f1"] == 0.5 and m["field/total/f1"] == 0.5
+    assert m["lang-de/field_f1"] == 3 / (3 + 1 / 2) and m["scanned/exact_match"] == 0.0
+    assert m["digital/field_f1"] == m["lang-de/field_f1"] and m["lang-en/field_f1"] == m["scanned/field_f1"]
+    errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert {"document": "d1", "field": "seller.name", "expected": "Acme", "predicted": "Acne"} in errors
+    assert {"document": "d0", "field": "line_items.amount", "expected": ["1.00", "2.00"],
+            "predicted": "1.00"} in errors
+    assert not any(e["field"] == "total" and e["document"] == "d0" for e in errors)
