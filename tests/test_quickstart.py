@@ -45,16 +45,18 @@ def test_quickstart_qlora_trains_through_4bit_layers(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quickstart_default_learns_on_the_real_model(tmp_path: Path) -> None:
-    """The must-show: SmolLM2-135M-Instruct (LoRA) reaches held-out field F1 >= 0.95 (>= 0.5 above the baseline)
-    and exact match >= 0.8, registered as champion; MLflow holds the run, whose params name the real model."""
+    """The must-show on realistic documents (full-page PDFs and scans, unseen layouts): SmolLM2-135M-Instruct
+    (LoRA) reaches held-out field F1 >= 0.90 with every answer schema-valid, registered as champion; MLflow holds
+    the run, whose params name the real model."""
     from mlflow.tracking import MlflowClient
 
     proc = _quickstart(tmp_path, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(tmp_path)
     f1, base = summary["metrics"]["field_f1"], summary["baseline"]["field_f1"]
-    assert f1 >= 0.95 and f1 - base >= 0.5, (f1, base)
-    assert summary["metrics"]["exact_match"] >= 0.8, summary["metrics"]
+    assert f1 >= 0.90 and f1 - base >= 0.5, (f1, base)
+    assert summary["metrics"]["schema_valid_rate"] == 1.0 and summary["metrics"]["constrained_decoding"] == 1.0
+    assert summary["metrics"]["scanned/field_f1"] >= 0.80, summary["metrics"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'qs' / 'mlflow.db'}")
     run = client.get_run(summary["run_id"])
     assert run.data.params["student"] == "smollm2-135m-instruct"

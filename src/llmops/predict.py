@@ -29,7 +29,7 @@ def predict(model: str, document: str | None = None, schema: str | None = None, 
     quiet_libraries()
     mdl, tok = load_for_inference(resolve_model(model))
     settings = SimpleNamespace(max_new_tokens=max_new_tokens, constrained=constrained)
-    grammar, limit = decoding(mdl, tok, task, settings)
+    grammar, limit = decoding(mdl, tok, task, settings, tighten=max_new_tokens is not None)
     out = generate(mdl, tok, [[{"role": "user", "content": text}]], 1, limit, desc="predict", grammar=grammar)[0]
     if prompt:
         return full_code(source, out)

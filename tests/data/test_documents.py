@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llmops.data import documents
-from llmops.data.documents import document_text, inline_files, join_pages, page_marker
+from llmops.data.documents import char_error_rate, document_text, inline_files, join_pages, page_marker
 from llmops.errors import DataError
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -45,17 +45,6 @@ def _squash(text: str) -> str:
     return "".join(text.split())
 
 
-def _cer(found: str, truth: str) -> float:
-    """Character error rate: Levenshtein distance / len(truth), whitespace ignored."""
-    a, b = _squash(found), _squash(truth)
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, start=1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1] / max(1, len(b))
-
-
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMOPS_CACHE", str(tmp_path / "cache"))
@@ -77,7 +66,7 @@ def test_ocr_reads_a_rendered_page_within_a_character_error_bound(tmp_path: Path
         image.save(buf, fmt)
         path = tmp_path / f"scan{suffix}"
         path.write_bytes(buf.getvalue())
-        assert _cer(document_text(str(path)), truth) < 0.05
+        assert char_error_rate(document_text(str(path)), truth) < 0.05
 
 
 def test_a_pdf_page_without_text_goes_to_ocr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,7 +83,7 @@ def test_a_pdf_page_without_text_goes_to_ocr(tmp_path: Path, monkeypatch: pytest
     real = documents.ocr_image
     monkeypatch.setattr(documents, "ocr_image", lambda image: calls.append(1) or real(image))
     text = document_text(str(scanned))
-    assert calls == [1] and _cer(text, "\n".join(PAGES[0])) < 0.05
+    assert calls == [1] and char_error_rate(text, "\n".join(PAGES[0])) < 0.05
     # Read again: the cached text, no OCR.
     assert document_text(str(scanned)) == text and calls == [1]
 

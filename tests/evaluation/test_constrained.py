@@ -69,7 +69,10 @@ def test_evaluate_is_constrained_by_default_and_says_so(tiny: tuple[Any, Any]) -
     task = IDPTask(NESTED)
     examples = [{"id": str(i), "prompt": p, "reference": {"document_type": "invoice", "total": "7.00"}, "class": "x"}
                 for i, p in enumerate(_prompts(task, 3))]
-    report = evaluate(model, tokenizer, task, examples, EvalSettings(batch_size=3), None)
+    bound = JsonGrammar.for_model(model, tokenizer).constraint(NESTED).max_tokens
+    # Up to the schema's bound every answer closes (unset, the limit comes from the short gold answers here, and
+    # the untrained model's long answers would be cut).
+    report = evaluate(model, tokenizer, task, examples, EvalSettings(batch_size=3, max_new_tokens=bound), None)
     assert report.metrics["schema_valid_rate"] == 1.0 and report.metrics["json_valid_rate"] == 1.0
     assert report.metrics["constrained_decoding"] == 1.0
     raw = evaluate(model, tokenizer, task, examples, EvalSettings(batch_size=3, max_new_tokens=24, constrained=False),
@@ -114,3 +117,19 @@ def test_field_report_groups_and_error_table(tiny: tuple[Any, Any], tmp_path: An
     assert {"document": "d0", "field": "line_items.amount", "expected": ["1.00", "2.00"],
             "predicted": "1.00"} in errors
     assert not any(e["field"] == "total" and e["document"] == "d0" for e in errors)
+
+
+def test_max_new_tokens_unset_comes_from_the_gold_answers_else_the_schema_bound(tiny: tuple[Any, Any]) -> None:
+    from types import SimpleNamespace
+
+    from llmops.evaluation.eval_set import GOLD_MARGIN, decoding
+
+    model, tokenizer = tiny
+    task, unset = IDPTask(NESTED), SimpleNamespace(max_new_tokens=None, constrained=True)
+    bound = JsonGrammar.for_model(model, tokenizer).constraint(NESTED).max_tokens
+    assert decoding(model, tokenizer, task, unset, gold_tokens=40)[1] == int(GOLD_MARGIN * 40) + 16 < bound
+    assert decoding(model, tokenizer, task, unset)[1] == bound  # no gold (predict): every answer closes
+    given = SimpleNamespace(max_new_tokens=30, constrained=True)
+    assert decoding(model, tokenizer, task, given, gold_tokens=40)[1] == 30
+    raw = SimpleNamespace(max_new_tokens=None, constrained=False)
+    assert decoding(model, tokenizer, task, raw, gold_tokens=40) == (None, int(GOLD_MARGIN * 40) + 16)

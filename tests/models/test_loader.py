@@ -107,3 +107,27 @@ def test_qlora_under_ddp_loads_on_the_ranks_own_gpu(monkeypatch: pytest.MonkeyPa
     assert device.quantized_device_map() == {"": 0}
     monkeypatch.setattr(device, "has_cuda", lambda: False)
     assert device.quantized_device_map() == {"": "cpu"}
+
+
+def test_lora_on_the_top_layers_only_leaves_the_lower_layers_without_gradients(tiny_model_dir: Path) -> None:
+    import torch
+
+    model, _ = load_student(str(tiny_model_dir), PeftSettings(method="lora", top_layers=1), TrainingSettings())
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".layers.1." in n and "lora_" in n for n in trainable)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable} == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}  # all-linear, spelt out
+    # The lower layer's activations need no gradient: the backward pass stops at the first adapted layer.
+    seen = []
+    layer0 = model.base_model.model.model.layers[0]
+    layer0.register_forward_hook(lambda mod, inp, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    model(input_ids=torch.tensor([[1, 2, 3]])).logits.sum().backward()
+    assert not seen[0].requires_grad
+
+
+def test_attention_kernel_follows_the_example_length() -> None:
+    from llmops.models.device import EAGER_MAX_LEN, attn_implementation
+
+    assert attn_implementation(TrainingSettings(max_len=EAGER_MAX_LEN)) == "eager"
+    assert attn_implementation(TrainingSettings(max_len=EAGER_MAX_LEN + 1)) == "sdpa"
+    assert attn_implementation(TrainingSettings(max_len=2048, attn_implementation="eager")) == "eager"

@@ -29,13 +29,26 @@ def test_build_prompt_fixed_format() -> None:
     prompt = IDPTask({"type": "object", "properties": {"n": {"type": "string"}}}).build_prompt("Doc é")
     assert prompt == (
         "Extract the fields from the document as JSON matching the schema. Answer with JSON only.\n"
-        'Schema: {"type":"object","properties":{"n":{"type":"string"}}}\n'
+        "Fields: n\n"
         "Document:\nDoc é"
     )
     assert IDPTask(None).build_prompt("D") == (
         "Extract the fields from the document as JSON matching the schema. Answer with JSON only.\nDocument:\nD"
     )
     assert IDPTask(None).format_answer({"n": "é"}) == '{"n": "é"}'
+
+
+def test_schema_outline_names_nested_fields_choices_and_formats() -> None:
+    from llmops.tasks.idp import schema_outline
+
+    party = {"type": "object", "properties": {"name": {"type": "string"}, "vat": {"type": ["string", "null"]}}}
+    schema = {"type": "object", "$defs": {"party": party}, "properties": {
+        "kind": {"enum": ["invoice", "receipt", None]}, "day": {"type": ["string", "null"], "format": "date"},
+        "seller": {"$ref": "#/$defs/party"}, "buyer": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/party"}]},
+        "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": {}, "qty": {"type": "number"}}}},
+        "tags": {"type": "array", "items": {"type": "string"}}}}
+    assert schema_outline(schema) == ("kind (invoice|receipt), day (date), seller {name, vat}, buyer {name, vat}, "
+                                      "lines [{sku, qty}], tags [...]")
 
 
 @pytest.mark.parametrize(

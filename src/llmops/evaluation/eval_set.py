@@ -12,6 +12,7 @@ from llmops.evaluation.report import write_jsonl
 from llmops.tasks.base import Task, class_of
 
 DEFAULT_MAX_NEW_TOKENS = 256
+GOLD_MARGIN = 1.25  # eval.max_new_tokens unset: answers may be this much longer than the longest gold answer
 
 
 @dataclass
@@ -41,22 +42,40 @@ def _sampled_metrics(model: Any, tokenizer: Any, task: Task, prompts: list, refe
     return task.score_samples(samples, references, classes, ks)
 
 
-def decoding(model: Any, tokenizer: Any, task: Task, settings: Any) -> tuple[Any, int]:
+def decoding(model: Any, tokenizer: Any, task: Task, settings: Any, gold_tokens: int | None = None,
+             tighten: bool = False) -> tuple[Any, int]:
     """(the compiled JSON grammar or None, max_new_tokens) of an evaluation: IDP decodes under its schema (any JSON
-    object without one) unless `eval.constrained` is false; `eval.max_new_tokens` unset means the longest answer
-    the schema allows (DEFAULT_MAX_NEW_TOKENS without a grammar)."""
+    object without one) unless `eval.constrained` is false.
+
+    max_new_tokens: `settings.max_new_tokens`; unset, GOLD_MARGIN times `gold_tokens` (the longest gold answer of
+    the eval set, in tokens) when given, else the longest answer the schema allows (its bound: every answer closes
+    before it), else DEFAULT_MAX_NEW_TOKENS. An untrained model under a grammar tends to fill every string to its
+    bound (measured: ~1,000 tokens an answer where the gold has ~330); an answer that much longer than any gold one
+    cannot be right, so evaluation cuts it (it then counts as unparsed) instead of spending minutes on it. With
+    `tighten` (a user's explicit limit, as `llmops serve` does with max_tokens) the schema's open bounds are
+    narrowed until every answer fits the limit instead."""
+    wanted = settings.max_new_tokens or (int(GOLD_MARGIN * gold_tokens) + 16 if gold_tokens else None)
     if not is_constrained(task, settings):
-        return None, settings.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+        return None, wanted or DEFAULT_MAX_NEW_TOKENS
     from llmops.evaluation.constrained import JsonGrammar
 
     schema = task.schema if task.schema is not None else {"type": "object"}
     try:
-        constraint = JsonGrammar.for_model(model, tokenizer).constraint(schema, settings.max_new_tokens)
+        constraint = JsonGrammar.for_model(model, tokenizer).constraint(schema, wanted if tighten else None)
     except ValueError as exc:
         raise DataError(f"schema: constrained decoding cannot compile it ({exc}); set eval.constrained=false "
                         "to evaluate without it") from None
-    limit = settings.max_new_tokens or constraint.max_tokens or DEFAULT_MAX_NEW_TOKENS
-    return constraint.grammar, limit
+    limits = [x for x in (wanted, constraint.max_tokens) if x]
+    return constraint.grammar, min(limits) if limits else DEFAULT_MAX_NEW_TOKENS
+
+
+def _gold_tokens(tokenizer: Any, task: Task, references: list[Any]) -> int | None:
+    """The length in tokens of the longest gold answer (IDP: the gold JSON as training writes it), or None."""
+    if not getattr(task, "answers_json", False):
+        return None
+    lengths = [len(tokenizer(task.format_answer(ref), add_special_tokens=False)["input_ids"])
+               for ref in references if ref is not None]
+    return max(lengths, default=0) or None
 
 
 def is_constrained(task: Task, settings: Any) -> bool:
@@ -81,7 +100,7 @@ def evaluate(
     prompts = [task.build_messages(example) for example in examples]
     references = [task.reference(example) for example in examples]
     classes = [class_of(example) for example in examples]
-    grammar, max_new_tokens = decoding(model, tokenizer, task, settings)
+    grammar, max_new_tokens = decoding(model, tokenizer, task, settings, _gold_tokens(tokenizer, task, references))
     outputs = generate(model, tokenizer, prompts, settings.batch_size, max_new_tokens, desc="evaluating",
                        bf16=settings.bf16, grammar=grammar, names=[str(ex.get("id", i)) for i, ex in enumerate(examples)])
     metrics = task.score(outputs, references, classes)

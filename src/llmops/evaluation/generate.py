@@ -33,10 +33,17 @@ def _render(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def prompt_limit(model: Any, max_new_tokens: int) -> int | None:
-    """The longest prompt that leaves room for `max_new_tokens` in the model's context (None: unknown)."""
+def _positions(model: Any) -> int | None:
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    return max(1, int(positions) - max_new_tokens) if positions else None
+    return int(positions) if positions else None
+
+
+def prompt_limit(model: Any, max_new_tokens: int) -> int | None:
+    """The longest prompt that leaves room for `max_new_tokens` in the model's context (None: unknown); an answer
+    budget over half the context (a schema's bound) keeps at least half of it for the prompt, and is itself cut
+    to what the prompt leaves (`_generate_ids`)."""
+    positions = _positions(model)
+    return positions - min(max_new_tokens, positions // 2) if positions else None
 
 
 def _left_pad(batch: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
@@ -164,9 +171,13 @@ def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_si
             for start in range(0, len(order), batch_size):
                 indices = order[start:start + batch_size]
                 input_ids, attention = _left_pad([encoded[i] for i in indices], pad_id, model.device)
+                batch_options = dict(options)
+                room = _positions(model)
+                if room and "max_new_tokens" in options:  # never past the context
+                    batch_options["max_new_tokens"] = max(1, min(options["max_new_tokens"], room - input_ids.shape[1]))
                 generated = model.generate(input_ids=input_ids, attention_mask=attention, eos_token_id=eos,
                                            pad_token_id=pad_id, **_grammar_options(grammar, len(indices), model,
-                                                                                   options))
+                                                                                   batch_options))
                 for row, i in enumerate(indices):
                     new_ids = _until_eos(generated[row, input_ids.shape[1]:].tolist(), eos)
                     outputs[i] = tokenizer.decode(new_ids, skip_special_tokens=True)

@@ -100,12 +100,19 @@ def quantized_device_map() -> dict[str, Any]:
 
 
 def attn_implementation(training: TrainingSettings) -> str | None:
-    """The attention kernel to train with: as set; None = eager on CPU (its backward beat SDPA's CPU flash kernel
-    by ~15% on 300-token batches, bench/sft_real_model.py), the model's own default on a GPU or with packing (the
-    packed-attention kernel that keeps packed documents apart wraps SDPA)."""
+    """The attention kernel to train with: as set; None = on CPU eager for short examples (max_len up to
+    EAGER_MAX_LEN: its backward beat SDPA's CPU flash kernel by ~15% on 300-token batches, bench/sft_real_model.py)
+    and SDPA for longer ones (full pages: SmolLM2, batches of 4 x 1,200 tokens, 2 cores: SDPA 394 tokens/s, eager
+    96, its attention matrices growing with the square of the length); the model's own default on a GPU or with
+    packing (the packed-attention kernel that keeps packed documents apart wraps SDPA)."""
     if training.attn_implementation:
         return training.attn_implementation
-    return None if has_cuda() or training.packing else "eager"
+    if has_cuda() or training.packing:
+        return None
+    return "eager" if training.max_len <= EAGER_MAX_LEN else "sdpa"
+
+
+EAGER_MAX_LEN = 512
 
 
 def use_gradient_checkpointing(training: TrainingSettings) -> bool:

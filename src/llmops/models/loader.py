@@ -137,18 +137,31 @@ def _load_model(path: str, training: TrainingSettings, quantized: bool) -> Any:
     return model
 
 
-def lora_config(peft: PeftSettings, num_layers: int | None = None) -> Any:
-    """The peft LoraConfig for these settings (`num_layers`: the model's decoder depth, for peft.top_layers)."""
+def _linear_names(model: Any) -> list[str]:
+    """The names of the decoder's linear layers ("all-linear" spelt out: peft needs a list with layer indices)."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and module is not head and ".layers." in f".{name}"}
+    return sorted(names)
+
+
+def lora_config(peft: PeftSettings, model: Any = None) -> Any:
+    """The peft LoraConfig for these settings (`model`: the model it applies to, for peft.top_layers)."""
     from peft import LoraConfig
 
-    layers = None
-    if peft.top_layers is not None and num_layers:
-        layers = list(range(max(0, num_layers - peft.top_layers), num_layers))
+    layers, targets = None, peft.target_modules
+    depth = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if peft.top_layers is not None and depth:
+        layers = list(range(max(0, depth - peft.top_layers), depth))
+        if targets == "all-linear":
+            targets = _linear_names(model)
     return LoraConfig(
         r=peft.r,
         lora_alpha=peft.alpha,
         lora_dropout=peft.dropout,
-        target_modules=peft.target_modules,
+        target_modules=targets,
         layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
@@ -168,7 +181,7 @@ def _apply_peft(model: Any, peft: PeftSettings, training: TrainingSettings) -> A
             model, use_gradient_checkpointing=use_gradient_checkpointing(training)
         )
     try:
-        return get_peft_model(model, lora_config(peft, getattr(model.config, "num_hidden_layers", None)))
+        return get_peft_model(model, lora_config(peft, model))
     except ValueError as e:
         raise ModelError(f"peft.target_modules {peft.target_modules!r}: {e}") from None
 

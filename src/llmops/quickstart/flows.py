@@ -40,6 +40,21 @@ def _build_model(workdir: Path, flow: str, role: str, texts: list[str], settings
                             num_heads=heads, seed=settings.seed)
 
 
+def _document_inputs(workdir: Path, settings: Any, console: Any) -> tuple[dict[str, Any], list[str]]:
+    """Realistic IDP documents (full-page PDFs and scans, three languages, unseen layouts held out): config entries."""
+    from llmops.quickstart.idp_documents import generate_document_dataset
+
+    n_eval = settings.n_eval_per_class * 3
+    with _console().status(f"writing {settings.n_train + n_eval} documents (PDFs and scans)"):
+        data = generate_document_dataset(workdir / "data", settings.n_train, n_eval, settings.seed,
+                                         settings.scan_fraction)
+    console.print(f"data: {data.train} (train: PDFs and scans of {settings.n_train} documents, 12 layouts), "
+                  f"{data.eval} (held-out: {n_eval} documents in 4 layouts and with values never seen in training)")
+    entries = {"data": str(data.train), "eval_data": str(data.eval), "schema": str(data.schema),
+               "document": str(data.sample_document)}
+    return entries, []
+
+
 def _idp_inputs(workdir: Path, settings: Any, console: Any) -> tuple[dict[str, Any], list[str]]:
     """Synthetic IDP data: config entries for it and the tokenizer's training texts."""
     from llmops.quickstart.idp_data import generate_idp_dataset, tokenizer_corpus
@@ -106,7 +121,7 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
         from llmops.models.loader import resolve_model_path
 
         console.print(f"student: {model} ({resolve_model_path(model)})")
-    inputs = _codegen_inputs if flow == "codegen" else _idp_inputs
+    inputs = _codegen_inputs if flow == "codegen" else _idp_inputs if tiny else _document_inputs
     entries, corpus = inputs(workdir, settings, console)
     s = settings
     entries.update({"save_dir": str(workdir / "runs"), "tracking": {"tracking_uri": _tracking_uri(workdir)}})

@@ -1,0 +1,61 @@
+"""`llmops predict` on the documents users have: a born-digital PDF, a scanned (image-only) PDF and a PNG photo,
+through the one reader; an untrained model under the schema still answers with schema-valid JSON every time."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "document_number": {"type": "string", "maxLength": 24},
+        "issue_date": {"type": ["string", "null"], "format": "date"},
+        "seller": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}},
+                   "required": ["name"], "additionalProperties": False},
+        "line_items": {"type": "array", "maxItems": 3, "items": {
+            "type": "object", "properties": {"description": {"type": "string", "maxLength": 40},
+                                             "amount": {"type": "string", "pattern": "^[0-9]{1,6}\\.[0-9]{2}$"}},
+            "required": ["description", "amount"], "additionalProperties": False}},
+        "total": {"type": "string", "pattern": "^[0-9]{1,6}\\.[0-9]{2}$"},
+    },
+    "required": ["document_number", "issue_date", "seller", "line_items", "total"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A generated invoice as a born-digital PDF, an image-only PDF scan and a PNG photo."""
+    from llmops.quickstart.doc_render import render_pdf, scan
+    from llmops.quickstart.doc_values import DocValues
+    from llmops.quickstart.idp_documents import build_document
+
+    root = tmp_path_factory.mktemp("docs")
+    doc = build_document(DocValues(random.Random(4), True), "invoice", "de")
+    pdf, _ = render_pdf(doc, 13, "de")
+    paths = {"pdf": root / "invoice.pdf", "scan": root / "scan.pdf", "png": root / "photo.png"}
+    paths["pdf"].write_bytes(pdf)
+    paths["scan"].write_bytes(scan(pdf, random.Random(1), "pdf"))
+    paths["png"].write_bytes(scan(pdf, random.Random(2), "png"))
+    (root / "schema.json").write_text(json.dumps(SCHEMA), encoding="utf-8")
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["pdf", "scan", "png"])
+def test_predict_reads_the_document_and_answers_schema_valid_json(documents: dict[str, Path], kind: str,
+                                                                  tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "LLMOPS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "llmops.cli", "predict", "--model", str(tiny_model_dir),
+                           "--schema", str(documents["pdf"].with_name("schema.json")), "--document",
+                           str(documents[kind])], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jsonschema.validate(json.loads(proc.stdout), SCHEMA)  # the untrained model's answer, decoded under the schema
+    assert (tmp_path / "cache" / "documents").is_dir()  # read by the one reader (and cached)
