@@ -49,13 +49,28 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-@pytest.mark.parametrize("kind", ["pdf", "scan", "png"])
-def test_predict_reads_the_document_and_answers_schema_valid_json(documents: dict[str, Path], kind: str,
-                                                                  tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_predict_reads_a_pdf_and_answers_schema_valid_json(documents: dict[str, Path], tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
     env = {**os.environ, "LLMOPS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "llmops.cli", "predict", "--model", str(tiny_model_dir),
                            "--schema", str(documents["pdf"].with_name("schema.json")), "--document",
-                           str(documents[kind])], capture_output=True, text=True, timeout=300, env=env)
+                           str(documents["pdf"])], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     jsonschema.validate(json.loads(proc.stdout), SCHEMA)  # the untrained model's answer, decoded under the schema
     assert (tmp_path / "cache" / "documents").is_dir()  # read by the one reader (and cached)
+
+
+@pytest.mark.parametrize("kind", ["scan", "png"])
+def test_predict_reads_scans_through_ocr(documents: dict[str, Path], kind: str, tiny_model_dir: Path,
+                                         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from llmops.data import documents as reader
+    from llmops.predict import predict
+
+    monkeypatch.setenv("LLMOPS_CACHE", str(tmp_path / "cache"))
+    read = []
+    real = reader.ocr_image
+    monkeypatch.setattr(reader, "ocr_image", lambda image: read.append(real(image)) or read[-1])
+    out = predict(str(tiny_model_dir), document=str(documents[kind]), schema=str(documents["pdf"].with_name(
+        "schema.json")))
+    jsonschema.validate(json.loads(out), SCHEMA)
+    assert len(read) == 1 and "Rechnung" in read[0]  # the page went through OCR
