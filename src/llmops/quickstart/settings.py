@@ -30,7 +30,7 @@ def settings_for(flow: str, pretrained: bool = True) -> QuickstartSettings:
     if pretrained:
         if flow == "codegen":
             return replace(QuickstartSettings(), n_train=256, n_eval_per_class=10)  # 64 steps x batch 4
-        # Realistic documents (idp_documents.py): 40 steps x batch 4; 8 held-out documents per class.
+        # Realistic documents (idp_documents.py): 80 steps x batch 2; 8 held-out documents per class.
         return replace(QuickstartSettings(), n_train=160, n_eval_per_class=8)
     if flow == "codegen":
         return replace(QuickstartSettings(), n_train=20000, n_eval_per_class=25)
