@@ -85,6 +85,7 @@ bench: install-dev install-bwrap install-ocr
 	$(BIN)/python bench/kd_cache.py
 	$(BIN)/python bench/serve_throughput.py
 	$(BIN)/python bench/sft_real_model.py
+	$(BIN)/python bench/document_reader.py
 
 # The image of the Kubeflow steps (docker/Dockerfile; CUDA, the package with [gpu,kfp,serve], non-root user).
 # IMAGE's default is kfp.image's default; push it to the registry the cluster pulls from.

@@ -4,7 +4,7 @@
   (bench/document_reader.py): on generated documents whose true text is known, PDFium's text came closest to it and
   fastest (pypdf's plain and layout modes and pdfplumber were compared).
 - A PDF page without a text layer (a scan saved as PDF) is rendered and read by OCR, page by page, automatically.
-- Images (PNG, JPEG, TIFF, every frame of a multi-page TIFF) go to OCR: Tesseract through pytesseract, with every
+- Images (PNG, JPEG, TIFF, every frame of a multi-page TIFF) go to OCR: the Tesseract command, with every
   installed language of English, German and French (`ocr_languages`).
 - Text files are decoded as UTF-8.
 
@@ -69,15 +69,30 @@ def _kind(location: str, data: bytes) -> str:
 # --- OCR ------------------------------------------------------------------------------------------------------
 
 
+_NO_TESSERACT = ("reading a scan needs the Tesseract OCR engine: install it with `make install-ocr` (Debian: "
+                 "apt-get install tesseract-ocr tesseract-ocr-deu tesseract-ocr-fra)")
+
+
+def _tesseract(*args: str, stdin: bytes | None = None) -> bytes:
+    """Run the `tesseract` command on one thread (its own environment only: OMP_THREAD_LIMIT must not reach this
+    process's torch); its standard output."""
+    import subprocess
+
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    try:
+        done = subprocess.run(["tesseract", *args], input=stdin, capture_output=True, env=env, timeout=600,
+                              check=False)
+    except FileNotFoundError:
+        raise DataError(_NO_TESSERACT) from None
+    if done.returncode != 0:
+        raise DataError(f"tesseract failed: {done.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+    return done.stdout
+
+
 def ocr_languages() -> str:
     """Tesseract's language argument: the installed ones of English, German and French ("eng+deu+fra")."""
-    import pytesseract
-
-    try:
-        installed = set(pytesseract.get_languages(config=""))
-    except (pytesseract.TesseractNotFoundError, OSError):
-        raise DataError("reading a scan needs the Tesseract OCR engine: install it with `make install-ocr` "
-                        "(Debian: apt-get install tesseract-ocr tesseract-ocr-deu tesseract-ocr-fra)") from None
+    lines = _tesseract("--list-langs").decode(errors="replace").splitlines()
+    installed = {line.strip() for line in lines[1:] if line.strip()}  # the first line is a header
     chosen = [lang for lang in ("eng", "deu", "fra") if lang in installed]
     return "+".join(chosen or sorted(installed - {"osd"})[:1] or ["eng"])
 
@@ -86,13 +101,10 @@ def ocr_image(image: Any) -> str:
     """The text of a PIL image read by Tesseract (page segmentation: automatic). Tesseract runs on one thread:
     its OpenMP threads spin on small machines (measured on 2 cores: 8.8 s a page with them, 1.6 s without);
     documents are read in parallel instead (`inline_files`)."""
-    import pytesseract
-
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # read by the tesseract process pytesseract starts
-    try:
-        return pytesseract.image_to_string(image.convert("L"), lang=ocr_languages(), config="--psm 3")
-    except pytesseract.TesseractNotFoundError:
-        raise DataError("reading a scan needs the Tesseract OCR engine: install it with `make install-ocr`") from None
+    buf = io.BytesIO()
+    image.convert("L").save(buf, "PNG")
+    return _tesseract("stdin", "stdout", "-l", ocr_languages(), "--psm", "3", stdin=buf.getvalue()).decode(
+        "utf-8", errors="replace")
 
 
 def _image_pages(location: str, data: bytes) -> list[str]:
