@@ -15,7 +15,7 @@ Exact match compares the whole normalised documents (list order kept) and needs 
 Per-field F1 groups pairs by their top-level key (keys found only in predictions are left out there; they still
 count as false positives overall).
 
-Extraction from model output: the JSON in the first ```-fenced block that holds some, else in the whole text: the
+Extraction from model output (`json_answers`): the JSON in the first ```-fenced block that holds some, else in the whole text: the
 first top-level balanced {...} that parses (brackets matched outside strings, surrounding text ignored), else the
 first such [...]. An unclosed object (output cut at max_new_tokens) yields None rather than an inner fragment.
 """
@@ -24,95 +24,23 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from llmops.data.io import read_text
 from llmops.errors import DataError
 from llmops.tasks.base import DEFAULT_CLASS, per_class
+from llmops.tasks.json_answers import extract_json
+from llmops.tasks.schema_outline import schema_outline
+
+__all__ = ["IDPTask", "extract_json", "flatten", "load_schema", "match", "normalize", "schema_outline"]
 
 INSTRUCTION = "Extract the fields from the document as JSON matching the schema. Answer with JSON only."
 METRIC_KEYS = (
     "field_f1", "field_precision", "field_recall", "exact_match", "json_valid_rate", "schema_valid_rate",
 )
 ROOT_FIELD = "(root)"
-_FENCE = re.compile(r"```[^\n`]*\n?(.*?)```", re.DOTALL)
-_CLOSER = {"{": "}", "[": "]"}
-
-
-# --- JSON extraction ------------------------------------------------------------------------------------------
-
-
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index after the bracket closing text[start] (string-aware); None if never closed; -j-1 on a mismatch at j."""
-    stack: list[str] = []
-    in_string = escaped = False
-    for j in range(start, len(text)):
-        char = text[j]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in _CLOSER:
-            stack.append(_CLOSER[char])
-        elif char in "}]":
-            if stack.pop() != char:
-                return -j - 1
-            if not stack:
-                return j + 1
-    return None
-
-
-def _top_level_spans(text: str) -> Iterator[str]:
-    """Each top-level balanced {...} or [...] span of `text`, in order."""
-    i = 0
-    while i < len(text):
-        if text[i] not in _CLOSER:
-            i += 1
-            continue
-        end = _balanced_end(text, i)
-        if end is None:
-            # Unclosed (usually output cut at max_new_tokens): inner objects would be misleading fragments.
-            return
-        if end < 0:
-            i = -end
-            continue
-        yield text[i:end]
-        i = end
-
-
-def _first_json(text: str) -> Any | None:
-    """The first top-level JSON object in `text`, else its first JSON array, else None."""
-    first_list = None
-    for span in _top_level_spans(text):
-        try:
-            value = json.loads(span, strict=False)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-        if first_list is None:
-            first_list = value
-    return first_list
-
-
-def extract_json(text: str) -> Any | None:
-    """The JSON object (or array) in model output: fenced blocks first, then the whole text; None if none parses."""
-    if not text:
-        return None
-    for block in _FENCE.findall(text):
-        value = _first_json(block)
-        if value is not None:
-            return value
-    return _first_json(text)
 
 
 # --- normalisation and field matching -------------------------------------------------------------------------
@@ -232,45 +160,6 @@ def _schema_validator(schema: dict[str, Any], name: str) -> Any:
         where = "/".join(str(p) for p in exc.path) or "(top level)"
         raise DataError(f"{name}: invalid JSON Schema at {where}: {exc.message}") from None
     return cls(schema)
-
-
-def _resolve_ref(node: Any, root: dict[str, Any]) -> Any:
-    """`node` with a local `$ref` ("#/$defs/x") followed, once."""
-    ref = node.get("$ref") if isinstance(node, dict) else None
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part, {}) if isinstance(target, dict) else {}
-        return target
-    return node
-
-
-def _outline(node: Any, root: dict[str, Any], depth: int) -> str:
-    """The outline of one schema node: `{a, b [..]}` for objects, `[...]` for arrays, choices for enums."""
-    node = _resolve_ref(node, root)
-    if not isinstance(node, dict) or depth > 6:
-        return ""
-    for key in ("anyOf", "oneOf"):
-        if isinstance(node.get(key), list):
-            parts = [p for p in (_outline(b, root, depth) for b in node[key]) if p]
-            return parts[0] if parts else ""
-    if isinstance(node.get("enum"), list) and 0 < len(node["enum"]) <= 8:
-        return "(" + "|".join(str(v) for v in node["enum"] if v is not None) + ")"
-    if isinstance(node.get("properties"), dict):
-        fields = [f"{name} {_outline(child, root, depth + 1)}".rstrip() for name, child in node["properties"].items()]
-        return "{" + ", ".join(fields) + "}"
-    if "items" in node:
-        return "[" + (_outline(node["items"], root, depth + 1) or "...") + "]"
-    return f"({node['format']})" if isinstance(node.get("format"), str) else ""
-
-
-def schema_outline(schema: dict[str, Any]) -> str:
-    """A short outline of what a schema asks for: field names, nesting, enum choices and formats, e.g.
-    `document_type (invoice|receipt), issue_date (date), seller {name, address}, line_items [{description}]`."""
-    text = _outline(schema, schema, 0)
-    if text.startswith("{") and text.endswith("}"):
-        return text[1:-1]
-    return text or json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
 
 
 def load_schema(location: str | None) -> dict[str, Any] | None:
