@@ -206,13 +206,7 @@ class DocValues(SplitValues):
 
     def stem(self) -> str:
         """A made-up company-name stem such as "Tralo"."""
-        r = self.rng
-
-        def make() -> str:
-            sylls = [r.choice(_ONSETS) + r.choice(_VOWELS) for _ in range(r.randint(2, 3))]
-            return ("".join(sylls) + r.choice(_CODAS)).capitalize()
-
-        return self._draw(make)
+        return self.syllables(_ONSETS, _VOWELS, _CODAS)
 
     def digits(self, n: int) -> str:
         """A string of `n` digits on this side of the split."""

@@ -72,13 +72,7 @@ class _Values(SplitValues):
     """Draws field values from the training side or the held-out side of each value's hash split."""
 
     def stem(self) -> str:
-        r = self.rng
-
-        def make() -> str:
-            sylls = [r.choice(_ONSETS) + r.choice(_VOWELS) for _ in range(r.randint(2, 3))]
-            return ("".join(sylls) + r.choice(_CODAS)).capitalize()
-
-        return self._draw(make)
+        return self.syllables(_ONSETS, _VOWELS, _CODAS)
 
     def company(self) -> str:
         r = self.rng

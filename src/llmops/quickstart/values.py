@@ -25,3 +25,13 @@ class SplitValues:
             value = make()
             if is_held_out(value) == self.held_out:
                 return value
+
+    def syllables(self, onsets: tuple[str, ...], vowels: tuple[str, ...], codas: tuple[str, ...]) -> str:
+        """A made-up name stem of 2-3 syllables (onset + vowel) and a coda, capitalised, from this side."""
+        r = self.rng
+
+        def make() -> str:
+            sylls = [r.choice(onsets) + r.choice(vowels) for _ in range(r.randint(2, 3))]
+            return ("".join(sylls) + r.choice(codas)).capitalize()
+
+        return self._draw(make)
