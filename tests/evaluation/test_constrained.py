@@ -133,3 +133,33 @@ def test_max_new_tokens_unset_comes_from_the_gold_answers_else_the_schema_bound(
     assert decoding(model, tokenizer, task, given, gold_tokens=40)[1] == 30
     raw = SimpleNamespace(max_new_tokens=None, constrained=False)
     assert decoding(model, tokenizer, task, raw, gold_tokens=40) == (None, int(GOLD_MARGIN * 40) + 16)
+
+
+def test_strings_may_hold_any_unescaped_character_the_schema_allows(tiny: tuple[Any, Any], capfd: Any) -> None:
+    """The bounded string pattern spans the whole of Unicode outside the surrogates: accents, a private-use
+    character and one beyond the BMP are accepted, an unescaped quote is not; xgrammar reads the pattern without a
+    warning (it printed one per string rule for a \\U escape it does not know)."""
+    import xgrammar as xgr
+
+    model, tokenizer = tiny
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 7}}, "required": ["name"]}
+    grammar = JsonGrammar.for_model(model, tokenizer).constraint(schema).grammar
+    assert "not recognized" not in capfd.readouterr().err
+    assert xgr.GrammarMatcher(grammar).accept_string(json.dumps({"name": "Café \ue001😀"}, ensure_ascii=False))
+    assert not xgr.GrammarMatcher(grammar).accept_string('{"name": "a"b"}')
+
+
+def test_an_answer_the_limit_leaves_open_is_closed_by_the_grammar(tiny: tuple[Any, Any]) -> None:
+    """Greedy decoding under a loose grammar (no tightening) with a limit far under the longest answer: the model's
+    tokens are kept and the grammar completes the JSON, so every answer still validates."""
+    from llmops.evaluation.constrained import close_answer
+
+    model, tokenizer = tiny
+    constraint = JsonGrammar.for_model(model, tokenizer).constraint(NESTED)
+    prompts = _prompts(IDPTask(NESTED), 3)
+    full = generate(model, tokenizer, prompts, 3, constraint.max_tokens, grammar=constraint.grammar)
+    short = generate(model, tokenizer, prompts, 3, 12, grammar=constraint.grammar)
+    for cut, whole in zip(short, full):
+        jsonschema.validate(json.loads(cut), NESTED)
+        assert cut[:12] == whole[:12]  # the model's own greedy start, then the closing
+    assert close_answer(constraint.grammar, tokenizer(full[0], add_special_tokens=False)["input_ids"]) == []

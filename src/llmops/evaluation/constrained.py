@@ -8,6 +8,11 @@ processor one batched `generate` call uses: each row keeps its own matcher, the 
 (temperature and top-p are applied after it, here, so that sampling never sees a token the grammar forbids), and
 once the JSON is complete the only token left is end-of-sequence. The serving engine (`llmops.serving.engine`)
 uses the same class for its `response_format` requests.
+
+`close_answer` finishes an answer that reached its token limit still open (an evaluation's limit comes from the
+gold answers, well under the schema's bound): it walks the grammar from where the model stopped, choosing at each
+step the allowed token that closes the most (quotes and brackets, then null, 0, a comma), without the model, so
+the answer keeps what was generated and still validates.
 """
 
 from __future__ import annotations
@@ -172,3 +177,67 @@ class GrammarProcessor:
             for row, (temperature, top_p) in enumerate(zip(self.temperatures, top_ps)):
                 scores[row] = sample_filter(scores[row], temperature, top_p)
         return scores
+
+
+_CLOSERS = frozenset(b'"}]')
+_RANKS: dict[int, tuple[Any, Any]] = {}  # id(compiled grammar) -> (the grammar, kept alive; its vocabulary's ranks)
+_RANKS_LOCK = threading.Lock()
+MAX_CLOSING_TOKENS = 4096
+
+
+def _closing_rank(grammar: Any) -> Any:
+    """Per token of a vocabulary, how well it closes an open JSON answer (lower first): end-of-sequence, tokens
+    made only of quotes and closing brackets (longer first), null, 0 and [], a comma, then anything else (shorter
+    first)."""
+    import numpy as np
+
+    with _RANKS_LOCK:
+        if id(grammar) in _RANKS:
+            return _RANKS[id(grammar)][1]
+        info = grammar.tokenizer_info
+        ranks = np.full(info.vocab_size, 10_000, dtype=np.int64)
+        for token, text in enumerate(info.decoded_vocab[: info.vocab_size]):
+            if not text:
+                continue
+            if set(text) <= _CLOSERS:
+                ranks[token] = 10 - min(len(text), 8)
+            elif text in (b"null", b"0", b"[]", b"{}"):
+                ranks[token] = 20
+            elif text == b",":
+                ranks[token] = 30
+            else:
+                ranks[token] = 100 + min(len(text), 50)
+        ranks[list(info.stop_token_ids)] = 0
+        if len(_RANKS) > 16:
+            _RANKS.clear()
+        _RANKS[id(grammar)] = (grammar, ranks)
+        return ranks
+
+
+def close_answer(grammar: Any, ids: list[int]) -> list[int]:
+    """The tokens that complete an answer the model left open under `grammar` (a CompiledGrammar) after `ids`
+    (its generated tokens, no end-of-sequence): [] when it is already complete. Deterministic; bounded schemas
+    always close (at most MAX_CLOSING_TOKENS)."""
+    import numpy as np
+    import xgrammar as xgr
+
+    matcher = xgr.GrammarMatcher(grammar)
+    for token in ids:
+        if not matcher.accept_token(int(token)):
+            return []  # not an answer of this grammar: nothing to close
+    ranks = _closing_rank(grammar)
+    stops = set(int(t) for t in np.flatnonzero(ranks == 0))
+    bitmask = xgr.allocate_token_bitmask(1, len(ranks))
+    added: list[int] = []
+    while not matcher.is_terminated() and len(added) < MAX_CLOSING_TOKENS:
+        matcher.fill_next_token_bitmask(bitmask, 0)
+        words = bitmask[0].numpy().astype(np.uint32)
+        allowed = np.unpackbits(words.view(np.uint8), bitorder="little")[: len(ranks)].astype(bool)
+        if not allowed.any():
+            break
+        token = int(np.where(allowed, ranks, np.iinfo(np.int64).max).argmin())
+        if token in stops:
+            break
+        matcher.accept_token(token)
+        added.append(token)
+    return added

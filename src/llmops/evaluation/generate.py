@@ -81,13 +81,14 @@ def generate(
 ) -> list[str]:
     """Greedy completions (special tokens skipped) of chat `prompts`, in input order. `bf16`: autocast (None = on
     GPUs, and on CPUs that compute bf16 natively, for a model in fp32). `grammar`: a compiled JSON grammar
-    (`llmops.evaluation.constrained`) every answer is decoded under. `names` (e.g. document ids) name a prompt that
-    is too long for the context in the warning."""
+    (`llmops.evaluation.constrained`) every answer is decoded under; an answer still open at `max_new_tokens` is
+    closed by the grammar (`constrained.close_answer`), so it parses and validates. `names` (e.g. document ids)
+    name a prompt that is too long for the context in the warning."""
     if not prompts:
         return []
     encoded = _encode(tokenizer, prompts, prompt_limit(model, max_new_tokens), names)
     return _generate_ids(model, tokenizer, encoded, batch_size, desc,
-                         {"max_new_tokens": max_new_tokens, "do_sample": False}, bf16, grammar)
+                         {"max_new_tokens": max_new_tokens, "do_sample": False}, bf16, grammar, close=True)
 
 
 def sample(
@@ -154,9 +155,13 @@ def _grammar_options(grammar: Any, rows: int, model: Any, options: dict[str, Any
 
 
 def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_size: int, desc: str,
-                  options: dict[str, Any], bf16: bool | None = None, grammar: Any = None) -> list[str]:
-    """Decoded answers to already-encoded prompts, batched longest first, in input order."""
+                  options: dict[str, Any], bf16: bool | None = None, grammar: Any = None,
+                  close: bool = False) -> list[str]:
+    """Decoded answers to already-encoded prompts, batched longest first, in input order; with `grammar` and
+    `close`, an answer the limit left open is completed by the grammar."""
     import torch
+
+    from llmops.evaluation.constrained import close_answer
 
     eos = eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
@@ -179,7 +184,10 @@ def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_si
                                            pad_token_id=pad_id, **_grammar_options(grammar, len(indices), model,
                                                                                    batch_options))
                 for row, i in enumerate(indices):
-                    new_ids = _until_eos(generated[row, input_ids.shape[1]:].tolist(), eos)
+                    raw = generated[row, input_ids.shape[1]:].tolist()
+                    new_ids = _until_eos(raw, eos)
+                    if grammar is not None and close and len(new_ids) == len(raw):  # stopped by the limit
+                        new_ids += close_answer(grammar, new_ids)
                     outputs[i] = tokenizer.decode(new_ids, skip_special_tokens=True)
                 progress.advance(bar, len(indices))
     finally:

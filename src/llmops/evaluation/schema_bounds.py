@@ -45,7 +45,7 @@ MAX_MULTIPLES = 256
 # A generated JSON string may not hold raw control characters, quotes or backslashes (no escapes needed). A
 # positive class of code points: xgrammar reads a negated one ([^...]) leniently, accepting UTF-8-encoded surrogates
 # and overlong sequences, which decode to several U+FFFD (past maxLength).
-STRING_CHARS = "[\\x20\\x21\\x23-\\x5b\\x5d-\\ud7ff\\ue000-\\U0010ffff]"
+STRING_CHARS = "[\\x20\\x21\\x23-\\x5b\\x5d-\\ud7ff\\ue000-\U0010ffff]"  # the last bound a literal character: xgrammar reads no \\U escape
 UNTYPED_AS = ["string", "integer", "boolean", "null"]
 _TYPED_BY = {"type", "enum", "const", "$ref", "anyOf", "oneOf", "allOf", "not"}
 _OBJECT_KEYS = {"properties", "additionalProperties", "patternProperties", "required", "propertyNames",
