@@ -74,3 +74,47 @@ def test_predict_reads_scans_through_ocr(documents: dict[str, Path], kind: str, 
         "schema.json")))
     jsonschema.validate(json.loads(out), SCHEMA)
     assert len(read) == 1 and "Rechnung" in read[0]  # the page went through OCR
+
+
+def _data_url(path: Path, mime: str) -> str:
+    import base64
+
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def test_serve_reads_documents_sent_as_openai_content_parts(documents: dict[str, Path], tiny_model_dir: Path,
+                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PDF (`file` part) and a photo (`image_url` part) sent with the official client: the server reads them with
+    the one reader, builds the IDP prompt training used (same token count), answers schema-valid JSON; a URL to fetch
+    and broken base64 are 400s naming the part."""
+    import openai
+    from fastapi.testclient import TestClient
+
+    from llmops.data.documents import document_text
+    from llmops.models.loader import load_for_inference
+    from llmops.serving.app import create_app
+    from llmops.serving.engine import Engine
+    from llmops.tasks.idp import IDPTask
+
+    monkeypatch.setenv("LLMOPS_CACHE", str(tmp_path / "cache"))
+    engine = Engine(*load_for_inference(str(tiny_model_dir)), max_batch_size=2, name="idp")
+    app = create_app(engine, served_name="idp", default_schema=SCHEMA, default_max_tokens=400)
+    try:
+        with TestClient(app) as http:
+            client = openai.OpenAI(base_url="http://testserver/v1", api_key="none", http_client=http, max_retries=0)
+            parts = {"pdf": {"type": "file", "file": {"filename": "invoice.pdf",
+                                                      "file_data": _data_url(documents["pdf"], "application/pdf")}},
+                     "png": {"type": "image_url", "image_url": {"url": _data_url(documents["png"], "image/png")}}}
+            for kind, part in parts.items():
+                answer = client.chat.completions.create(model="idp", messages=[{"role": "user", "content": [part]}],
+                                                        max_tokens=400, temperature=0)
+                jsonschema.validate(json.loads(answer.choices[0].message.content), SCHEMA)
+                prompt = IDPTask(SCHEMA).build_prompt(document_text(str(documents[kind])))
+                assert answer.usage.prompt_tokens == len(engine.encode_chat([{"role": "user", "content": prompt}]))
+            for bad, words in ((_data_url(documents["png"], "image/png")[:-7] + "!!!====", "not valid base64"),
+                               ("https://example.com/invoice.png", "fetches no URLs")):
+                with pytest.raises(openai.BadRequestError, match=words):
+                    client.chat.completions.create(model="idp", max_tokens=8, messages=[
+                        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": bad}}]}])
+    finally:
+        engine.close()

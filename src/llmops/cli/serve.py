@@ -22,7 +22,8 @@ def serve(
     max_queue: int = typer.Option(64, "--max-queue", help="waiting requests beyond this get 429"),
     max_tokens_limit: int = typer.Option(2048, "--max-tokens-limit",
                                          help="largest max_tokens a request may ask"),
-    max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", help="larger request bodies get 413"),
+    max_body_bytes: int = typer.Option(16 << 20, "--max-body-bytes",
+                                       help="larger request bodies get 413 (documents come inline, base64)"),
     served_name: Optional[str] = typer.Option(None, "--served-name", help="the model name clients use"),
     schema: Optional[str] = typer.Option(None, "--schema",
                                          help="JSON Schema that requests without response_format are "

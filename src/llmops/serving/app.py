@@ -1,5 +1,6 @@
-"""The OpenAI-compatible HTTP API over an Engine: /v1/models, /v1/chat/completions (+SSE), /v1/completions,
-/health and /metrics. Client errors are OpenAI-style bodies with 400/401/404/413/429, never 500."""
+"""The OpenAI-compatible HTTP API over an Engine: /v1/models, /v1/chat/completions (+SSE; PDFs and images as
+`file` / `image_url` content parts, see llmops.serving.documents), /v1/completions, /health and /metrics. Client
+errors are OpenAI-style bodies with 400/401/404/413/429, never 500."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llmops.errors import LlmopsError
 from llmops.serving import metrics
+from llmops.serving.documents import message_text
 from llmops.serving.engine import (
     Completion,
     Engine,
@@ -35,8 +38,9 @@ from llmops.serving.protocol import (
     error_response,
     validation_message,
 )
+from llmops.tasks.idp import IDPTask
 
-DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_MAX_BODY_BYTES = 16 << 20  # room for a few pages of scans sent inline (base64)
 RETRY_AFTER_S = 2
 DEFAULT_MAX_TOKENS_LIMIT = 2048
 _ENDPOINTS = {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"}
@@ -155,6 +159,24 @@ class Server:
             raise ApiError(400, "response_format.json_schema.schema is required", param="response_format")
         return self.engine.constraint("json_schema", fmt.json_schema.schema_, max_tokens)
 
+    def chat_messages(self, req: ChatRequest) -> list[dict[str, str]]:
+        """The request's messages as chat-template input, documents read (llmops.serving.documents): a user
+        message of documents only, under a schema, becomes the IDP prompt the model was trained on."""
+        fmt = req.response_format
+        schema = fmt.json_schema.schema_ if fmt is not None and fmt.json_schema is not None else None
+        if fmt is None:
+            schema = self.default_schema
+
+        def prompt_for(document: str) -> str:  # built only for a message of documents only
+            try:
+                return IDPTask(schema).build_prompt(document)
+            except LlmopsError as e:
+                raise ApiError(400, f"response_format.json_schema.schema: {e}", param="response_format") from None
+
+        builder = prompt_for if schema is not None else None
+        return [{"role": m.role, "content": message_text(m, i, builder if m.role == "user" else None)}
+                for i, m in enumerate(req.messages)]
+
     def gen_request(self, req: SamplingRequest, prompt_ids: list[int], fmt: ResponseFormat | None) -> GenRequest:
         """The engine request for a validated body and its prompt tokens."""
         try:
@@ -228,7 +250,7 @@ async def models(request: Request) -> dict[str, Any]:
 async def chat(request: Request) -> Response:
     server = server_of(request)
     req: ChatRequest = await server.body(request, ChatRequest)
-    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    messages = await run_in_threadpool(server.chat_messages, req)
     try:
         prompt_ids = await run_in_threadpool(server.engine.encode_chat, messages)
     except Exception as e:  # noqa: BLE001 - a template that rejects the messages (roles, order)

@@ -30,19 +30,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
-class TextPart(_Strict):
+class FilePart(_Strict):
+    """OpenAI's `file` content part: the file's bytes as a `data:` URL (`file_data`) and its name."""
+
+    filename: str | None = None
+    file_data: str | None = None
+    file_id: str | None = None
+
+
+class ImageUrl(_Strict):
+    url: str
+
+
+class ContentPart(_Strict):
+    """One part of a message's content: `text`, a document (`file`) or an image (`image_url`)."""
+
     type: str = "text"
     text: str = ""
+    file: FilePart | None = None
+    image_url: ImageUrl | None = None
+
+    @property
+    def is_document(self) -> bool:
+        return self.type in ("file", "image_url")
 
 
 class Message(_Strict):
     role: str
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
 
     def text(self) -> str:
+        """The message's text parts (documents are read by llmops.serving.documents)."""
         if isinstance(self.content, list):
             return "".join(p.text for p in self.content if p.type == "text")
         return self.content or ""
+
+    def has_documents(self) -> bool:
+        return isinstance(self.content, list) and any(p.is_document for p in self.content)
 
 
 class JsonSchemaSpec(_Strict):
