@@ -30,7 +30,10 @@ class PeftSettings(Section):
 class TrainingSettings(Section):
     """Optimiser and loop settings, passed to the TRL trainer."""
 
-    learning_rate: float = Field(2e-4, gt=0)
+    learning_rate: float | None = Field(None, gt=0, description="peak learning rate; None = the method's "
+                                        "default for adapters (SFT and KD 5e-4: a LoRA learns a new document "
+                                        "format in a few dozen steps; DPO and GRPO 2e-4); 2e-4 for full "
+                                        "fine-tuning")
     max_steps: int = Field(-1, description="stop after this many optimiser steps; -1 = use epochs")
     max_train_seconds: float | None = Field(None, gt=0, description="stop training after this many seconds "
                                             "(at the end of a step; for comparisons at equal wall-clock time)")
@@ -38,7 +41,8 @@ class TrainingSettings(Section):
                                    "within this many seconds, else exit at once (Kubernetes kills after 30 s)")
     per_device_train_batch_size: int = Field(4, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
-    max_len: int = Field(1024, gt=8, description="longest tokenised example; longer ones are truncated")
+    max_len: int = Field(2048, gt=8, description="longest tokenised example (prompt + answer): a full page and its "
+                         "JSON fit; a longer document is cut at its end, with a warning naming it")
     warmup_steps: int = Field(0, ge=0)
     lr_scheduler_type: str = "cosine"
     weight_decay: float = Field(0.0, ge=0)
@@ -50,8 +54,9 @@ class TrainingSettings(Section):
     logging_steps: int = Field(10, gt=0)
     packing: bool = Field(False, description="padding-free packing of short examples")
     group_by_length: bool = False
-    bf16: bool | None = Field(None, description="None = bf16 on a GPU that supports it, not on CPU; true on CPU = "
-                                                "bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX)")
+    bf16: bool | None = Field(None, description="None = bf16 where the hardware computes it natively: a GPU "
+                                                "that supports it, a CPU with AVX512-BF16/AMX (autocast over fp32 "
+                                                "weights); false = fp32")
     attn_implementation: str | None = Field(
         None, description="attention kernel while training (eager, sdpa, flash_attention_2); None = eager on CPU "
                           "(measured faster than SDPA's CPU kernels at these lengths), the model's default on GPU")

@@ -28,7 +28,7 @@ BETA = 0.5
 
 def _cfg(model_dir: Path, method: str = "lora", dpo: dict | None = None, **training) -> RunConfig:
     settings = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-2, "logging_steps": 1,
-                "save_steps": 100, "max_len": 128, "seed": 0, **training}
+                "save_steps": 100, "max_len": 128, "seed": 0, "bf16": False, **training}  # exact losses: fp32
     return RunConfig.model_validate({"student": str(model_dir), "peft": {"method": method, "r": 4, "alpha": 8},
                                      "training": settings, "dpo": {"beta": BETA, **(dpo or {})}})
 

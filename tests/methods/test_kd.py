@@ -26,7 +26,7 @@ def _texts(examples: list[dict]) -> list[str]:
 
 def _cfg(student: Path, tmp: Path, method: str = "full", kd: dict | None = None, **training) -> RunConfig:
     settings = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-2, "logging_steps": 1,
-                "save_steps": 100, "max_len": 128, "seed": 0, **training}
+                "save_steps": 100, "max_len": 128, "seed": 0, "bf16": False, **training}  # exact losses: fp32
     return RunConfig.model_validate({"student": str(student), "save_dir": str(tmp), "training": settings,
                                      "peft": {"method": method, "r": 4, "alpha": 8}, "kd": kd or {}})
 

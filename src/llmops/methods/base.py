@@ -52,6 +52,8 @@ class Method:
     # Top-level RunConfig keys only this method reads: set under another method they are warned about as ignored.
     own_keys: ClassVar[tuple[str, ...]] = ()
     holds_out_pairs: ClassVar[bool] = False  # held-out preference pairs are kept for its metrics (DPO)
+    # training.learning_rate when unset, for LoRA/QLoRA adapters (full fine-tuning: 2e-4)
+    adapter_learning_rate: ClassVar[float] = 2e-4
 
     # ------------------------------------------------------------------ data
 

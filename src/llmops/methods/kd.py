@@ -27,6 +27,7 @@ class KD(Method):
 
     name = "KD"
     summary = "knowledge distillation from a teacher model (its logits or its answers)"
+    adapter_learning_rate = 5e-4
     section = "kd"
     own_keys = ("teacher", "use_logit_kd")
 

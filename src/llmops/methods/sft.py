@@ -16,6 +16,7 @@ class SFT(Method):
 
     name = "SFT"
     summary = "supervised fine-tuning on the data's answers"
+    adapter_learning_rate = 5e-4
 
     def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
               output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:

@@ -35,7 +35,7 @@ def trainer_args(cfg: RunConfig, output_dir: Path, *, average_tokens: bool = Tru
         max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
+        learning_rate=learning_rate(cfg),
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_steps,
         weight_decay=t.weight_decay,
@@ -67,6 +67,16 @@ def trainer_args(cfg: RunConfig, output_dir: Path, *, average_tokens: bool = Tru
         deepspeed=t.deepspeed or None,
         dataset_num_proc=None,
     )
+
+
+def learning_rate(cfg: RunConfig) -> float:
+    """training.learning_rate, else the method's default for LoRA/QLoRA adapters, else (full fine-tuning) 2e-4."""
+    if cfg.training.learning_rate is not None:
+        return cfg.training.learning_rate
+    from llmops.methods.registry import get
+
+    rate = get(cfg.train_type).adapter_learning_rate
+    return rate if cfg.peft.method in ("lora", "qlora") else 2e-4
 
 
 class Relay(TrainerCallback):
