@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test layers test-slow bench install install-dev install-bwrap install-ocr image clean
+.PHONY: quickstart test test-fast layers docs test-slow bench install install-dev install-bwrap install-ocr image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,8 +73,17 @@ quickstart: install install-bwrap install-ocr
 test: install-dev install-bwrap install-ocr
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# unit tests: no real servers; under 5 minutes on 2 cores
+test-fast: install-dev install-bwrap install-ocr
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not integration" $(PYTEST_ARGS)
+
+# The import contracts of pyproject.toml ([tool.importlinter]); tests/test_layers.py runs them in `make test` too.
 layers: install-dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
+	$(BIN)/lint-imports --no-logo
+
+# The documentation site (mkdocs.yml, docs/): links and anchors checked, settings tables generated from the code.
+docs: install-dev
+	$(BIN)/mkdocs build --strict --site-dir site
 
 test-slow: install-dev install-bwrap install-ocr
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)

@@ -1,4 +1,6 @@
-"""Shared test fixtures: a real MLflow server process, tiny offline models and data, offline settings."""
+"""Shared test helpers and fixtures: the `llmops` CLI as a subprocess, free ports, a real MLflow server process, a
+real S3 endpoint (moto server), tiny offline models and data, offline settings, and the `gpu` marker's skip (the
+tiers: markers in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -24,10 +26,35 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["LLMOPS_CACHE"] = tempfile.mkdtemp(prefix="llmops-test-cache-")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A local TCP port nobody listens on (now): for a server a test starts, or as an unreachable endpoint."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def llmops_cli(args: list[str], cwd: Path, *, tracking_uri: str | None = None, env: dict[str, str] | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m llmops.cli ARGS` in `cwd`, offline (HF_HUB_OFFLINE=1), tracked to `tracking_uri` (default: SQLite
+    in `cwd`); `env` is added last (it may override both). Output captured as text."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1",
+                "MLFLOW_TRACKING_URI": tracking_uri or f"sqlite:///{cwd / 'mlflow.db'}", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Items marked `gpu` are skipped where CUDA is not available (torch imported only if some item has the mark)."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in gpu_items:
+        item.add_marker(skip)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -75,12 +102,62 @@ def start_mlflow_server(root: Path, port: int) -> subprocess.Popen:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of an `mlflow server` process (SQLite backend, proxied artifacts), stopped by PID at teardown."""
-    port = _free_port()
+    port = free_port()
     proc = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"), port)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 (a free port), shared by the session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def _clear_s3_cache() -> None:
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def s3_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point AWS clients at the moto server with dummy credentials; yields the endpoint URL."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    _clear_s3_cache()
+    yield moto_endpoint
+    _clear_s3_cache()
+
+
+def delete_bucket(client: object, bucket: str) -> None:
+    """Empty and delete `bucket` (the moto server lives for the session; each test leaves it as it found it)."""
+    for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+        client.delete_object(Bucket=bucket, Key=item["Key"])
+    client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture
+def s3_bucket(s3_env: str) -> Iterator[object]:
+    """A fresh bucket `llmops-data` on the moto server; yields a boto3 S3 client."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_env)
+    client.create_bucket(Bucket="llmops-data")
+    yield client
+    delete_bucket(client, "llmops-data")
 
 
 @pytest.fixture(scope="session")
@@ -195,7 +272,7 @@ def json_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     cfg = RunConfig.model_validate({"student": str(tiny_model_dir), "peft": {"method": "full"},
                                     "training": {"max_steps": 40, "per_device_train_batch_size": 8,
                                                  "learning_rate": 1e-2, "logging_steps": 100, "save_steps": 1000,
-                                                 "max_len": 128, "seed": 0}})
+                                                 "max_len": 128, "seed": 0, "bf16": False}})
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
     train_sft(model, tokenizer, make_sft_examples(64), cfg, root / "checkpoints")
     model.save_pretrained(root / "model")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port, llmops_cli
 
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -19,11 +20,8 @@ SCHEMA = {
 GOOD = {"document": "Invoice INV-1 total 12.50", "fields": {"invoice_number": "INV-1", "total_amount": 12.5}}
 
 
-def _llmops(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
-                **(env or {})}
-    return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+# Every case here fails before any model loads: two minutes is plenty.
+_llmops = functools.partial(llmops_cli, timeout=120)
 
 
 def _write_jsonl(path: Path, lines: list[str]) -> Path:
@@ -102,14 +100,10 @@ def test_missing_file(work: Path) -> None:
 
 
 def test_unreachable_s3_endpoint(work: Path) -> None:
-    import socket
-
-    with socket.socket() as s:  # a port with nobody listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listening
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "x",
            "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
-    proc = _llmops(_run_args(work, "s3://bucket/data.jsonl"), work, env)
+    proc = _llmops(_run_args(work, "s3://bucket/data.jsonl"), work, env=env)
     _assert_clean_failure(proc, work, "s3://bucket/data.jsonl")
 
 
@@ -135,13 +129,9 @@ def test_debug_shows_traceback(work: Path) -> None:
 
 
 def test_unreachable_tracking_server(work: Path) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     _write_jsonl(work / "data.jsonl", [json.dumps(GOOD)] * 3)
-    proc = _llmops(_run_args(work, "data.jsonl"), work, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+    proc = _llmops(_run_args(work, "data.jsonl"), work, env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
     _assert_clean_failure(proc, work, f"127.0.0.1:{port}")
     assert not (work / "runs").exists() or not any((work / "runs").iterdir())  # no run folder half-made
 

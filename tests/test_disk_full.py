@@ -7,23 +7,14 @@ once there is space again, `--resume` goes on from it. Needs root to mount the t
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-
-def _env(cwd: Path) -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=cwd, env=_env(cwd), capture_output=True,
-                          text=True, timeout=600)
+from tests.conftest import llmops_cli
 
 
 @pytest.fixture
@@ -55,7 +46,7 @@ def test_enospc_during_a_checkpoint_save_is_one_clear_error_and_resume_works(
               "--set", "training.logging_steps=1", "--set",
               "eval.baseline=false", "--set", "eval.max_new_tokens=8", "--set", "tracking.register_model=false")
     # How big one checkpoint of this run is (on the ordinary disk).
-    probe = _run(tiny_run_args(tmp_path / "probe", "--max_steps", "5", *common), tmp_path)
+    probe = llmops_cli(tiny_run_args(tmp_path / "probe", "--max_steps", "5", *common), tmp_path)
     assert probe.returncode == 0, probe.stderr[-3000:]
     (probe_ckpt,) = (tmp_path / "probe").glob("*/checkpoints/checkpoint-5")
     one = _folder_bytes(probe_ckpt)
@@ -63,7 +54,7 @@ def test_enospc_during_a_checkpoint_save_is_one_clear_error_and_resume_works(
     # Room for the first checkpoint, not for the second beside it (the first goes only once the second is whole).
     _resize(small_disk, int(one * 1.6) + 64 * 1024)
     args = tiny_run_args(small_disk / "runs", "--max_steps", "20", *common)
-    full = _run(args, tmp_path)
+    full = llmops_cli(args, tmp_path)
     assert full.returncode == 1, full.stderr[-3000:]
     assert "Traceback" not in full.stderr
     (run_dir,) = list((small_disk / "runs").iterdir())
@@ -77,7 +68,7 @@ def test_enospc_during_a_checkpoint_save_is_one_clear_error_and_resume_works(
     assert "model_dir" not in state
 
     _resize(small_disk, 64 * 2**20)  # space again
-    resumed = _run(["run", "--resume", str(run_dir)], tmp_path)
+    resumed = llmops_cli(["run", "--resume", str(run_dir)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     state = json.loads((run_dir / "state.json").read_text())
     assert state["train"]["steps"] == 20 and Path(state["model_dir"]).is_dir()

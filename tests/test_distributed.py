@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +17,9 @@ from llmops.errors import ConfigError
 from llmops.methods import distributed
 from llmops.methods.trainer import trainer_args
 from llmops.training_job import RESULT_FILE
+from tests.conftest import free_port
 
 LAUNCH_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -59,6 +53,7 @@ def _only_result(save_dir: Path) -> dict:
     return result
 
 
+@pytest.mark.integration
 def test_two_processes_train_like_one_with_the_same_global_batch(tiny_idp: dict[str, Path], tmp_path: Path) -> None:
     one_dir, two_dir = tmp_path / "one", tmp_path / "two"
     # One plain process, 8 examples a step.
@@ -72,7 +67,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tiny_idp: dict[
     cfg_two = _write_config(tiny_idp, tmp_path / "two.yaml", two_dir, batch=4)
     cmd = distributed.launch_command(cfg_two, 2, [])
     assert cmd[:2] == ["accelerate", "launch"]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(_free_port()), *cmd[2:]]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port()), *cmd[2:]]
     proc = subprocess.run(cmd, env=_env(tmp_path, OMP_NUM_THREADS="1"), capture_output=True, text=True,
                           timeout=300, check=False)
     _check(proc)

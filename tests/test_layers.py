@@ -1,147 +1,77 @@
-"""The layers contract: which package may import which, over every import statement (function-local ones too).
+"""The layers contract, checked by import-linter over every import statement (function-local and TYPE_CHECKING
+ones too); the contracts live in pyproject.toml (`[tool.importlinter]`):
 
     cli -> pipeline / kfp / serving / quickstart -> methods -> evaluation -> tasks -> sandbox / models / tracking
         -> data / config / errors
 
-A module imports only from its own layer or below, and no two modules import each other, directly or through
-others. Run it alone with `make layers`. README, "Architecture", describes the layers.
+A module imports only from its own layer or below; sandbox, models and tracking know nothing of each other; the
+server and the quickstarts are independent; no two modules of a package import each other, directly or through
+others; every top-level module is in a layer. Run it alone with `make layers`. README, "Architecture", describes
+the layers. Each test that breaks a contract does so in a copy of the package, never in the source tree.
 """
 
 from __future__ import annotations
 
-import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-
-# Top-level packages and modules of llmops by layer, lowest first.
-LAYERS: list[set[str]] = [
-    {"errors", "config", "settings", "data", "summary", "environment", "progress", "__init__"},
-    {"sandbox", "models", "tracking"},
-    {"tasks"},
-    {"evaluation"},
-    {"methods"},
-    {"run_inputs", "run_steps", "pipeline", "training_job", "predict", "kfp", "serving", "quickstart"},
-    {"cli"},
-]
+ROOT = Path(__file__).resolve().parents[1]
+LINT = Path(sys.executable).with_name("lint-imports")
 
 
-def _module_name(path: Path, src: Path) -> str:
-    parts = list(path.relative_to(src).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
+def lint(root: Path) -> subprocess.CompletedProcess:
+    """lint-imports on the package under root/src with root/pyproject.toml's contracts."""
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    return subprocess.run([str(LINT), "--no-cache", "--no-logo"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
 
 
-def import_graph(src: Path = SRC) -> dict[str, set[str]]:
-    """module -> the llmops modules it imports (anywhere in its file), resolved to modules where they are ones."""
-    files = {_module_name(p, src): p for p in (src / "llmops").rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in files.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if isinstance(node, ast.Import):
-                targets.update(a.name for a in node.names if a.name.split(".")[0] == "llmops")
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    module = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    module = node.module or ""
-                if module.split(".")[0] != "llmops":
-                    continue
-                for alias in node.names:  # `from llmops.methods import registry` imports the module registry
-                    full = f"{module}.{alias.name}"
-                    targets.add(full if full in files else module)
-        graph[name] = {t for t in targets if t != name and t in files}
-    return graph
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """A copy of the package and its contracts to break."""
+    shutil.copytree(ROOT / "src" / "llmops", tmp_path / "src" / "llmops",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
 
 
-def layer_of(module: str) -> int:
-    top = module.split(".")[1] if "." in module else "__init__"
-    for index, names in enumerate(LAYERS):
-        if top in names:
-            return index
-    raise AssertionError(f"{module}: not in any layer of tests/test_layers.py; add its package to LAYERS")
+def _append(root: Path, module: str, line: str) -> None:
+    path = root / "src" / (module.replace(".", "/") + ".py")
+    path.write_text(path.read_text(encoding="utf-8") + "\n" + line + "\n", encoding="utf-8")
 
 
-def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a))
+def test_the_package_keeps_every_contract() -> None:
+    proc = lint(ROOT)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "4 kept, 0 broken" in proc.stdout
 
 
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected groups of more than one module (Tarjan), each sorted."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in sorted(graph.get(node, ())):
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            group = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                group.append(member)
-                if member == node:
-                    break
-            if len(group) > 1:
-                found.append(sorted(group))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return sorted(found)
+def test_an_upward_import_and_a_cycle_break_the_contracts(copy: Path) -> None:
+    _append(copy, "llmops.tasks.codegen", "from llmops.evaluation import generate as _up  # noqa")
+    _append(copy, "llmops.data.io", "from llmops.data import formats as _cycle  # noqa")
+    _append(copy, "llmops.data.formats", "from llmops.data import io as _back  # noqa")
+    proc = lint(copy)
+    assert proc.returncode != 0
+    assert "llmops.tasks is not allowed to import llmops.evaluation" in proc.stdout
+    assert "llmops.tasks.codegen -> llmops.evaluation.generate" in proc.stdout
+    assert "No cycles are allowed in llmops.data" in proc.stdout
 
 
-def test_every_module_is_in_a_layer() -> None:
-    for module in import_graph():
-        layer_of(module)
+def test_function_local_imports_and_siblings_that_must_stay_apart_count(copy: Path) -> None:
+    _append(copy, "llmops.models.device", "def _f():\n    from llmops.tracking import uri  # noqa: F401")
+    _append(copy, "llmops.data.io", "def _g():\n    from llmops.methods import registry  # noqa: F401")
+    proc = lint(copy)
+    assert proc.returncode != 0
+    assert "llmops.models is not allowed to import llmops.tracking" in proc.stdout
+    assert "llmops.data is not allowed to import llmops.methods" in proc.stdout
 
 
-def test_no_module_imports_from_a_layer_above_it() -> None:
-    upward = upward_imports(import_graph())
-    assert not upward, "imports from a layer above (see LAYERS):\n  " + "\n  ".join(upward)
-
-
-def test_no_import_cycles() -> None:
-    found = cycles(import_graph())
-    assert not found, "modules that import each other:\n  " + "\n  ".join(" <-> ".join(c) for c in found)
-
-
-def test_the_contract_catches_a_back_edge_and_a_cycle() -> None:
-    before_up, before_cycles = upward_imports(import_graph()), cycles(import_graph())
-    graph = import_graph()
-    graph["llmops.tasks.codegen"].add("llmops.evaluation.generate")  # tasks importing evaluation
-    assert sorted(set(upward_imports(graph)) - set(before_up)) == ["llmops.tasks.codegen -> llmops.evaluation.generate"]
-    graph = import_graph()
-    graph["llmops.data.io"].add("llmops.data.formats")
-    graph["llmops.data.formats"].add("llmops.data.io")
-    assert ["llmops.data.formats", "llmops.data.io"] in cycles(graph)
-    assert ["llmops.data.formats", "llmops.data.io"] not in before_cycles
-
-
-def test_function_local_imports_count(tmp_path: Path) -> None:
-    package = tmp_path / "llmops"
-    (package / "low").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "low" / "__init__.py").write_text("")
-    (package / "low" / "a.py").write_text("def f():\n    from llmops.high import b\n")
-    (package / "high.py").write_text("from .low import a\n")
-    assert import_graph(tmp_path) == {"llmops": set(), "llmops.low": set(), "llmops.low.a": {"llmops.high"},
-                                      "llmops.high": {"llmops.low.a"}}
-    with pytest.raises(AssertionError, match="not in any layer"):
-        layer_of("llmops.low.a")
+def test_a_new_top_level_module_must_be_given_a_layer(copy: Path) -> None:
+    (copy / "src" / "llmops" / "newthing.py").write_text("X = 1\n")
+    proc = lint(copy)
+    assert proc.returncode != 0 and "llmops.newthing" in proc.stdout

@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-
-def _llmops(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_TRACKING_URI": uri}
-    return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+from tests.conftest import llmops_cli
 
 
-@pytest.mark.integration
+pytestmark = pytest.mark.integration
+
+
 def test_run_end_to_end(tmp_path: Path, mlflow_server: str, tiny_run_args: Callable[..., list[str]]) -> None:
     from mlflow.tracking import MlflowClient
 
     name = "e2e-idp"
     args = tiny_run_args(tmp_path / "runs", "--max_steps", "12", "--set", f"tracking.registered_model={name}",
                          "--set", "training.save_steps=6", "--mlflow_experiment_name", "e2e")
-    proc = _llmops(args, tmp_path, mlflow_server)
+    proc = llmops_cli(args, tmp_path, tracking_uri=mlflow_server)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = list((tmp_path / "runs").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -54,15 +49,16 @@ def test_run_end_to_end(tmp_path: Path, mlflow_server: str, tiny_run_args: Calla
 
     # The registered model answers through `predict` and `evaluate` by its registry URI.
     tiny_eval = args[args.index("--eval_data") + 1]
-    pred = _llmops(["predict", "--model", f"models:/{name}@challenger", "--document", "Invoice INV-77 total 5.00",
-                    "--max-new-tokens", "8"], tmp_path, mlflow_server)
+    pred = llmops_cli(["predict", "--model", f"models:/{name}@challenger", "--document", "Invoice INV-77 total 5.00",
+                       "--max-new-tokens", "8"], tmp_path, tracking_uri=mlflow_server)
     assert pred.returncode == 0, pred.stderr[-3000:]
-    ev = _llmops(["evaluate", "--model", f"models:/{name}@challenger", "--eval_data", tiny_eval, "--set",
-                  "eval.max_new_tokens=40", "--schema", args[args.index("--schema") + 1]], tmp_path, mlflow_server)
+    ev = llmops_cli(["evaluate", "--model", f"models:/{name}@challenger", "--eval_data", tiny_eval, "--set",
+                     "eval.max_new_tokens=40", "--schema", args[args.index("--schema") + 1]], tmp_path,
+                    tracking_uri=mlflow_server)
     assert ev.returncode == 0, ev.stderr[-3000:]
     assert json.loads(ev.stdout.strip().splitlines()[-1])["field_f1"] == pytest.approx(summary["metrics"]["field_f1"])
 
     # Another run never reuses this run's folder.
-    proc2 = _llmops(args, tmp_path, mlflow_server)
+    proc2 = llmops_cli(args, tmp_path, tracking_uri=mlflow_server)
     assert proc2.returncode == 0, proc2.stderr[-3000:]
     assert len(list((tmp_path / "runs").iterdir())) == 2

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import llmops_cli
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +23,6 @@ def tiny_codegen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"train": data.train, "eval": data.eval, "model": model, "root": root}
 
 
-def _llmops(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
-    return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def _args(tiny: dict[str, Path], save_dir: Path, *extra: str) -> list[str]:
     return ["run", "--student", str(tiny["model"]), "--data", str(tiny["train"]), "--eval_data", str(tiny["eval"]),
             "--save_dir", str(save_dir), "--flow_type", "CodeGen", "--train_type", "SFT",
@@ -42,8 +35,8 @@ def test_codegen_run_end_to_end(tmp_path: Path, tiny_codegen: dict[str, Path]) -
     from mlflow.tracking import MlflowClient
 
     prompt = 'def add_three(x: int):\n    """Return x plus 3."""\n'
-    proc = _llmops(_args(tiny_codegen, tmp_path / "runs", "--max_steps", "6", "--prompt", prompt,
-                         "--set", "eval.num_samples=3", "--set", "eval.pass_k=[1,2,3]"), tmp_path)
+    proc = llmops_cli(_args(tiny_codegen, tmp_path / "runs", "--max_steps", "6", "--prompt", prompt,
+                            "--set", "eval.num_samples=3", "--set", "eval.pass_k=[1,2,3]"), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = list((tmp_path / "runs").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -62,8 +55,8 @@ def test_codegen_run_end_to_end(tmp_path: Path, tiny_codegen: dict[str, Path]) -
     assert {"baseline/pass_at_1", "eval/pass_at_1", "eval/pass_at_3", "eval/strings/pass_at_1"} <= set(run.data.metrics)
     assert client.get_model_version_by_alias("llmops-codegen-sft", "challenger").run_id == summary["run_id"]
 
-    pred = _llmops(["predict", "--model", str(run_dir / "model" / "merged"), "--prompt", prompt,
-                    "--max-new-tokens", "8"], tmp_path)
+    pred = llmops_cli(["predict", "--model", str(run_dir / "model" / "merged"), "--prompt", prompt,
+                       "--max-new-tokens", "8"], tmp_path)
     assert pred.returncode == 0, pred.stderr[-3000:]
     assert pred.stdout.startswith(prompt)  # a body answer is printed as the completed function
 
@@ -71,7 +64,7 @@ def test_codegen_run_end_to_end(tmp_path: Path, tiny_codegen: dict[str, Path]) -
 def test_codegen_without_tests_to_run_is_a_clear_error(tmp_path: Path, tiny_codegen: dict[str, Path]) -> None:
     args = _args(tiny_codegen, tmp_path / "runs")
     del args[args.index("--eval_data"):args.index("--eval_data") + 2]
-    proc = _llmops(args, tmp_path)
+    proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 2
     assert "CodeGen evaluation runs each problem's tests" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
@@ -85,7 +78,7 @@ def test_humaneval_records_train_and_evaluate_without_eval_data(tmp_path: Path, 
                  "--set", "tracking.enabled=false", "--set", "eval.eval_fraction=0.25")
     args[args.index("--data") + 1] = str(data)
     del args[args.index("--eval_data"):args.index("--eval_data") + 2]
-    proc = _llmops(args, tmp_path)
+    proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = list((tmp_path / "runs").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())

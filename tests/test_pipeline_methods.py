@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import llmops_cli
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +23,6 @@ def teacher(tiny_idp: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
                             vocab_size=320, hidden_size=48, num_layers=2, num_heads=2, seed=1)
 
 
-def _llmops(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
-    return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def _summary(save_dir: Path) -> dict:
     (run_dir,) = [p for p in save_dir.iterdir() if (p / "state.json").exists()]  # not kd-cache/
     return json.loads((run_dir / "summary.json").read_text())
@@ -41,7 +34,7 @@ def test_logit_kd_run_tracks_teacher_kl(tmp_path: Path, teacher: Path,
 
     args = tiny_run_args(tmp_path / "runs", "--train_type", "KD", "--use_logit_kd", "--teacher", str(teacher),
                          "--max_steps", "6", "--kd_temperature", "2.0", "--set", "kd.alpha=0.5")
-    proc = _llmops(args, tmp_path)
+    proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(tmp_path / "runs")
     assert summary["baseline"]["teacher_kl"] > 0 and summary["metrics"]["teacher_kl"] >= 0
@@ -63,7 +56,7 @@ def test_kd_with_a_student_pruned_from_the_teacher_and_on_policy_batches(
                          "--max_steps", "8", "--set", "kd.student_from_teacher=1", "--set", "kd.on_policy=0.5",
                          "--set", "kd.on_policy_max_new_tokens=24", "--set", "kd.alpha=0.2",
                          "--set", "kd.temperature=1.0")
-    proc = _llmops(args, tmp_path)
+    proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(tmp_path / "runs")
     student = Path(summary["run_dir"]) / "student"
@@ -81,7 +74,7 @@ def test_kd_teacher_with_another_vocabulary_is_a_clear_error(tmp_path: Path, tin
                                                              tiny_run_args: Callable[..., list[str]]) -> None:
     args = tiny_run_args(tmp_path / "runs", "--train_type", "KD", "--use_logit_kd", "--teacher",
                          str(tiny_model_dir), "--max_steps", "2")
-    proc = _llmops(args, tmp_path)
+    proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "vocabular" in proc.stderr and str(tiny_model_dir) in proc.stderr and "Traceback" not in proc.stderr
 
@@ -105,13 +98,13 @@ def test_seed_kd_command_without_teacher_distils_teacher_output(tmp_path: Path, 
     args = tiny_run_args(tmp_path / "runs", "--train_type", "KD", "--epochs", "4", "--use_logit_kd",
                          "--val_per_class", "30", "--max_steps", "4")
     args[args.index("--data") + 1] = str(data)
-    proc = _llmops(args, tmp_path)
+    proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sequence-level KD" in proc.stderr
     assert "field_f1" in _summary(tmp_path / "runs")["metrics"]
     missing = _teacher_output_data(tiny_idp, tmp_path / "partial.jsonl", drop_one=True)
     args[args.index("--data") + 1] = str(missing)
-    proc = _llmops(args, tmp_path)
+    proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 2 and "--teacher" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -123,7 +116,7 @@ def test_dpo_run_tracks_preference_metrics(tmp_path: Path, tiny_idp: dict[str, P
     args = tiny_run_args(tmp_path / "runs", "--train_type", "DPO", "--max_steps", "4", "--beta", "0.2",
                          "--set", "eval.eval_fraction=0.2")
     args[args.index("--data") + 1] = str(pairs)
-    proc = _llmops(args, tmp_path)
+    proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(tmp_path / "runs")
     for key in ("preference_accuracy", "reward_margin", "field_f1"):
@@ -143,11 +136,11 @@ def test_seed_codegen_dpo_command(tmp_path: Path) -> None:
     student = build_tiny_model(tmp_path / "student", tokenizer_corpus(data, CodeGenTask().build_prompt),
                                vocab_size=300, hidden_size=32, num_layers=2, num_heads=2)
     pairs = write_codegen_pairs(data.train, tmp_path / "codegen-dpo.jsonl", seed=0)
-    proc = _llmops(["run", "--student", str(student), "--data", str(pairs), "--flow_type", "CodeGen",
-                    "--train_type", "DPO", "--epochs", "2", "--prompt", "Implement a binary search tree in Python",
-                    "--eval_data", str(data.eval), "--val_per_class", "20", "--save_dir", str(tmp_path / "runs"),
-                    "--max_steps", "3", "--set", "peft.method=full", "--set", "eval.max_new_tokens=16",
-                    "--set", "tracking.system_metrics=false", "--set", "training.num_threads=1"], tmp_path)
+    proc = llmops_cli(["run", "--student", str(student), "--data", str(pairs), "--flow_type", "CodeGen",
+                       "--train_type", "DPO", "--epochs", "2", "--prompt", "Implement a binary search tree in Python",
+                       "--eval_data", str(data.eval), "--val_per_class", "20", "--save_dir", str(tmp_path / "runs"),
+                       "--max_steps", "3", "--set", "peft.method=full", "--set", "eval.max_new_tokens=16",
+                       "--set", "tracking.system_metrics=false", "--set", "training.num_threads=1"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(tmp_path / "runs")
     assert {"pass_at_1", "preference_accuracy", "reward_margin"} <= set(summary["metrics"])

@@ -74,6 +74,7 @@ def _term_at(cmd: list[str], cwd: Path, at_step: int) -> tuple[int, float, str]:
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(1800)  # the whole run's 600 s, the cut one's 300 s, the resume's 600 s budgets
 def test_sigterm_at_three_steps_then_resume_ends_where_an_uninterrupted_run_ends(
         tmp_path: Path, tiny_run_args: Callable[..., list[str]]) -> None:
     from mlflow.tracking import MlflowClient

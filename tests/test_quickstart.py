@@ -44,6 +44,7 @@ def test_quickstart_qlora_trains_through_4bit_layers(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the quickstart's own 1200 s budget, and margin
 def test_quickstart_default_learns_on_the_real_model(tmp_path: Path) -> None:
     """The must-show on realistic documents (full-page PDFs and scans, unseen layouts): SmolLM2-135M-Instruct
     (LoRA) reaches held-out field F1 >= 0.90 with every answer schema-valid, registered as champion; MLflow holds
@@ -71,6 +72,7 @@ def test_quickstart_default_learns_on_the_real_model(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)  # the quickstart's 1800 s budget, then `evaluate`'s 900 s
 def test_quickstart_qlora_on_the_real_model_merges_into_the_nf4_base(tmp_path: Path) -> None:
     """QLoRA of SmolLM2 through Linear4bit layers; the merged model (the NF4 base dequantised, adapter merged)
     answers as the adapter on its NF4 base does: >= 95% identical answers, field F1 within 0.01."""
@@ -110,6 +112,7 @@ def test_quickstart_codegen_runs_tests_and_prints_code(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the quickstart's own 900 s budget, and margin
 def test_quickstart_codegen_learns_on_the_real_model(tmp_path: Path) -> None:
     """The must-show: SmolLM2 reaches held-out pass@1 >= 0.9, at least 0.3 above its baseline, as champion."""
     from mlflow.tracking import MlflowClient
@@ -124,6 +127,7 @@ def test_quickstart_codegen_learns_on_the_real_model(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)  # KD's 1500 s budget, then DPO's 900 s
 def test_quickstart_codegen_kd_beats_sft_alone_and_dpo_keeps_pass_rate(tmp_path: Path) -> None:
     """The must-shows of KD and DPO on the CodeGen quickstart: one SFT model is the teacher and the DPO start."""
     proc = _quickstart(tmp_path, "--model", "tiny", "--flow", "codegen", "--train", "kd", timeout=1500)

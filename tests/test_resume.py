@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import llmops_cli
+
 STEPS = 160
 
 
@@ -26,11 +28,6 @@ def _args(make: Callable[..., list[str]], save_dir: Path) -> list[str]:
                 "--set", "tracking.run_name=resume-check")
 
 
-def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=tmp_path, env=_env(tmp_path),
-                          capture_output=True, text=True, timeout=600)
-
-
 def _complete_checkpoints(run_dir: Path) -> list[Path]:
     return [p for p in (run_dir / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").exists()]
 
@@ -39,7 +36,7 @@ def _complete_checkpoints(run_dir: Path) -> list[Path]:
 def test_kill_and_resume_matches_uninterrupted(tmp_path: Path, tiny_run_args: Callable[..., list[str]]) -> None:
     from mlflow.tracking import MlflowClient
 
-    reference = _run(_args(tiny_run_args, tmp_path / "ref"), tmp_path)
+    reference = llmops_cli(_args(tiny_run_args, tmp_path / "ref"), tmp_path)
     assert reference.returncode == 0, reference.stderr[-3000:]
     ref_summary = json.loads((tmp_path / "ref" / "resume-check" / "summary.json").read_text())
 
@@ -56,7 +53,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path: Path, tiny_run_args: Ca
     assert not (run_dir / "summary.json").exists(), "the run finished before it could be killed"
     assert _complete_checkpoints(run_dir)
 
-    resumed = _run(["run", "--resume", str(run_dir)], tmp_path)
+    resumed = llmops_cli(["run", "--resume", str(run_dir)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["train"]["steps"] == STEPS
@@ -70,6 +67,6 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path: Path, tiny_run_args: Ca
 
 
 def test_resume_rejects_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
-    proc = _run(["run", "--resume", str(tmp_path)], tmp_path)
+    proc = llmops_cli(["run", "--resume", str(tmp_path)], tmp_path)
     assert proc.returncode == 2
     assert "not a run folder" in proc.stderr and "Traceback" not in proc.stderr

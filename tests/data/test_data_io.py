@@ -161,6 +161,7 @@ def test_s3_problems_name_the_s3_location(s3_bucket) -> None:
     assert str(no_bucket.value) == "s3://no-such-bucket/x.jsonl: not found (the bucket does not exist)"
 
 
+@pytest.mark.integration
 def test_s3_unreachable_endpoint_fails_fast(s3_env: str, closed_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port}")
     start = time.monotonic()
@@ -172,6 +173,7 @@ def test_s3_unreachable_endpoint_fails_fast(s3_env: str, closed_port: int, monke
     assert "AWS_ENDPOINT_URL" in message and "\n" not in message
 
 
+@pytest.mark.integration
 def test_s3_without_credentials_is_one_clear_error(
     s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,6 +185,7 @@ def test_s3_without_credentials_is_one_clear_error(
         read_records("s3://llmops-data/x.jsonl")
 
 
+@pytest.mark.integration
 def test_http_reads_and_missing_url(http_root) -> None:
     base, root = http_root
     (root / "train.jsonl").write_text('{"prompt": "p", "completion": "c"}\n{"prompt": "q"\n', encoding="utf-8")

@@ -87,6 +87,7 @@ def real_model(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # SmolLM2 on CPU, ten schemas
 def test_random_schemas_always_get_a_valid_answer_from_a_real_model(real_model: str) -> None:
     real = Engine.load(real_model)
 
@@ -132,6 +133,7 @@ def served(engine: Engine) -> Any:
     json_engine.close()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("schema", [RECEIPT, LINE_ITEMS, NESTED], ids=["receipt", "line-items", "nested"])
 def test_twenty_concurrent_json_schema_requests_all_validate(served: Any, schema: dict) -> None:
     budget = _budget(served.engine, schema)
@@ -160,6 +162,7 @@ def test_open_bounds_tighten_until_the_longest_answer_fits_max_tokens(engine: En
         wide.close()
 
 
+@pytest.mark.integration
 def test_max_tokens_below_the_shortest_answer_is_a_400(served: Any) -> None:
     needed = served.engine.constraint("json_schema", RECEIPT).min_tokens
     fmt = {"type": "json_schema", "json_schema": {"name": "receipt", "schema": RECEIPT}}
@@ -192,6 +195,8 @@ def real_served(real_model: str, tmp_path_factory: pytest.TempPathFactory) -> An
 
 
 @pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(1800)  # SmolLM2 on CPU, 20 answers of up to 256 tokens (the client waits 600 s)
 @pytest.mark.parametrize("name", ["quickstart", "receipt", "line-items", "nested"])
 def test_a_real_model_answers_twenty_concurrent_json_schema_requests(real_served: Any, name: str) -> None:
     """The real model (SmolLM2, or LLMOPS_REAL_MODEL_DIR) behind `llmops serve`, the official openai client, 20

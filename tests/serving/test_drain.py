@@ -17,7 +17,7 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from tests.conftest import _free_port  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Write the numbers from 1 to 300, separated by commas."}]
 
@@ -45,7 +45,7 @@ def _status(url: str) -> tuple[int, dict[str, str]]:
 
 @pytest.mark.integration
 def test_sigterm_drains_in_flight_requests_and_streams_then_exits_0(smollm2_dir: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "serve", str(smollm2_dir), "--port", str(port),
                              "--drain-timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

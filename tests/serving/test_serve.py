@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import free_port
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -24,17 +25,11 @@ MAX_BODY = 8192
 TOKEN_LIMIT = 512
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Server:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -99,6 +94,7 @@ def _assert_openai_error(status: int, body: dict, expected: int) -> None:
     assert body["error"]["message"]
 
 
+@pytest.mark.integration
 def test_models_and_chat(client: Any) -> None:
     ids = [m.id for m in client.models.list().data]
     assert ids == ["tiny-idp"]
@@ -113,6 +109,7 @@ def test_models_and_chat(client: Any) -> None:
     assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
 
 
+@pytest.mark.integration
 def test_stream_matches_greedy(client: Any) -> None:
     messages = [{"role": "user", "content": "Receipt from Tachuchox total 12.50"}]
     full = client.chat.completions.create(model="tiny-idp", messages=messages, max_tokens=24, temperature=0)
@@ -125,6 +122,7 @@ def test_stream_matches_greedy(client: Any) -> None:
     assert chunks[-1].choices[0].finish_reason == full.choices[0].finish_reason
 
 
+@pytest.mark.integration
 def test_completions_endpoint_and_stop(client: Any) -> None:
     out = client.completions.create(model="tiny-idp", prompt="Invoice INV-01661 total", max_tokens=10,
                                     temperature=0)
@@ -137,6 +135,7 @@ def test_completions_endpoint_and_stop(client: Any) -> None:
         assert text.startswith(cut.choices[0].text) and len(cut.choices[0].text) <= 2 + text[2:].find(text[2:4])
 
 
+@pytest.mark.integration
 def test_json_schema_always_valid(client: Any, tiny_idp: dict[str, Path]) -> None:
     from tests.serving.concurrent import assert_all_valid
 
@@ -150,6 +149,7 @@ def test_json_schema_always_valid(client: Any, tiny_idp: dict[str, Path]) -> Non
         assert isinstance(json.loads(out.choices[0].message.content), dict)
 
 
+@pytest.mark.integration
 def test_concurrent_requests_are_batched(client: Any, server: Any) -> None:
     engine = server.engine
     before = engine.generate_calls
@@ -173,6 +173,7 @@ def test_concurrent_requests_are_batched(client: Any, server: Any) -> None:
         assert out.usage.completion_tokens <= 6 + i  # per-request max_tokens inside one batch
 
 
+@pytest.mark.integration
 def test_auth(server: Any) -> None:
     url = server.url + "/v1/chat/completions"
     _assert_openai_error(*_post(url, _chat_body()), 401)
@@ -183,6 +184,7 @@ def test_auth(server: Any) -> None:
         assert resp.status == 200 and json.loads(resp.read())["status"] == "ok"
 
 
+@pytest.mark.integration
 def test_bad_requests(server: Any) -> None:
     url = server.url + "/v1/chat/completions"
     _assert_openai_error(*_post(url, b"x" * (MAX_BODY + 1), AUTH), 413)
@@ -202,6 +204,7 @@ def test_bad_requests(server: Any) -> None:
     _assert_openai_error(*_post(server.url + "/v1/completions", b'{"prompt": 3}', AUTH), 400)
 
 
+@pytest.mark.integration
 def test_queue_full_answers_429(loaded: tuple[Any, Any]) -> None:
     from llmops.serving.app import create_app
     from llmops.serving.engine import Engine
@@ -234,6 +237,7 @@ def test_queue_full_answers_429(loaded: tuple[Any, Any]) -> None:
         engine.close()
 
 
+@pytest.mark.integration
 def test_metrics(server: Any, client: Any) -> None:
     client.chat.completions.create(model="tiny-idp", messages=[{"role": "user", "content": "x"}], max_tokens=3,
                                    temperature=0)

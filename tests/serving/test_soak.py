@@ -21,9 +21,10 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from tests.conftest import _free_port  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 CLIENTS = 32
+SOAK_S = float(os.environ.get("LLMOPS_SOAK_S", "300"))
 SCHEMA = {"type": "object", "properties": {"invoice_id": {"type": "string", "maxLength": 12},
                                            "total": {"type": "number"}},
           "required": ["invoice_id", "total"], "additionalProperties": False}
@@ -50,9 +51,10 @@ def _raw(url: str, body: bytes) -> int:
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(SOAK_S + 900)  # the soak (LLMOPS_SOAK_S), the start and the last answers
 def test_soak_mixed_traffic_no_5xx_bounded_memory(tiny_idp: dict[str, Path]) -> None:
-    duration = float(os.environ.get("LLMOPS_SOAK_S", "300"))
-    port = _free_port()
+    duration = SOAK_S
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "serve", str(tiny_idp["model"]), "--port", str(port),
                              "--max-body-bytes", str(MAX_BODY), "--max-queue", "256", "--max-tokens-limit", "256",

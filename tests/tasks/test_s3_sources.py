@@ -10,25 +10,17 @@ import pytest
 from llmops.errors import DataError
 from llmops.tasks.documents import read_document
 from llmops.tasks.idp import load_schema
+from tests.conftest import delete_bucket
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def docs_bucket(s3_env: str) -> Iterator[str]:
+    """A bucket `docs` with a schema, a broken schema and a document, on the session's moto server."""
     import boto3
-    import fsspec
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
-                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    fsspec.get_filesystem_class("s3").clear_instance_cache()
-    client = boto3.client("s3", endpoint_url=endpoint)
+    client = boto3.client("s3", endpoint_url=s3_env)
     client.create_bucket(Bucket="docs")
     client.put_object(Bucket="docs", Key="schema.json", Body=json.dumps({"type": "object"}).encode())
     client.put_object(Bucket="docs", Key="bad.json", Body=b'{"type": }')
@@ -36,16 +28,15 @@ def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     try:
         yield "s3://docs"
     finally:
-        fsspec.get_filesystem_class("s3").clear_instance_cache()
-        server.stop()
+        delete_bucket(client, "docs")
 
 
-def test_schema_and_document_from_s3(s3_bucket: str) -> None:
-    assert load_schema(f"{s3_bucket}/schema.json") == {"type": "object"}
+def test_schema_and_document_from_s3(docs_bucket: str) -> None:
+    assert load_schema(f"{docs_bucket}/schema.json") == {"type": "object"}
     with pytest.raises(DataError, match=r"^s3://docs/bad\.json:1:10: invalid JSON"):
-        load_schema(f"{s3_bucket}/bad.json")
+        load_schema(f"{docs_bucket}/bad.json")
     with pytest.raises(DataError, match=r"^s3://docs/missing\.json: not found$"):
-        load_schema(f"{s3_bucket}/missing.json")
-    assert read_document(f"{s3_bucket}/doc.txt") == "Invoice 42"
+        load_schema(f"{docs_bucket}/missing.json")
+    assert read_document(f"{docs_bucket}/doc.txt") == "Invoice 42"
     with pytest.raises(DataError, match=r"s3://docs/nope\.pdf: not found"):
-        read_document(f"{s3_bucket}/nope.pdf")
+        read_document(f"{docs_bucket}/nope.pdf")

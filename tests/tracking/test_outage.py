@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _free_port, _stop, start_mlflow_server
+from tests.conftest import _stop, free_port, start_mlflow_server
 
 STEPS = 160
 LOG_EVERY = 2
@@ -82,9 +82,10 @@ def _versions(uri: str, name: str) -> list:
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(1200)  # the run's 600 s budget, two server starts (90 s each), 20 s down
 def test_server_killed_mid_training_and_back_20_s_later(tmp_path: Path,
                                                         tiny_run_args: Callable[..., list[str]]) -> None:
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow_server(tmp_path / "server", port)
     try:
@@ -106,9 +107,10 @@ def test_server_killed_mid_training_and_back_20_s_later(tmp_path: Path,
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(1800)  # the run's and the resume's 600 s budgets, two server starts
 def test_server_killed_for_good_ends_clearly_and_resume_finishes_later(
         tmp_path: Path, tiny_run_args: Callable[..., list[str]]) -> None:
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow_server(tmp_path / "server", port)
     try:
