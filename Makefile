@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test test-fast layers docs test-slow bench install install-dev install-bwrap install-ocr image clean
+.PHONY: quickstart test test-fast layers docs test-slow bench install install-dev install-bwrap install-ocr image clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,13 @@ test: install-dev install-bwrap install-ocr
 # unit tests: no real servers; under 5 minutes on 2 cores
 test-fast: install-dev install-bwrap install-ocr
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not integration" $(PYTEST_ARGS)
+
+# Lint and format check (ruff) and types (mypy, on the public interfaces of methods/, tasks/, serving/ first); the
+# settings are in pyproject.toml. .ci/run runs it before `make test`.
+lint: install-dev
+	$(BIN)/ruff check src tests bench docs/hooks
+	$(BIN)/ruff format --check src tests bench docs/hooks
+	$(BIN)/mypy
 
 # The import contracts of pyproject.toml ([tool.importlinter]); tests/test_layers.py runs them in `make test` too.
 layers: install-dev

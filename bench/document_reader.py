@@ -38,6 +38,7 @@ def pypdf_text(layout: bool) -> Callable[[bytes], str]:
 
         mode = "layout" if layout else "plain"
         return "\n".join(page.extract_text(extraction_mode=mode) or "" for page in PdfReader(io.BytesIO(data)).pages)
+
     return read
 
 
@@ -99,8 +100,12 @@ def main() -> None:
 
     print(f"{len(pdfs)} born-digital documents (all {len(LAYOUTS)} layouts, en/de/fr), {len(scans)} scans")
     print(f"{'reader':<28} {'CER':>7} {'s/doc':>8} {'CER ratio':>10} {'time ratio':>11}")
-    text_rows = [("pypdfium2 (llmops)", pdfium_text), ("pypdf plain", pypdf_text(False)),
-                 ("pypdf layout", pypdf_text(True)), ("pdfplumber", pdfplumber_text)]
+    text_rows = [
+        ("pypdfium2 (llmops)", pdfium_text),
+        ("pypdf plain", pypdf_text(False)),
+        ("pypdf layout", pypdf_text(True)),
+        ("pdfplumber", pdfplumber_text),
+    ]
     _table(text_rows, pdfs)
     ocr_rows = [("tesseract (llmops)", tesseract_text)]
     if importlib.util.find_spec("rapidocr_onnxruntime"):

@@ -47,7 +47,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         data = generate_codegen_dataset(Path(tmp), n_train=max(args.prompts, 16), n_eval_per_class=1, seed=0)
-        problems = [json.loads(line) for line in data.train_problems.read_text().splitlines()][:args.prompts]
+        problems = [json.loads(line) for line in data.train_problems.read_text().splitlines()][: args.prompts]
     task = CodeGenTask()
     model, tokenizer = load_for_inference(args.model)
     prompts = [[{"role": "user", "content": task.build_prompt(problem["prompt"])}] for problem in problems]
@@ -55,22 +55,37 @@ def main() -> None:
     generation, judging, rewards = [], [], []
     for repeat in range(args.repeats):
         start = time.perf_counter()
-        groups = sample(model, tokenizer, prompts, args.group, answers_per_batch, args.max_new_tokens,
-                        args.temperature, seed=repeat, desc="sampling")
+        groups = sample(
+            model,
+            tokenizer,
+            prompts,
+            args.group,
+            answers_per_batch,
+            args.max_new_tokens,
+            args.temperature,
+            seed=repeat,
+            desc="sampling",
+        )
         generation.append(time.perf_counter() - start)
         answers = [answer for group in groups for answer in group]
         references = [problem for problem in problems for _ in range(args.group)]
         start = time.perf_counter()
         rewards = task.rewards(answers, references)
         judging.append(time.perf_counter() - start)
-        print(f"repeat {repeat + 1}: generation {generation[-1]:.2f} s, rewards {judging[-1]:.2f} s "
-              f"(mean reward {sum(rewards) / len(rewards):.3f})")
+        print(
+            f"repeat {repeat + 1}: generation {generation[-1]:.2f} s, rewards {judging[-1]:.2f} s "
+            f"(mean reward {sum(rewards) / len(rewards):.3f})"
+        )
     gen, judge = statistics.median(generation), statistics.median(judging)
-    print(f"batch of {answers_per_batch} answers ({args.prompts} prompts x {args.group}, up to "
-          f"{args.max_new_tokens} tokens; {args.model}; {args.threads} threads)")
+    print(
+        f"batch of {answers_per_batch} answers ({args.prompts} prompts x {args.group}, up to "
+        f"{args.max_new_tokens} tokens; {args.model}; {args.threads} threads)"
+    )
     print(f"generation: {gen:.2f} s/batch ({answers_per_batch / gen:.1f} answers/s)")
-    print(f"rewards:    {judge:.2f} s/batch ({answers_per_batch / judge:.1f} answers/s, sandbox workers "
-          f"{task.workers or default_workers()})")
+    print(
+        f"rewards:    {judge:.2f} s/batch ({answers_per_batch / judge:.1f} answers/s, sandbox workers "
+        f"{task.workers or default_workers()})"
+    )
     print(f"rewards / generation: {judge / gen:.3f} (target < 1)")
 
 

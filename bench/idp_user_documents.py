@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-TRAIN_LAYOUTS = (1, 6)   # two of the generator's training layouts (different columns, tables and totals)
-EVAL_LAYOUT = 13         # one it holds out from every training set
+TRAIN_LAYOUTS = (1, 6)  # two of the generator's training layouts (different columns, tables and totals)
+EVAL_LAYOUT = 13  # one it holds out from every training set
 LANGUAGES = ("en", "de", "fr")
 
 
@@ -53,8 +53,11 @@ def write_documents(out: Path, split: str, n: int, layouts: tuple[int, ...], see
             data = scan(data, rng, "pdf")
         name = f"docs/{split}-{i:03d}.pdf"
         (out / name).write_bytes(data)
-        lines.append(json.dumps({"file": name, "fields": gold_fields(doc), "language": language,
-                                 "scanned": scanned}, ensure_ascii=False))
+        lines.append(
+            json.dumps(
+                {"file": name, "fields": gold_fields(doc), "language": language, "scanned": scanned}, ensure_ascii=False
+            )
+        )
     path = out / f"{split}.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -78,8 +81,20 @@ def main() -> None:
     schema = work / "schema.json"
     schema.write_text(json.dumps(document_schema(), indent=2))
     llmops = Path(sys.executable).with_name("llmops")
-    cmd = [str(llmops), "run", "--student", "smollm2-135m-instruct", "--data", str(train),
-           "--eval_data", str(evals), "--schema", str(schema), "--save_dir", str(work / "runs")]
+    cmd = [
+        str(llmops),
+        "run",
+        "--student",
+        "smollm2-135m-instruct",
+        "--data",
+        str(train),
+        "--eval_data",
+        str(evals),
+        "--schema",
+        str(schema),
+        "--save_dir",
+        str(work / "runs"),
+    ]
     for item in args.set:
         cmd += ["--set", item]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "HF_HUB_OFFLINE": "1"}

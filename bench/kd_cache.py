@@ -38,13 +38,20 @@ def make_examples(n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        fields = {"invoice_id": f"INV-{rng.randint(1000, 99999)}", "total": f"{rng.uniform(1, 9999):.2f}",
-                  "vendor": rng.choice(["Acme Ltd", "Globex", "Initech", "Umbrella Corp", "Hooli"])}
+        fields = {
+            "invoice_id": f"INV-{rng.randint(1000, 99999)}",
+            "total": f"{rng.uniform(1, 9999):.2f}",
+            "vendor": rng.choice(["Acme Ltd", "Globex", "Initech", "Umbrella Corp", "Hooli"]),
+        }
         lines = [f"Invoice {fields['invoice_id']} from {fields['vendor']}"]
         lines += [f"item {i}: {rng.randint(1, 20)} x {rng.uniform(1, 99):.2f}" for i in range(rng.randint(2, 8))]
         lines.append(f"Total due: {fields['total']}")
-        out.append({"prompt": [{"role": "user", "content": "Extract the fields as JSON.\n" + "\n".join(lines)}],
-                    "completion": [{"role": "assistant", "content": json.dumps(fields)}]})
+        out.append(
+            {
+                "prompt": [{"role": "user", "content": "Extract the fields as JSON.\n" + "\n".join(lines)}],
+                "completion": [{"role": "assistant", "content": json.dumps(fields)}],
+            }
+        )
     return out
 
 
@@ -70,13 +77,24 @@ def real_models(root: Path, examples: list[dict], teacher: str, layers: int) -> 
     from llmops.models.prune import prune_to_folder
 
     report = prune_to_folder(teacher, layers, root / "student", records=examples)
-    print(f"student: {teacher} pruned to layers {report.kept} ({report.parameters_after / 1e6:.1f}M of "
-          f"{report.parameters_before / 1e6:.1f}M parameters)")
+    print(
+        f"student: {teacher} pruned to layers {report.kept} ({report.parameters_after / 1e6:.1f}M of "
+        f"{report.parameters_before / 1e6:.1f}M parameters)"
+    )
     return root / "student", teacher
 
 
-def run(student: Path, teacher_dir: Path | str, examples: list[dict], cache: bool, epochs: int, out: Path,
-        cache_dir: Path, top_k: int = 64, real: bool = False) -> dict:
+def run(
+    student: Path,
+    teacher_dir: Path | str,
+    examples: list[dict],
+    cache: bool,
+    epochs: int,
+    out: Path,
+    cache_dir: Path,
+    top_k: int = 64,
+    real: bool = False,
+) -> dict:
     """Seconds per epoch of one KD run, and what the cache cost."""
     from transformers import TrainerCallback
 
@@ -84,15 +102,27 @@ def run(student: Path, teacher_dir: Path | str, examples: list[dict], cache: boo
     from llmops.methods.kd import make_kd_trainer
     from llmops.models.loader import load_student
 
-    training = {"per_device_train_batch_size": 8, "learning_rate": 2e-3, "logging_steps": 1000,
-                "save_steps": 100_000, "max_len": 1024, "seed": 0}
+    training = {
+        "per_device_train_batch_size": 8,
+        "learning_rate": 2e-3,
+        "logging_steps": 1000,
+        "save_steps": 100_000,
+        "max_len": 1024,
+        "seed": 0,
+    }
     peft = {"method": "full"}
     if real:  # the quickstart's recipe: LoRA r16 on every linear layer, batch 4
         training.update(per_device_train_batch_size=4, learning_rate=3e-4, bf16=True)
         peft = {"method": "lora", "r": 16, "alpha": 32, "target_modules": "all-linear"}
-    cfg = RunConfig.model_validate({
-        "student": str(student), "peft": peft, "epochs": epochs, "training": training,
-        "kd": {"cache": cache, "cache_dir": str(cache_dir), "cache_top_k": top_k, "alpha": 0.5}})
+    cfg = RunConfig.model_validate(
+        {
+            "student": str(student),
+            "peft": peft,
+            "epochs": epochs,
+            "training": training,
+            "kd": {"cache": cache, "cache_dir": str(cache_dir), "cache_top_k": top_k, "alpha": 0.5},
+        }
+    )
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
     teacher, _ = load_student(str(teacher_dir), cfg.peft.model_copy(update={"method": "full"}), cfg.training)
     start = time.perf_counter()
@@ -111,9 +141,15 @@ def run(student: Path, teacher_dir: Path | str, examples: list[dict], cache: boo
     trainer.train()
     c = trainer.cache
     tokens = sum(len(r["input_ids"]) for r in trainer.train_dataset)
-    return {"epochs": epoch_times, "setup": setup, "built": bool(c and c.built),
-            "cache_seconds": c.build_seconds if c else 0.0, "bytes_per_answer_token": c.bytes_per_token if c else 0,
-            "bytes_per_token": c.nbytes / tokens if c else 0, "steps": trainer.state.global_step}
+    return {
+        "epochs": epoch_times,
+        "setup": setup,
+        "built": bool(c and c.built),
+        "cache_seconds": c.build_seconds if c else 0.0,
+        "bytes_per_answer_token": c.bytes_per_token if c else 0,
+        "bytes_per_token": c.nbytes / tokens if c else 0,
+        "steps": trainer.state.global_step,
+    }
 
 
 def main() -> None:
@@ -144,11 +180,23 @@ def main() -> None:
         order = ["online", "offline"]
         for rep in range(args.repeats):
             for mode in order if rep % 2 == 0 else order[::-1]:
-                res = run(student, teacher, examples, mode == "offline", args.epochs, root / f"{mode}-{rep}",
-                          root / "kd-cache", top_k, args.real)
+                res = run(
+                    student,
+                    teacher,
+                    examples,
+                    mode == "offline",
+                    args.epochs,
+                    root / f"{mode}-{rep}",
+                    root / "kd-cache",
+                    top_k,
+                    args.real,
+                )
                 results[mode].append(res)
-                note = f" (cache {'built' if res['built'] else 'reused'} in {res['cache_seconds']:.2f} s)" \
-                    if mode == "offline" else ""
+                note = (
+                    f" (cache {'built' if res['built'] else 'reused'} in {res['cache_seconds']:.2f} s)"
+                    if mode == "offline"
+                    else ""
+                )
                 print(f"rep {rep} {mode:7s}: epochs " + " ".join(f"{t:.2f}" for t in res["epochs"]) + f" s{note}")
         report(results, student, teacher, top_k)
 
@@ -159,22 +207,29 @@ def report(results: dict[str, list[dict]], student: Path, teacher: Path | str, t
 
     from llmops.models.loader import resolve_model_path
 
-    sizes = {name: sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(resolve_model_path(str(path)))
-                       .parameters())
-             for name, path in (("student", student), ("teacher", teacher))}
+    sizes = {
+        name: sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(resolve_model_path(str(path))).parameters())
+        for name, path in (("student", student), ("teacher", teacher))
+    }
     later = {mode: statistics.median(t for r in runs for t in r["epochs"][1:]) for mode, runs in results.items()}
     first = {mode: statistics.median(r["epochs"][0] for r in runs) for mode, runs in results.items()}
     built = [r for r in results["offline"] if r["built"]]
     cache = results["offline"][0]
-    print(f"student {sizes['student'] / 1e6:.2f}M params, teacher {sizes['teacher'] / 1e6:.2f}M "
-          f"({sizes['teacher'] / sizes['student']:.1f}x); {cache['steps']} steps per run")
+    print(
+        f"student {sizes['student'] / 1e6:.2f}M params, teacher {sizes['teacher'] / 1e6:.2f}M "
+        f"({sizes['teacher'] / sizes['student']:.1f}x); {cache['steps']} steps per run"
+    )
     print(f"epoch 1: online {first['online']:.2f} s, offline {first['offline']:.2f} s")
-    print(f"epochs 2+: online {later['online']:.2f} s/epoch, offline {later['offline']:.2f} s/epoch, "
-          f"ratio {later['offline'] / later['online']:.2f}x (target <= 0.6x)")
+    print(
+        f"epochs 2+: online {later['online']:.2f} s/epoch, offline {later['offline']:.2f} s/epoch, "
+        f"ratio {later['offline'] / later['online']:.2f}x (target <= 0.6x)"
+    )
     if built:
         print(f"cache build (one teacher pass, before training): {built[0]['cache_seconds']:.2f} s")
-    print(f"cache size: {cache['bytes_per_answer_token']:.0f} B per answer token (k={top_k}: fp16 value + uint16 id; "
-          f"target <= 130 at k=32), {cache['bytes_per_token']:.0f} B per training token (DistillKit: ~300 B/token)")
+    print(
+        f"cache size: {cache['bytes_per_answer_token']:.0f} B per answer token (k={top_k}: fp16 value + uint16 id; "
+        f"target <= 130 at k=32), {cache['bytes_per_token']:.0f} B per training token (DistillKit: ~300 B/token)"
+    )
 
 
 if __name__ == "__main__":

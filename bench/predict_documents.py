@@ -53,8 +53,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="llmops-predict-"))
     pdf, _ = two_page_invoice(args.seed)
-    docs = {"two-page PDF": work / "invoice.pdf", "two-page scan (PDF)": work / "scan.pdf",
-            "one-page photo (PNG)": work / "photo.png"}
+    docs = {
+        "two-page PDF": work / "invoice.pdf",
+        "two-page scan (PDF)": work / "scan.pdf",
+        "one-page photo (PNG)": work / "photo.png",
+    }
     docs["two-page PDF"].write_bytes(pdf)
     docs["two-page scan (PDF)"].write_bytes(scan(pdf, random.Random(args.seed), "pdf"))
     from llmops.quickstart.doc_render import render_pdf
@@ -76,15 +79,30 @@ def main() -> None:
         print(f"\n{model}")
         for label, path in docs.items():
             start = time.perf_counter()
-            proc = subprocess.run([str(llmops), "predict", "--model", model, "--schema", str(work / "schema.json"),
-                                   "--document", str(path)], capture_output=True, text=True, env=env)
+            proc = subprocess.run(
+                [
+                    str(llmops),
+                    "predict",
+                    "--model",
+                    model,
+                    "--schema",
+                    str(work / "schema.json"),
+                    "--document",
+                    str(path),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             seconds = time.perf_counter() - start
             if proc.returncode:
                 raise SystemExit(f"predict failed on {path}:\n{proc.stderr[-2000:]}")
             answer = json.loads(proc.stdout)
             jsonschema.validate(answer, schema)
-            print(f"  {label:22s} {seconds:5.1f} s  schema-valid, {len(answer['line_items'])} line items, "
-                  f"total {answer['total']}")
+            print(
+                f"  {label:22s} {seconds:5.1f} s  schema-valid, {len(answer['line_items'])} line items, "
+                f"total {answer['total']}"
+            )
 
 
 if __name__ == "__main__":

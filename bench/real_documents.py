@@ -55,7 +55,9 @@ def documents(records: list[dict], folder: str | None) -> Path:
             with urllib.request.urlopen(raw_url(r["source"]), timeout=60) as resp:
                 data = resp.read()
         except OSError as err:
-            raise SystemExit(f"cannot download {r['source']} ({err}); put the PDFs in a folder and pass --docs") from err
+            raise SystemExit(
+                f"cannot download {r['source']} ({err}); put the PDFs in a folder and pass --docs"
+            ) from err
         tmp = dest.with_suffix(".part")
         tmp.write_bytes(data)
         os.replace(tmp, dest)
@@ -64,8 +66,18 @@ def documents(records: list[dict], folder: str | None) -> Path:
 
 def evaluate(model: str, eval_file: Path, schema: Path, out: Path) -> tuple[dict[str, float], float]:
     llmops = Path(sys.executable).with_name("llmops")
-    cmd = [str(llmops), "evaluate", "--model", model, "--eval_data", str(eval_file), "--schema", str(schema),
-           "--output", str(out)]
+    cmd = [
+        str(llmops),
+        "evaluate",
+        "--model",
+        model,
+        "--eval_data",
+        str(eval_file),
+        "--schema",
+        str(schema),
+        "--output",
+        str(out),
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     seconds = time.perf_counter() - start
@@ -78,8 +90,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", default=[], help="a model folder or models:/NAME@ALIAS")
     ap.add_argument("--docs", help="folder with the PDFs (default: download them once into the llmops cache)")
-    ap.add_argument("--untrained", action=argparse.BooleanOptionalAction, default=True,
-                    help=f"also evaluate the untrained {UNTRAINED}")
+    ap.add_argument(
+        "--untrained",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"also evaluate the untrained {UNTRAINED}",
+    )
     args = ap.parse_args()
 
     from llmops.quickstart.idp_documents import document_schema
@@ -88,8 +104,12 @@ def main() -> None:
     docs = documents(records, args.docs)
     work = Path(tempfile.mkdtemp(prefix="llmops-real-docs-"))
     eval_file = work / "eval.jsonl"
-    eval_file.write_text("".join(json.dumps({**r, "file": str((docs / r["file"]).resolve())}, ensure_ascii=False)
-                                 + "\n" for r in records), encoding="utf-8")
+    eval_file.write_text(
+        "".join(
+            json.dumps({**r, "file": str((docs / r["file"]).resolve())}, ensure_ascii=False) + "\n" for r in records
+        ),
+        encoding="utf-8",
+    )
     schema = work / "schema.json"
     schema.write_text(json.dumps(document_schema()))
     models = ([UNTRAINED] if args.untrained else []) + args.model
@@ -98,13 +118,21 @@ def main() -> None:
     print(f"{len(records)} real documents from {docs}")
     for i, model in enumerate(models):
         metrics, seconds = evaluate(model, eval_file, schema, work / f"predictions-{i}.jsonl")
-        fields = {k[len("field/"):-len("/f1")]: v for k, v in metrics.items()
-                  if k.startswith("field/") and k.endswith("/f1")}
+        fields = {
+            k[len("field/") : -len("/f1")]: v
+            for k, v in metrics.items()
+            if k.startswith("field/") and k.endswith("/f1")
+        }
         worst = ", ".join(f"{name} {value:.2f}" for name, value in sorted(fields.items(), key=lambda kv: kv[1])[:5])
-        print(f"\n{model}\n  field_f1 {metrics.get('field_f1', float('nan')):.3f}  schema_valid "
-              f"{metrics.get('schema_valid_rate', float('nan')):.3f}  json_valid {metrics.get('json_valid_rate', float('nan')):.3f}  exact_match {metrics.get('exact_match', float('nan')):.3f}"
-              f"  {seconds / len(records):.1f} s/document\n  worst fields: {worst}\n  predictions: "
-              f"{work / f'predictions-{i}.jsonl'}")
+        shown = "  ".join(
+            f"{key} {metrics.get(key, float('nan')):.3f}"
+            for key in ("field_f1", "schema_valid_rate", "json_valid_rate", "exact_match")
+        )
+        print(
+            f"\n{model}\n  {shown}"
+            f"  {seconds / len(records):.1f} s/document\n  worst fields: {worst}\n  predictions: "
+            f"{work / f'predictions-{i}.jsonl'}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,15 @@ def tiny_model(folder: Path) -> Path:
     from llmops.quickstart.idp_data import generate_idp_dataset, tokenizer_corpus
 
     data = generate_idp_dataset(folder / "data", n_train=400, n_eval_per_class=4, seed=0)
-    return build_tiny_model(folder / "model", tokenizer_corpus(data, limit=400), vocab_size=512, hidden_size=128,
-                            num_layers=2, num_heads=2, seed=0)
+    return build_tiny_model(
+        folder / "model",
+        tokenizer_corpus(data, limit=400),
+        vocab_size=512,
+        hidden_size=128,
+        num_layers=2,
+        num_heads=2,
+        seed=0,
+    )
 
 
 def prompts(folder: Path, n: int) -> list[str]:
@@ -78,8 +85,7 @@ def measure(model: Any, tokenizer: Any, batch: int, texts: list[str], clients: i
 
     engine = Engine(model, tokenizer, max_batch_size=batch, max_queue=4 * len(texts), name="tiny")
     server = Server(engine)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="none", max_retries=0,
-                           timeout=600)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="none", max_retries=0, timeout=600)
     latencies: list[float] = []
     errors = 0
 
@@ -87,8 +93,9 @@ def measure(model: Any, tokenizer: Any, batch: int, texts: list[str], clients: i
         nonlocal errors
         start = time.perf_counter()
         try:
-            client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": text}],
-                                           max_tokens=max_tokens, temperature=0)
+            client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": text}], max_tokens=max_tokens, temperature=0
+            )
             latencies.append(time.perf_counter() - start)
         except Exception:  # noqa: BLE001 - counted: the target is zero errors
             errors += 1
@@ -102,9 +109,13 @@ def measure(model: Any, tokenizer: Any, batch: int, texts: list[str], clients: i
     server.stop()
     engine.close()
     sizes = engine.batch_sizes[1:]
-    return {"per_s": len(latencies) / seconds, "p50": statistics.median(latencies),
-            "p95": statistics.quantiles(latencies, n=20)[-1], "errors": errors,
-            "mean_batch": statistics.mean(sizes) if sizes else 0.0}
+    return {
+        "per_s": len(latencies) / seconds,
+        "p50": statistics.median(latencies),
+        "p95": statistics.quantiles(latencies, n=20)[-1],
+        "errors": errors,
+        "mean_batch": statistics.mean(sizes) if sizes else 0.0,
+    }
 
 
 def main() -> None:
@@ -115,39 +126,53 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32, help="max batch size of the batched server")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
-                        help="weights' dtype (auto: bf16 where the CPU computes it natively, as `llmops serve`)")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="weights' dtype (auto: bf16 where the CPU computes it natively, as `llmops serve`)",
+    )
     args = parser.parse_args()
 
     import torch
 
-    from llmops.models.loader import load_for_inference
     from llmops.environment import quiet_libraries
+    from llmops.models.loader import load_for_inference
 
     quiet_libraries()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model_dir = args.model or tiny_model(folder)
-        texts = prompts(folder, args.clients * args.requests) if args.model is None else \
-            [f"Write a short note number {i}." for i in range(args.clients * args.requests)]
+        texts = (
+            prompts(folder, args.clients * args.requests)
+            if args.model is None
+            else [f"Write a short note number {i}." for i in range(args.clients * args.requests)]
+        )
         dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
         model, tokenizer = load_for_inference(model_dir, dtype)
-        print(f"model {model_dir} ({next(model.parameters()).dtype}), {args.clients} clients x {args.requests} "
-              f"requests, max_tokens {args.max_tokens}", flush=True)
+        print(
+            f"model {model_dir} ({next(model.parameters()).dtype}), {args.clients} clients x {args.requests} "
+            f"requests, max_tokens {args.max_tokens}",
+            flush=True,
+        )
         runs: dict[int, list[dict]] = {args.batch: [], 1: []}
         for repeat in range(args.repeats):
-            for batch in ((args.batch, 1) if repeat % 2 == 0 else (1, args.batch)):
+            for batch in (args.batch, 1) if repeat % 2 == 0 else (1, args.batch):
                 result = measure(model, tokenizer, batch, texts, args.clients, args.max_tokens)
                 runs[batch].append(result)
-                print(f"batch {batch:>3}: {result['per_s']:7.2f} completions/s  p50 {result['p50']:6.2f} s  "
-                      f"p95 {result['p95']:6.2f} s  errors {result['errors']}  mean batch {result['mean_batch']:.1f}",
-                      flush=True)
+                print(
+                    f"batch {batch:>3}: {result['per_s']:7.2f} completions/s  p50 {result['p50']:6.2f} s  "
+                    f"p95 {result['p95']:6.2f} s  errors {result['errors']}  mean batch {result['mean_batch']:.1f}",
+                    flush=True,
+                )
     best = {b: statistics.median(r["per_s"] for r in rs) for b, rs in runs.items()}
     errors = sum(r["errors"] for rs in runs.values() for r in rs)
-    print(f"\n{args.clients} clients x {args.requests} requests, max_tokens {args.max_tokens}: "
-          f"batched (max {args.batch}) {best[args.batch]:.2f}/s vs batch 1 {best[1]:.2f}/s = "
-          f"{best[args.batch] / best[1]:.2f}x (target >= 2x); errors {errors} (target 0)")
+    print(
+        f"\n{args.clients} clients x {args.requests} requests, max_tokens {args.max_tokens}: "
+        f"batched (max {args.batch}) {best[args.batch]:.2f}/s vs batch 1 {best[1]:.2f}/s = "
+        f"{best[args.batch] / best[1]:.2f}x (target >= 2x); errors {errors} (target 0)"
+    )
 
 
 if __name__ == "__main__":

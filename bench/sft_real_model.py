@@ -40,22 +40,36 @@ def idp_examples(n: int, work: Path) -> list[dict]:
     from llmops.run_inputs import validate
 
     data = generate_idp_dataset(work / "data", n, 1, seed=0, mini_fraction=0.25)
-    cfg = RunConfig.model_validate({"student": "unused", "data": str(data.train), "eval_data": str(data.eval),
-                                    "schema": str(data.schema)})
+    cfg = RunConfig.model_validate(
+        {"student": "unused", "data": str(data.train), "eval_data": str(data.eval), "schema": str(data.schema)}
+    )
     return validate(cfg).train[:n]
 
 
-def run_llmops(model_dir: str, examples: list[dict], steps: int, out: Path, bf16: bool,
-               attn: str | None = None) -> tuple[float, list[float]]:
+def run_llmops(
+    model_dir: str, examples: list[dict], steps: int, out: Path, bf16: bool, attn: str | None = None
+) -> tuple[float, list[float]]:
     """tokens/s and the loss curve of llmops.methods.sft.train_sft."""
     from llmops.config import RunConfig
     from llmops.methods.sft import train_sft
     from llmops.models.loader import load_student
 
-    settings = {"max_steps": steps, "per_device_train_batch_size": BATCH, "learning_rate": LR, "logging_steps": 1,
-                "save_steps": 10 * steps, "max_len": 768, "seed": 0, "bf16": bf16, "warmup_steps": 0,
-                "lr_scheduler_type": "linear", "weight_decay": 0.0, "gradient_checkpointing": False,
-                "num_threads": None, "attn_implementation": attn}
+    settings = {
+        "max_steps": steps,
+        "per_device_train_batch_size": BATCH,
+        "learning_rate": LR,
+        "logging_steps": 1,
+        "save_steps": 10 * steps,
+        "max_len": 768,
+        "seed": 0,
+        "bf16": bf16,
+        "warmup_steps": 0,
+        "lr_scheduler_type": "linear",
+        "weight_decay": 0.0,
+        "gradient_checkpointing": False,
+        "num_threads": None,
+        "attn_implementation": attn,
+    }
     cfg = RunConfig.model_validate({"student": model_dir, "peft": LORA, "training": settings})
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
     result = train_sft(model, tokenizer, examples, cfg, out)
@@ -72,21 +86,43 @@ def run_plain_trl(model_dir: str, examples: list[dict], steps: int, out: Path) -
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR,
-                     lr_scheduler_type="linear", logging_steps=1, save_steps=10 * steps, max_length=768, seed=0,
-                     bf16=True, gradient_checkpointing=False, use_cpu=True, report_to="none", disable_tqdm=True)
-    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
-                             task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, peft_config=peft_config)
+    args = SFTConfig(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=BATCH,
+        learning_rate=LR,
+        lr_scheduler_type="linear",
+        logging_steps=1,
+        save_steps=10 * steps,
+        max_length=768,
+        seed=0,
+        bf16=True,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     start = time.perf_counter()
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return trainer._total_train_tokens / (time.perf_counter() - start), losses
 
 
-def compare(name_a: str, fn_a: Callable[[], tuple[float, list[float]]], name_b: str,
-            fn_b: Callable[[], tuple[float, list[float]]], repeats: int) -> tuple[float, list[float], list[float]]:
+def compare(
+    name_a: str,
+    fn_a: Callable[[], tuple[float, list[float]]],
+    name_b: str,
+    fn_b: Callable[[], tuple[float, list[float]]],
+    repeats: int,
+) -> tuple[float, list[float], list[float]]:
     """Alternate a and b `repeats` times each; print median tokens/s; return the ratio and each one's last curve."""
     a: list[float] = []
     b: list[float] = []
@@ -113,8 +149,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", choices=["bf16", "attention", "trl"], action="append",
-                        help="run only these comparisons (repeatable)")
+    parser.add_argument(
+        "--only", choices=["bf16", "attention", "trl"], action="append", help="run only these comparisons (repeatable)"
+    )
     opts = parser.parse_args()
 
     import datasets
@@ -133,35 +170,49 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         examples = idp_examples(BATCH * opts.steps, work)
-        print(f"SmolLM2-135M-Instruct, LoRA r16 all-linear, {opts.steps} steps x batch {BATCH}, "
-              f"{len(examples)} IDP examples, {opts.threads} threads")
+        print(
+            f"SmolLM2-135M-Instruct, LoRA r16 all-linear, {opts.steps} steps x batch {BATCH}, "
+            f"{len(examples)} IDP examples, {opts.threads} threads"
+        )
         if "bf16" in parts:
             if not cpu_supports_bf16():
                 print("bf16: this CPU has no native bf16 (AVX512-BF16/AMX); llmops trains in fp32 here")
             else:
                 print("bf16 autocast vs fp32")
                 ratio, bf16_curve, fp32_curve = compare(
-                    "bf16 autocast", lambda: run_llmops(model_dir, examples, opts.steps, work / "bf16", True),
-                    "fp32", lambda: run_llmops(model_dir, examples, opts.steps, work / "fp32", False), opts.repeats)
+                    "bf16 autocast",
+                    lambda: run_llmops(model_dir, examples, opts.steps, work / "bf16", True),
+                    "fp32",
+                    lambda: run_llmops(model_dir, examples, opts.steps, work / "fp32", False),
+                    opts.repeats,
+                )
                 gap = abs(end_of(bf16_curve) - end_of(fp32_curve)) / end_of(fp32_curve)
-                print(f"  loss (mean of last 3 logged): bf16 {end_of(bf16_curve):.4f}  fp32 {end_of(fp32_curve):.4f}"
-                      f"  relative gap {gap:.1%} (target <= 2%)")
+                print(
+                    f"  loss (mean of last 3 logged): bf16 {end_of(bf16_curve):.4f}  fp32 {end_of(fp32_curve):.4f}"
+                    f"  relative gap {gap:.1%} (target <= 2%)"
+                )
                 print(f"  curve bf16 {[round(x, 3) for x in bf16_curve]}")
                 print(f"  curve fp32 {[round(x, 3) for x in fp32_curve]}")
                 results.update(bf16_over_fp32=round(ratio, 3), bf16_loss_gap=round(gap, 4))
         if "attention" in parts:
             print("attention: eager vs sdpa (bf16 autocast)")
             ratio, _, _ = compare(
-                "eager", lambda: run_llmops(model_dir, examples, opts.steps, work / "eager", True, "eager"),
-                "sdpa", lambda: run_llmops(model_dir, examples, opts.steps, work / "sdpa", True, "sdpa"),
-                opts.repeats)
+                "eager",
+                lambda: run_llmops(model_dir, examples, opts.steps, work / "eager", True, "eager"),
+                "sdpa",
+                lambda: run_llmops(model_dir, examples, opts.steps, work / "sdpa", True, "sdpa"),
+                opts.repeats,
+            )
             results["eager_over_sdpa"] = round(ratio, 3)
         if "trl" in parts:
             print("llmops train_sft vs plain TRL + PEFT script (bf16 autocast)")
             ratio, _, _ = compare(
-                "llmops train_sft", lambda: run_llmops(model_dir, examples, opts.steps, work / "llmops", True),
-                "plain TRL script", lambda: run_plain_trl(model_dir, examples, opts.steps, work / "trl"),
-                opts.repeats)
+                "llmops train_sft",
+                lambda: run_llmops(model_dir, examples, opts.steps, work / "llmops", True),
+                "plain TRL script",
+                lambda: run_plain_trl(model_dir, examples, opts.steps, work / "trl"),
+                opts.repeats,
+            )
             results["llmops_over_trl"] = round(ratio, 3)
     print(json.dumps(results))
 

@@ -30,15 +30,24 @@ def make_examples(n: int, seed: int, min_lines: int, max_lines: int) -> list[dic
     rng = random.Random(seed)
     examples = []
     for _ in range(n):
-        fields = {"invoice_id": f"INV-{rng.randint(1000, 99999)}", "total": f"{rng.uniform(1, 9999):.2f}",
-                  "vendor": rng.choice(["Acme Ltd", "Globex", "Initech", "Umbrella Corp", "Hooli"])}
+        fields = {
+            "invoice_id": f"INV-{rng.randint(1000, 99999)}",
+            "total": f"{rng.uniform(1, 9999):.2f}",
+            "vendor": rng.choice(["Acme Ltd", "Globex", "Initech", "Umbrella Corp", "Hooli"]),
+        }
         lines = [f"Invoice {fields['invoice_id']} from {fields['vendor']}"]
-        lines += [f"item {i}: {rng.randint(1, 20)} x {rng.uniform(1, 99):.2f}"
-                  for i in range(rng.randint(min_lines, max_lines))]
+        lines += [
+            f"item {i}: {rng.randint(1, 20)} x {rng.uniform(1, 99):.2f}"
+            for i in range(rng.randint(min_lines, max_lines))
+        ]
         lines.append(f"Total due: {fields['total']}")
         prompt = "Extract the fields from the document as JSON. Answer with JSON only.\nDocument:\n" + "\n".join(lines)
-        examples.append({"prompt": [{"role": "user", "content": prompt}],
-                         "completion": [{"role": "assistant", "content": json.dumps(fields)}]})
+        examples.append(
+            {
+                "prompt": [{"role": "user", "content": prompt}],
+                "completion": [{"role": "assistant", "content": json.dumps(fields)}],
+            }
+        )
     return examples
 
 
@@ -52,8 +61,16 @@ def run_llmops(model_dir: Path, examples: list[dict], steps: int, out: Path, **t
     from llmops.methods.sft import train_sft
     from llmops.models.loader import load_student
 
-    settings = {"max_steps": steps, "per_device_train_batch_size": BATCH, "learning_rate": LR,
-                "logging_steps": 10, "save_steps": 10 * steps, "max_len": 1024, "seed": 0, **training}
+    settings = {
+        "max_steps": steps,
+        "per_device_train_batch_size": BATCH,
+        "learning_rate": LR,
+        "logging_steps": 10,
+        "save_steps": 10 * steps,
+        "max_len": 1024,
+        "seed": 0,
+        **training,
+    }
     cfg = RunConfig.model_validate({"student": str(model_dir), "peft": {"method": "full"}, "training": settings})
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
     return train_sft(model, tokenizer, examples, cfg, out).tokens_per_second
@@ -69,11 +86,23 @@ def run_plain_trl(model_dir: Path, examples: list[dict], steps: int, out: Path) 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "right"
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR,
-                     lr_scheduler_type="cosine", logging_steps=10, save_steps=10 * steps, max_length=1024, seed=0,
-                     bf16=False, gradient_checkpointing=False, use_cpu=True, report_to="none", disable_tqdm=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer)
+    args = SFTConfig(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=BATCH,
+        learning_rate=LR,
+        lr_scheduler_type="cosine",
+        logging_steps=10,
+        save_steps=10 * steps,
+        max_length=1024,
+        seed=0,
+        bf16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
     start = time.perf_counter()
     trainer.train()
     return trainer._total_train_tokens / (time.perf_counter() - start)
@@ -100,8 +129,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: steady numbers on a CPU shared with other processes)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: steady numbers on a CPU shared with other processes)",
+    )
     opts = parser.parse_args()
 
     import datasets
@@ -120,9 +153,13 @@ def main() -> None:
         work = Path(tmp)
         model_dir = build_tiny_model(work / "tiny", texts_of(uniform + mixed))
         print(f"train_sft vs plain TRL SFTTrainer ({opts.steps} steps, batch {BATCH}, full fine-tuning)")
-        overhead = compare("llmops train_sft", lambda: run_llmops(model_dir, uniform, opts.steps, work / "a"),
-                           "plain TRL script", lambda: run_plain_trl(model_dir, uniform, opts.steps, work / "b"),
-                           opts.repeats)
+        overhead = compare(
+            "llmops train_sft",
+            lambda: run_llmops(model_dir, uniform, opts.steps, work / "a"),
+            "plain TRL script",
+            lambda: run_plain_trl(model_dir, uniform, opts.steps, work / "b"),
+            opts.repeats,
+        )
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(model_dir)
@@ -131,9 +168,13 @@ def main() -> None:
         print(f"mixed lengths (mean {mean_len:.0f} tokens): packed rows of {pack_len} tokens vs batch {BATCH}")
         packed = compare(
             "train_sft packing",
-            lambda: run_llmops(model_dir, mixed, opts.steps, work / "c", packing=True, max_len=pack_len,
-                               per_device_train_batch_size=1),
-            "train_sft padded", lambda: run_llmops(model_dir, mixed, opts.steps, work / "d"), opts.repeats)
+            lambda: run_llmops(
+                model_dir, mixed, opts.steps, work / "c", packing=True, max_len=pack_len, per_device_train_batch_size=1
+            ),
+            "train_sft padded",
+            lambda: run_llmops(model_dir, mixed, opts.steps, work / "d"),
+            opts.repeats,
+        )
     print(json.dumps({"train_sft_over_trl": round(overhead, 3), "packed_over_padded": round(packed, 3)}))
 
 

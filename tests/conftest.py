@@ -33,14 +33,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def llmops_cli(args: list[str], cwd: Path, *, tracking_uri: str | None = None, env: dict[str, str] | None = None,
-               timeout: float = 600) -> subprocess.CompletedProcess:
+def llmops_cli(
+    args: list[str],
+    cwd: Path,
+    *,
+    tracking_uri: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """`python -m llmops.cli ARGS` in `cwd`, offline (HF_HUB_OFFLINE=1), tracked to `tracking_uri` (default: SQLite
     in `cwd`); `env` is added last (it may override both). Output captured as text."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1",
-                "MLFLOW_TRACKING_URI": tracking_uri or f"sqlite:///{cwd / 'mlflow.db'}", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    full_env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "MLFLOW_TRACKING_URI": tracking_uri or f"sqlite:///{cwd / 'mlflow.db'}",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "llmops.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -73,9 +89,18 @@ def start_mlflow_server(root: Path, port: int) -> subprocess.Popen:
     stop it with `_stop` (its process group)."""
     root.mkdir(parents=True, exist_ok=True)
     cmd = [
-        str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"), "--workers", "1",
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--workers",
+        "1",
     ]
     log_path = root / "server.log"
     # No job runner: it starts ~8 extra consumer processes for GenAI jobs these tests never use.
@@ -168,10 +193,22 @@ def tiny_idp(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("tiny-idp")
     data = generate_idp_dataset(root / "data", n_train=96, n_eval_per_class=3, seed=0)
-    model = build_tiny_model(root / "model", tokenizer_corpus(data, limit=96), vocab_size=320, hidden_size=32,
-                             num_layers=2, num_heads=2, seed=0)
-    return {"train": data.train, "eval": data.eval, "schema": data.schema, "model": model,
-            "document": data.sample_document}
+    model = build_tiny_model(
+        root / "model",
+        tokenizer_corpus(data, limit=96),
+        vocab_size=320,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        seed=0,
+    )
+    return {
+        "train": data.train,
+        "eval": data.eval,
+        "schema": data.schema,
+        "model": model,
+        "document": data.sample_document,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -185,12 +222,40 @@ def tiny_run_args(tiny_idp: dict[str, Path]) -> Callable[..., list[str]]:
 
 
 def _tiny_args(tiny: dict[str, Path], save_dir: Path, *extra: str) -> list[str]:
-    return ["run", "--student", str(tiny["model"]), "--data", str(tiny["train"]), "--eval_data",
-            str(tiny["eval"]), "--schema", str(tiny["schema"]), "--save_dir", str(save_dir),
-            "--flow_type", "IDP", "--train_type", "SFT", "--set", "peft.method=full",
-            "--set", "training.per_device_train_batch_size=4", "--set", "training.learning_rate=0.002",
-            "--set", "eval.max_new_tokens=40", "--set", "eval.batch_size=9", "--set", "training.max_len=512",
-            "--set", "tracking.system_metrics=false", "--set", "training.num_threads=1", *extra]
+    return [
+        "run",
+        "--student",
+        str(tiny["model"]),
+        "--data",
+        str(tiny["train"]),
+        "--eval_data",
+        str(tiny["eval"]),
+        "--schema",
+        str(tiny["schema"]),
+        "--save_dir",
+        str(save_dir),
+        "--flow_type",
+        "IDP",
+        "--train_type",
+        "SFT",
+        "--set",
+        "peft.method=full",
+        "--set",
+        "training.per_device_train_batch_size=4",
+        "--set",
+        "training.learning_rate=0.002",
+        "--set",
+        "eval.max_new_tokens=40",
+        "--set",
+        "eval.batch_size=9",
+        "--set",
+        "training.max_len=512",
+        "--set",
+        "tracking.system_metrics=false",
+        "--set",
+        "training.num_threads=1",
+        *extra,
+    ]
 
 
 def make_sft_examples(n: int, seed: int = 0) -> list[dict]:
@@ -200,9 +265,15 @@ def make_sft_examples(n: int, seed: int = 0) -> list[dict]:
     for _ in range(n):
         fields = {"id": str(rng.randint(100, 999)), "total": str(rng.randint(1, 99))}
         doc = " ".join(f"line {rng.randint(0, 9)}" for _ in range(rng.randint(1, 6)))
-        out.append({"prompt": [{"role": "user", "content": f"Extract JSON.\nInvoice {fields['id']} {doc} "
-                                                           f"total {fields['total']}"}],
-                    "completion": [{"role": "assistant", "content": json.dumps(fields)}], "class": "invoice"})
+        out.append(
+            {
+                "prompt": [
+                    {"role": "user", "content": f"Extract JSON.\nInvoice {fields['id']} {doc} total {fields['total']}"}
+                ],
+                "completion": [{"role": "assistant", "content": json.dumps(fields)}],
+                "class": "invoice",
+            }
+        )
     return out
 
 
@@ -218,8 +289,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from llmops.models.tiny import build_tiny_model
 
     texts = [e["prompt"][0]["content"] + e["completion"][0]["content"] for e in make_sft_examples(200, seed=1)]
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts, hidden_size=32, num_layers=2,
-                            num_heads=2, vocab_size=300)
+    return build_tiny_model(
+        tmp_path_factory.mktemp("tiny") / "model", texts, hidden_size=32, num_layers=2, num_heads=2, vocab_size=300
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -269,10 +341,22 @@ def json_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     from llmops.models.loader import load_student
 
     root = tmp_path_factory.mktemp("json-model")
-    cfg = RunConfig.model_validate({"student": str(tiny_model_dir), "peft": {"method": "full"},
-                                    "training": {"max_steps": 40, "per_device_train_batch_size": 8,
-                                                 "learning_rate": 1e-2, "logging_steps": 100, "save_steps": 1000,
-                                                 "max_len": 128, "seed": 0, "bf16": False}})
+    cfg = RunConfig.model_validate(
+        {
+            "student": str(tiny_model_dir),
+            "peft": {"method": "full"},
+            "training": {
+                "max_steps": 40,
+                "per_device_train_batch_size": 8,
+                "learning_rate": 1e-2,
+                "logging_steps": 100,
+                "save_steps": 1000,
+                "max_len": 128,
+                "seed": 0,
+                "bf16": False,
+            },
+        }
+    )
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
     train_sft(model, tokenizer, make_sft_examples(64), cfg, root / "checkpoints")
     model.save_pretrained(root / "model")

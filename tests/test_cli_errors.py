@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import free_port, llmops_cli
 
 SCHEMA = {
@@ -37,8 +36,21 @@ def work(tmp_path: Path) -> Path:
 
 def _run_args(work: Path, data: str, schema: str = "schema.json") -> list[str]:
     # The student path does not exist: if a model were loaded first, the error would name the model instead.
-    return ["run", "--student", str(work / "no-such-model"), "--data", data, "--schema", schema,
-            "--save_dir", str(work / "runs"), "--flow_type", "IDP", "--train_type", "SFT"]
+    return [
+        "run",
+        "--student",
+        str(work / "no-such-model"),
+        "--data",
+        data,
+        "--schema",
+        schema,
+        "--save_dir",
+        str(work / "runs"),
+        "--flow_type",
+        "IDP",
+        "--train_type",
+        "SFT",
+    ]
 
 
 def _assert_clean_failure(proc: subprocess.CompletedProcess, work: Path, *needles: str) -> None:
@@ -62,8 +74,10 @@ BAD_LINES = {
     "malformed_json": ('{"document": "x", "fields": {', "data.jsonl:2"),
     "missing_field": ('{"document": "Invoice INV-2"}', "data.jsonl:2"),
     "wrong_type": ('{"document": "Invoice INV-2", "fields": "INV-2"}', "data.jsonl:2"),
-    "violates_schema": ('{"document": "Invoice INV-2", "fields": {"invoice_number": "INV-2", '
-                        '"total_amount": "lots"}}', "data.jsonl:2"),
+    "violates_schema": (
+        '{"document": "Invoice INV-2", "fields": {"invoice_number": "INV-2", "total_amount": "lots"}}',
+        "data.jsonl:2",
+    ),
 }
 
 
@@ -79,8 +93,9 @@ def test_bad_data_line(work: Path, kind: str) -> None:
 def test_data_validate_reports_every_problem(work: Path) -> None:
     lines = [json.dumps(GOOD)] + [line for line, _ in BAD_LINES.values()]
     _write_jsonl(work / "data.jsonl", lines)
-    proc = _llmops(["data", "validate", "data.jsonl", "--flow-type", "IDP", "--train-type", "SFT",
-                    "--schema", "schema.json"], work)
+    proc = _llmops(
+        ["data", "validate", "data.jsonl", "--flow-type", "IDP", "--train-type", "SFT", "--schema", "schema.json"], work
+    )
     assert proc.returncode == 2
     for n in range(2, 2 + len(BAD_LINES)):
         assert f"data.jsonl:{n}:" in proc.stderr, proc.stderr
@@ -101,8 +116,12 @@ def test_missing_file(work: Path) -> None:
 
 def test_unreachable_s3_endpoint(work: Path) -> None:
     port = free_port()  # nobody listening
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "x",
-           "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     proc = _llmops(_run_args(work, "s3://bucket/data.jsonl"), work, env=env)
     _assert_clean_failure(proc, work, "s3://bucket/data.jsonl")
 

@@ -49,8 +49,12 @@ def _leaf_commands(command: object, path: tuple[str, ...] = ()) -> list[tuple[st
 def test_help_of_each_command_lists_its_own_options(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
     assert result.exit_code == 0, result.output
-    options = [opt for param in _command(path).params if param.param_type_name == "option"
-               for opt in [*param.opts, *param.secondary_opts]]
+    options = [
+        opt
+        for param in _command(path).params
+        if param.param_type_name == "option"
+        for opt in [*param.opts, *param.secondary_opts]
+    ]
     assert options
     missing = [opt for opt in options if opt not in result.output]
     assert missing == []

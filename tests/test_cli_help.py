@@ -13,13 +13,24 @@ HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "mlflow", "accelera
 
 
 def test_cli_import_is_light() -> None:
-    code = ("import sys, llmops.cli; heavy = [m for m in %r if m in sys.modules]; print(','.join(heavy))" % (HEAVY,))
+    code = f"import sys, llmops.cli; heavy = [m for m in {HEAVY!r} if m in sys.modules]; print(','.join(heavy))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"imported at start-up: {out}"
 
 
-COMMANDS = {"quickstart", "run", "train", "predict", "evaluate", "eval-idp", "eval-code", "data", "kfp", "serve",
-            "deploy"}
+COMMANDS = {
+    "quickstart",
+    "run",
+    "train",
+    "predict",
+    "evaluate",
+    "eval-idp",
+    "eval-code",
+    "data",
+    "kfp",
+    "serve",
+    "deploy",
+}
 
 
 def _help_commands(text: str) -> list[str]:

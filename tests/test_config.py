@@ -30,8 +30,18 @@ def test_precedence_yaml_then_flags_then_set(tmp_path: Path) -> None:
 
 
 def test_seed_flag_names_and_case() -> None:
-    cfg = build_run_config(None, [], {"flow_type": "codegen", "train_type": "dpo", "use_logit_kd": True,
-                                      "max_steps": 7, "mlflow_experiment_name": "exp", "schema": "s.json"})
+    cfg = build_run_config(
+        None,
+        [],
+        {
+            "flow_type": "codegen",
+            "train_type": "dpo",
+            "use_logit_kd": True,
+            "max_steps": 7,
+            "mlflow_experiment_name": "exp",
+            "schema": "s.json",
+        },
+    )
     assert cfg.flow_type == "CodeGen" and cfg.train_type == "DPO" and cfg.use_logit_kd
     assert cfg.training.max_steps == 7 and cfg.tracking.experiment_name == "exp"
     assert cfg.schema == "s.json" and cfg.to_dict()["schema"] == "s.json"

@@ -12,9 +12,9 @@ from llmops.config import RunConfig, build_config
 from llmops.errors import ConfigError
 from llmops.quickstart import stages
 from llmops.quickstart.codegen_data import generate_codegen_dataset
+from llmops.quickstart.flows import RECIPES, TINY_RECIPES
 from llmops.quickstart.idp_data import generate_idp_dataset
 from llmops.quickstart.pairs import write_codegen_pairs, write_idp_pairs
-from llmops.quickstart.flows import RECIPES, TINY_RECIPES
 from llmops.run_inputs import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +32,19 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
     idp = generate_idp_dataset(root / "idp", 12, 1, seed=0)
     code = generate_codegen_dataset(root / "codegen", 12, 1, seed=0)
     return {
-        "IDP": {"data": str(idp.train), "eval_data": str(idp.eval), "schema": str(idp.schema),
-                "pairs": str(write_idp_pairs(idp.train, root / "idp" / "pairs.jsonl", 0)), "judged": str(idp.train)},
-        "CodeGen": {"data": str(code.train), "eval_data": str(code.eval),
-                    "pairs": str(write_codegen_pairs(code.train, root / "codegen" / "pairs.jsonl", 0)),
-                    "judged": str(code.train_problems)},
+        "IDP": {
+            "data": str(idp.train),
+            "eval_data": str(idp.eval),
+            "schema": str(idp.schema),
+            "pairs": str(write_idp_pairs(idp.train, root / "idp" / "pairs.jsonl", 0)),
+            "judged": str(idp.train),
+        },
+        "CodeGen": {
+            "data": str(code.train),
+            "eval_data": str(code.eval),
+            "pairs": str(write_codegen_pairs(code.train, root / "codegen" / "pairs.jsonl", 0)),
+            "judged": str(code.train_problems),
+        },
     }
 
 
@@ -81,8 +89,10 @@ def test_there_are_recipes() -> None:
         assert {p.name for p in folder.glob("*.yaml")} == names, folder
 
 
-@pytest.mark.parametrize(("path", "quickstart"), [pytest.param(p, p in QUICKSTART, id=str(p.relative_to(ROOT)))
-                                                   for p in CONFIGS + QUICKSTART])
+@pytest.mark.parametrize(
+    ("path", "quickstart"),
+    [pytest.param(p, p in QUICKSTART, id=str(p.relative_to(ROOT))) for p in CONFIGS + QUICKSTART],
+)
 def test_recipe_loads(path: Path, quickstart: bool, data: dict[str, dict[str, str]]) -> None:
     cfg = _config(path, data, quickstart)
     prepared = validate(cfg)
@@ -103,10 +113,12 @@ BAD_KEYS = {  # (text to find, its replacement): a misspelt key at the top level
 
 
 @pytest.mark.parametrize("where", BAD_KEYS)
-@pytest.mark.parametrize(("path", "quickstart"), [(CONFIGS[0], False), (RECIPES / "idp-kd.yaml", True)],
-                         ids=["config", "quickstart-overlay"])
-def test_a_recipe_with_a_wrong_key_is_a_config_error(path: Path, quickstart: bool, where: str,
-                                                     data: dict[str, dict[str, str]], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("path", "quickstart"), [(CONFIGS[0], False), (RECIPES / "idp-kd.yaml", True)], ids=["config", "quickstart-overlay"]
+)
+def test_a_recipe_with_a_wrong_key_is_a_config_error(
+    path: Path, quickstart: bool, where: str, data: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
     folder = tmp_path / path.parent.name
     shutil.copytree(path.parent, folder)  # an overlay is read with its folder's SFT recipe
     copy = folder / path.name

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import llmops_cli
 
 
@@ -41,10 +40,22 @@ def _folder_bytes(folder: Path) -> int:
 
 @pytest.mark.integration
 def test_enospc_during_a_checkpoint_save_is_one_clear_error_and_resume_works(
-        small_disk: Path, tmp_path: Path, tiny_run_args: Callable[..., list[str]]) -> None:
-    common = ("--set", "training.save_steps=5", "--set", "training.save_total_limit=1",
-              "--set", "training.logging_steps=1", "--set",
-              "eval.baseline=false", "--set", "eval.max_new_tokens=8", "--set", "tracking.register_model=false")
+    small_disk: Path, tmp_path: Path, tiny_run_args: Callable[..., list[str]]
+) -> None:
+    common = (
+        "--set",
+        "training.save_steps=5",
+        "--set",
+        "training.save_total_limit=1",
+        "--set",
+        "training.logging_steps=1",
+        "--set",
+        "eval.baseline=false",
+        "--set",
+        "eval.max_new_tokens=8",
+        "--set",
+        "tracking.register_model=false",
+    )
     # How big one checkpoint of this run is (on the ordinary disk).
     probe = llmops_cli(tiny_run_args(tmp_path / "probe", "--max_steps", "5", *common), tmp_path)
     assert probe.returncode == 0, probe.stderr[-3000:]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.conftest import free_port
 
 from llmops.config import RunConfig, build_config
 from llmops.errors import ConfigError
 from llmops.methods import distributed
 from llmops.methods.trainer import trainer_args
 from llmops.training_job import RESULT_FILE
-from tests.conftest import free_port
 
 LAUNCH_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -29,11 +29,25 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def _write_config(tiny: dict[str, Path], path: Path, save_dir: Path, batch: int) -> Path:
-    config = {"student": str(tiny["model"]), "data": str(tiny["train"]), "eval_data": str(tiny["eval"]),
-              "schema": str(tiny["schema"]), "save_dir": str(save_dir), "flow_type": "IDP", "train_type": "SFT",
-              "peft": {"method": "full"},
-              "training": {"max_steps": 30, "per_device_train_batch_size": batch, "learning_rate": 0.002,
-                           "max_len": 512, "logging_steps": 10, "save_steps": 1000, "seed": 0}}
+    config = {
+        "student": str(tiny["model"]),
+        "data": str(tiny["train"]),
+        "eval_data": str(tiny["eval"]),
+        "schema": str(tiny["schema"]),
+        "save_dir": str(save_dir),
+        "flow_type": "IDP",
+        "train_type": "SFT",
+        "peft": {"method": "full"},
+        "training": {
+            "max_steps": 30,
+            "per_device_train_batch_size": batch,
+            "learning_rate": 0.002,
+            "max_len": 512,
+            "logging_steps": 10,
+            "save_steps": 1000,
+            "seed": 0,
+        },
+    }
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -58,9 +72,14 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tiny_idp: dict[
     one_dir, two_dir = tmp_path / "one", tmp_path / "two"
     # One plain process, 8 examples a step.
     cfg_one = _write_config(tiny_idp, tmp_path / "one.yaml", one_dir, batch=8)
-    proc = subprocess.run([sys.executable, "-m", "llmops.cli", "train", str(cfg_one), "--set",
-                           "training.num_threads=1"], env=_env(tmp_path), capture_output=True, text=True, timeout=300,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmops.cli", "train", str(cfg_one), "--set", "training.num_threads=1"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     _check(proc)
     assert "on 1 process(es)" in proc.stdout
     # Two processes (accelerate launch, gloo on CPU), 4 examples each a step: the same global batch of 8.
@@ -68,8 +87,9 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tiny_idp: dict[
     cmd = distributed.launch_command(cfg_two, 2, [])
     assert cmd[:2] == ["accelerate", "launch"]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port()), *cmd[2:]]
-    proc = subprocess.run(cmd, env=_env(tmp_path, OMP_NUM_THREADS="1"), capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        cmd, env=_env(tmp_path, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300, check=False
+    )
     _check(proc)
     assert proc.stdout.count("trained:") == 1  # the summary comes from the main process only
 
@@ -88,8 +108,9 @@ def _cfg(**training: object) -> RunConfig:
 
 
 @pytest.mark.parametrize("setting", [{"fsdp": "full_shard auto_wrap"}, {"deepspeed": "ds_zero3.json"}])
-def test_fsdp_or_deepspeed_on_cpu_is_a_config_error(setting: dict, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fsdp_or_deepspeed_on_cpu_is_a_config_error(
+    setting: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("llmops.methods.trainer.has_cuda", lambda: False)
     with pytest.raises(ConfigError, match=r"training\.(fsdp|deepspeed) set, but no GPU is available"):
         trainer_args(_cfg(**setting), tmp_path)
@@ -97,10 +118,27 @@ def test_fsdp_or_deepspeed_on_cpu_is_a_config_error(setting: dict, tmp_path: Pat
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only message")
 def test_train_command_with_fsdp_on_cpu_fails_before_loading_anything(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "llmops.cli", "train", "--student", str(tmp_path / "no-such-model"),
-                           "--data", str(tmp_path / "no-such-data.jsonl"), "--save_dir", str(tmp_path / "runs"),
-                           "--set", "training.fsdp=full_shard auto_wrap"],
-                          env=_env(tmp_path), capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmops.cli",
+            "train",
+            "--student",
+            str(tmp_path / "no-such-model"),
+            "--data",
+            str(tmp_path / "no-such-data.jsonl"),
+            "--save_dir",
+            str(tmp_path / "runs"),
+            "--set",
+            "training.fsdp=full_shard auto_wrap",
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "error: training.fsdp set, but no GPU is available" in proc.stderr
@@ -156,9 +194,25 @@ def test_launch_command_is_a_valid_accelerate_launch_of_llmops_train() -> None:
     from accelerate.commands.launch import launch_command_parser
 
     cmd = distributed.launch_command(Path("cfg.yaml"), 4, ["--set", "training.max_steps=10"])
-    assert cmd == ["accelerate", "launch", "--num_processes", "4", "--num_machines", "1", "--mixed_precision", "no",
-                   "--dynamo_backend", "no", "--multi_gpu", "-m", "llmops.cli", "train", "cfg.yaml",
-                   "--set", "training.max_steps=10"]
+    assert cmd == [
+        "accelerate",
+        "launch",
+        "--num_processes",
+        "4",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--multi_gpu",
+        "-m",
+        "llmops.cli",
+        "train",
+        "cfg.yaml",
+        "--set",
+        "training.max_steps=10",
+    ]
     args = launch_command_parser().parse_args(cmd[2:])
     assert (args.num_processes, args.num_machines, args.multi_gpu, args.module) == (4, 1, True, True)
     assert args.training_script == "llmops.cli"

@@ -30,10 +30,13 @@ def _pin(requirements: list[str], name: str) -> str:
 
 def _instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines()
-                                          if not line.lstrip().startswith("#")))
-    return [(parts[0].upper(), parts[1] if len(parts) > 1 else "")
-            for parts in (line.strip().split(None, 1) for line in text.splitlines() if line.strip())]
+    text = re.sub(
+        r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+    )
+    return [
+        (parts[0].upper(), parts[1] if len(parts) > 1 else "")
+        for parts in (line.strip().split(None, 1) for line in text.splitlines() if line.strip())
+    ]
 
 
 def test_dockerfile_cuda_base_package_extras_and_non_root_user() -> None:
@@ -71,6 +74,7 @@ def test_make_image_builds_the_kfp_default_tag() -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("IMAGE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    out = subprocess.run(["make", "--no-print-directory", "-n", "image"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["make", "--no-print-directory", "-n", "image"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == f"docker build -f docker/Dockerfile -t {KfpSettings().image} ."

@@ -1,4 +1,5 @@
-"""The documentation: the MkDocs site builds strictly, the README stays short, every measured figure names its command."""
+"""The documentation: the MkDocs site builds strictly, the README stays short, every measured figure names its
+command."""
 
 from __future__ import annotations
 
@@ -21,8 +22,14 @@ def test_the_docs_site_builds_strictly(tmp_path: Path) -> None:
     # --strict turns every warning into a failure: a broken link or anchor, a page missing from the nav, and the
     # settings hook's error for an unknown section
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     kd = (tmp_path / "site" / "methods" / "kd" / "index.html").read_text(encoding="utf-8")
     assert "<code>kd.temperature</code>" in kd and "<!-- settings:" not in kd  # the hook filled in the table
@@ -49,7 +56,7 @@ def test_the_readme_is_short_and_keeps_its_architecture_section() -> None:
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move text into docs/"
     assert "## Architecture" in lines
-    architecture = lines[lines.index("## Architecture"):]
+    architecture = lines[lines.index("## Architecture") :]
     assert any(line.startswith("| layer |") for line in architecture), "the Architecture section keeps its layer table"
 
 

@@ -27,15 +27,15 @@ LINT = Path(sys.executable).with_name("lint-imports")
 def lint(root: Path) -> subprocess.CompletedProcess:
     """lint-imports on the package under root/src with root/pyproject.toml's contracts."""
     env = {**os.environ, "PYTHONPATH": str(root / "src")}
-    return subprocess.run([str(LINT), "--no-cache", "--no-logo"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [str(LINT), "--no-cache", "--no-logo"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
     """A copy of the package and its contracts to break."""
-    shutil.copytree(ROOT / "src" / "llmops", tmp_path / "src" / "llmops",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "src" / "llmops", tmp_path / "src" / "llmops", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
 

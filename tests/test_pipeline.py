@@ -7,9 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import llmops_cli
-
 
 pytestmark = pytest.mark.integration
 
@@ -18,14 +16,30 @@ def test_run_end_to_end(tmp_path: Path, mlflow_server: str, tiny_run_args: Calla
     from mlflow.tracking import MlflowClient
 
     name = "e2e-idp"
-    args = tiny_run_args(tmp_path / "runs", "--max_steps", "12", "--set", f"tracking.registered_model={name}",
-                         "--set", "training.save_steps=6", "--mlflow_experiment_name", "e2e")
+    args = tiny_run_args(
+        tmp_path / "runs",
+        "--max_steps",
+        "12",
+        "--set",
+        f"tracking.registered_model={name}",
+        "--set",
+        "training.save_steps=6",
+        "--mlflow_experiment_name",
+        "e2e",
+    )
     proc = llmops_cli(args, tmp_path, tracking_uri=mlflow_server)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = list((tmp_path / "runs").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
-    for rel in ("config.yaml", "state.json", "eval/predictions.jsonl", "eval/baseline_predictions.jsonl",
-                "plots/loss_curve.png", "plots/field_f1.png", "model/merged/config.json"):
+    for rel in (
+        "config.yaml",
+        "state.json",
+        "eval/predictions.jsonl",
+        "eval/baseline_predictions.jsonl",
+        "plots/loss_curve.png",
+        "plots/field_f1.png",
+        "model/merged/config.json",
+    ):
         assert (run_dir / rel).exists(), rel
     assert summary["train"]["steps"] == 12
     assert "baseline vs fine-tuned" in proc.stdout
@@ -49,12 +63,35 @@ def test_run_end_to_end(tmp_path: Path, mlflow_server: str, tiny_run_args: Calla
 
     # The registered model answers through `predict` and `evaluate` by its registry URI.
     tiny_eval = args[args.index("--eval_data") + 1]
-    pred = llmops_cli(["predict", "--model", f"models:/{name}@challenger", "--document", "Invoice INV-77 total 5.00",
-                       "--max-new-tokens", "8"], tmp_path, tracking_uri=mlflow_server)
+    pred = llmops_cli(
+        [
+            "predict",
+            "--model",
+            f"models:/{name}@challenger",
+            "--document",
+            "Invoice INV-77 total 5.00",
+            "--max-new-tokens",
+            "8",
+        ],
+        tmp_path,
+        tracking_uri=mlflow_server,
+    )
     assert pred.returncode == 0, pred.stderr[-3000:]
-    ev = llmops_cli(["evaluate", "--model", f"models:/{name}@challenger", "--eval_data", tiny_eval, "--set",
-                     "eval.max_new_tokens=40", "--schema", args[args.index("--schema") + 1]], tmp_path,
-                    tracking_uri=mlflow_server)
+    ev = llmops_cli(
+        [
+            "evaluate",
+            "--model",
+            f"models:/{name}@challenger",
+            "--eval_data",
+            tiny_eval,
+            "--set",
+            "eval.max_new_tokens=40",
+            "--schema",
+            args[args.index("--schema") + 1],
+        ],
+        tmp_path,
+        tracking_uri=mlflow_server,
+    )
     assert ev.returncode == 0, ev.stderr[-3000:]
     assert json.loads(ev.stdout.strip().splitlines()[-1])["field_f1"] == pytest.approx(summary["metrics"]["field_f1"])
 

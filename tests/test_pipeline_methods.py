@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import llmops_cli
 
 
@@ -17,10 +16,18 @@ def teacher(tiny_idp: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     from llmops.models.tiny import build_tiny_model
     from llmops.quickstart.idp_data import IdpDataset, tokenizer_corpus
 
-    data = IdpDataset(tiny_idp["train"].parent, tiny_idp["train"], tiny_idp["eval"], tiny_idp["schema"], {},
-                      tiny_idp["document"])
-    return build_tiny_model(tmp_path_factory.mktemp("teacher") / "model", tokenizer_corpus(data, limit=96),
-                            vocab_size=320, hidden_size=48, num_layers=2, num_heads=2, seed=1)
+    data = IdpDataset(
+        tiny_idp["train"].parent, tiny_idp["train"], tiny_idp["eval"], tiny_idp["schema"], {}, tiny_idp["document"]
+    )
+    return build_tiny_model(
+        tmp_path_factory.mktemp("teacher") / "model",
+        tokenizer_corpus(data, limit=96),
+        vocab_size=320,
+        hidden_size=48,
+        num_layers=2,
+        num_heads=2,
+        seed=1,
+    )
 
 
 def _summary(save_dir: Path) -> dict:
@@ -28,12 +35,23 @@ def _summary(save_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def test_logit_kd_run_tracks_teacher_kl(tmp_path: Path, teacher: Path,
-                                        tiny_run_args: Callable[..., list[str]]) -> None:
+def test_logit_kd_run_tracks_teacher_kl(tmp_path: Path, teacher: Path, tiny_run_args: Callable[..., list[str]]) -> None:
     from mlflow.tracking import MlflowClient
 
-    args = tiny_run_args(tmp_path / "runs", "--train_type", "KD", "--use_logit_kd", "--teacher", str(teacher),
-                         "--max_steps", "6", "--kd_temperature", "2.0", "--set", "kd.alpha=0.5")
+    args = tiny_run_args(
+        tmp_path / "runs",
+        "--train_type",
+        "KD",
+        "--use_logit_kd",
+        "--teacher",
+        str(teacher),
+        "--max_steps",
+        "6",
+        "--kd_temperature",
+        "2.0",
+        "--set",
+        "kd.alpha=0.5",
+    )
     proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(tmp_path / "runs")
@@ -47,15 +65,32 @@ def test_logit_kd_run_tracks_teacher_kl(tmp_path: Path, teacher: Path,
 
 
 def test_kd_with_a_student_pruned_from_the_teacher_and_on_policy_batches(
-        tmp_path: Path, teacher: Path, tiny_run_args: Callable[..., list[str]]) -> None:
+    tmp_path: Path, teacher: Path, tiny_run_args: Callable[..., list[str]]
+) -> None:
     """kd.student_from_teacher: the run prunes the teacher into its own student (logged), then distils into it,
     half the batches on the student's own samples; teacher_kl falls."""
     from mlflow.tracking import MlflowClient
 
-    args = tiny_run_args(tmp_path / "runs", "--train_type", "KD", "--use_logit_kd", "--teacher", str(teacher),
-                         "--max_steps", "8", "--set", "kd.student_from_teacher=1", "--set", "kd.on_policy=0.5",
-                         "--set", "kd.on_policy_max_new_tokens=24", "--set", "kd.alpha=0.2",
-                         "--set", "kd.temperature=1.0")
+    args = tiny_run_args(
+        tmp_path / "runs",
+        "--train_type",
+        "KD",
+        "--use_logit_kd",
+        "--teacher",
+        str(teacher),
+        "--max_steps",
+        "8",
+        "--set",
+        "kd.student_from_teacher=1",
+        "--set",
+        "kd.on_policy=0.5",
+        "--set",
+        "kd.on_policy_max_new_tokens=24",
+        "--set",
+        "kd.alpha=0.2",
+        "--set",
+        "kd.temperature=1.0",
+    )
     proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(tmp_path / "runs")
@@ -70,10 +105,12 @@ def test_kd_with_a_student_pruned_from_the_teacher_and_on_policy_batches(
     assert [a.path for a in client.list_artifacts(summary["run_id"], "student")] == ["student/llmops_pruned.json"]
 
 
-def test_kd_teacher_with_another_vocabulary_is_a_clear_error(tmp_path: Path, tiny_model_dir: Path,
-                                                             tiny_run_args: Callable[..., list[str]]) -> None:
-    args = tiny_run_args(tmp_path / "runs", "--train_type", "KD", "--use_logit_kd", "--teacher",
-                         str(tiny_model_dir), "--max_steps", "2")
+def test_kd_teacher_with_another_vocabulary_is_a_clear_error(
+    tmp_path: Path, tiny_model_dir: Path, tiny_run_args: Callable[..., list[str]]
+) -> None:
+    args = tiny_run_args(
+        tmp_path / "runs", "--train_type", "KD", "--use_logit_kd", "--teacher", str(tiny_model_dir), "--max_steps", "2"
+    )
     proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "vocabular" in proc.stderr and str(tiny_model_dir) in proc.stderr and "Traceback" not in proc.stderr
@@ -91,12 +128,23 @@ def _teacher_output_data(tiny_idp: dict[str, Path], path: Path, drop_one: bool =
     return path
 
 
-def test_seed_kd_command_without_teacher_distils_teacher_output(tmp_path: Path, tiny_idp: dict[str, Path],
-                                                               tiny_run_args: Callable[..., list[str]]) -> None:
+def test_seed_kd_command_without_teacher_distils_teacher_output(
+    tmp_path: Path, tiny_idp: dict[str, Path], tiny_run_args: Callable[..., list[str]]
+) -> None:
     """The seed README's KD example: --use_logit_kd on {"input","teacher_output"} data, no --teacher."""
     data = _teacher_output_data(tiny_idp, tmp_path / "kd-data.jsonl")
-    args = tiny_run_args(tmp_path / "runs", "--train_type", "KD", "--epochs", "4", "--use_logit_kd",
-                         "--val_per_class", "30", "--max_steps", "4")
+    args = tiny_run_args(
+        tmp_path / "runs",
+        "--train_type",
+        "KD",
+        "--epochs",
+        "4",
+        "--use_logit_kd",
+        "--val_per_class",
+        "30",
+        "--max_steps",
+        "4",
+    )
     args[args.index("--data") + 1] = str(data)
     proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -108,13 +156,15 @@ def test_seed_kd_command_without_teacher_distils_teacher_output(tmp_path: Path, 
     assert proc.returncode == 2 and "--teacher" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_dpo_run_tracks_preference_metrics(tmp_path: Path, tiny_idp: dict[str, Path],
-                                           tiny_run_args: Callable[..., list[str]]) -> None:
+def test_dpo_run_tracks_preference_metrics(
+    tmp_path: Path, tiny_idp: dict[str, Path], tiny_run_args: Callable[..., list[str]]
+) -> None:
     from llmops.quickstart.pairs import write_idp_pairs
 
     pairs = write_idp_pairs(tiny_idp["train"], tmp_path / "pairs.jsonl", seed=0)
-    args = tiny_run_args(tmp_path / "runs", "--train_type", "DPO", "--max_steps", "4", "--beta", "0.2",
-                         "--set", "eval.eval_fraction=0.2")
+    args = tiny_run_args(
+        tmp_path / "runs", "--train_type", "DPO", "--max_steps", "4", "--beta", "0.2", "--set", "eval.eval_fraction=0.2"
+    )
     args[args.index("--data") + 1] = str(pairs)
     proc = llmops_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -133,14 +183,49 @@ def test_seed_codegen_dpo_command(tmp_path: Path) -> None:
     from llmops.tasks.codegen import CodeGenTask
 
     data = generate_codegen_dataset(tmp_path / "data", n_train=60, n_eval_per_class=2, seed=0)
-    student = build_tiny_model(tmp_path / "student", tokenizer_corpus(data, CodeGenTask().build_prompt),
-                               vocab_size=300, hidden_size=32, num_layers=2, num_heads=2)
+    student = build_tiny_model(
+        tmp_path / "student",
+        tokenizer_corpus(data, CodeGenTask().build_prompt),
+        vocab_size=300,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+    )
     pairs = write_codegen_pairs(data.train, tmp_path / "codegen-dpo.jsonl", seed=0)
-    proc = llmops_cli(["run", "--student", str(student), "--data", str(pairs), "--flow_type", "CodeGen",
-                       "--train_type", "DPO", "--epochs", "2", "--prompt", "Implement a binary search tree in Python",
-                       "--eval_data", str(data.eval), "--val_per_class", "20", "--save_dir", str(tmp_path / "runs"),
-                       "--max_steps", "3", "--set", "peft.method=full", "--set", "eval.max_new_tokens=16",
-                       "--set", "tracking.system_metrics=false", "--set", "training.num_threads=1"], tmp_path)
+    proc = llmops_cli(
+        [
+            "run",
+            "--student",
+            str(student),
+            "--data",
+            str(pairs),
+            "--flow_type",
+            "CodeGen",
+            "--train_type",
+            "DPO",
+            "--epochs",
+            "2",
+            "--prompt",
+            "Implement a binary search tree in Python",
+            "--eval_data",
+            str(data.eval),
+            "--val_per_class",
+            "20",
+            "--save_dir",
+            str(tmp_path / "runs"),
+            "--max_steps",
+            "3",
+            "--set",
+            "peft.method=full",
+            "--set",
+            "eval.max_new_tokens=16",
+            "--set",
+            "tracking.system_metrics=false",
+            "--set",
+            "training.num_threads=1",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(tmp_path / "runs")
     assert {"pass_at_1", "preference_accuracy", "reward_margin"} <= set(summary["metrics"])

@@ -27,16 +27,36 @@ GRACE_S = 20
 
 
 def _env(cwd: Path) -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
-            "COLUMNS": "200"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
+        "COLUMNS": "200",
+    }
 
 
 def _args(tiny_run_args: Callable[..., list[str]], save_dir: Path) -> list[str]:
-    return tiny_run_args(save_dir, "--max_steps", str(STEPS), "--set", "training.logging_steps=1",
-                         "--set", "training.save_steps=1000", "--set", "training.save_total_limit=1",
-                         "--set", "eval.baseline=false", "--set", "eval.max_new_tokens=8",
-                         "--set", f"training.preempt_grace_s={GRACE_S}", "--set", "tracking.register_model=false",
-                         "--set", "training.learning_rate=0.0005")
+    return tiny_run_args(
+        save_dir,
+        "--max_steps",
+        str(STEPS),
+        "--set",
+        "training.logging_steps=1",
+        "--set",
+        "training.save_steps=1000",
+        "--set",
+        "training.save_total_limit=1",
+        "--set",
+        "eval.baseline=false",
+        "--set",
+        "eval.max_new_tokens=8",
+        "--set",
+        f"training.preempt_grace_s={GRACE_S}",
+        "--set",
+        "tracking.register_model=false",
+        "--set",
+        "training.learning_rate=0.0005",
+    )
 
 
 def _run_dir(save_dir: Path) -> Path:
@@ -56,8 +76,7 @@ def _losses(run_dir: Path) -> dict[int, float]:
 
 def _term_at(cmd: list[str], cwd: Path, at_step: int) -> tuple[int, float, str]:
     """Start `cmd`, SIGTERM it once its progress shows step `at_step`; (exit code, seconds to exit, output)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     seen: list[str] = []
     sent = None
@@ -76,14 +95,21 @@ def _term_at(cmd: list[str], cwd: Path, at_step: int) -> tuple[int, float, str]:
 @pytest.mark.integration
 @pytest.mark.timeout(1800)  # the whole run's 600 s, the cut one's 300 s, the resume's 600 s budgets
 def test_sigterm_at_three_steps_then_resume_ends_where_an_uninterrupted_run_ends(
-        tmp_path: Path, tiny_run_args: Callable[..., list[str]]) -> None:
+    tmp_path: Path, tiny_run_args: Callable[..., list[str]]
+) -> None:
     from mlflow.tracking import MlflowClient
 
     cli = [sys.executable, "-m", "llmops.cli"]
     whole = tmp_path / "whole"
     whole.mkdir()
-    ref = subprocess.run([*cli, *_args(tiny_run_args, whole / "runs")], cwd=whole, env=_env(whole),
-                         capture_output=True, text=True, timeout=600)
+    ref = subprocess.run(
+        [*cli, *_args(tiny_run_args, whole / "runs")],
+        cwd=whole,
+        env=_env(whole),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
     reference = json.loads((_run_dir(whole / "runs") / "summary.json").read_text())["train"]["final_loss"]
 

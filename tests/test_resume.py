@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import llmops_cli
 
 STEPS = 160
@@ -23,9 +22,21 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _args(make: Callable[..., list[str]], save_dir: Path) -> list[str]:
-    return make(save_dir, "--max_steps", str(STEPS), "--set", "training.save_steps=20", "--set",
-                "training.logging_steps=1", "--set", "eval.max_examples=3", "--set", "eval.max_new_tokens=8",
-                "--set", "tracking.run_name=resume-check")
+    return make(
+        save_dir,
+        "--max_steps",
+        str(STEPS),
+        "--set",
+        "training.save_steps=20",
+        "--set",
+        "training.logging_steps=1",
+        "--set",
+        "eval.max_examples=3",
+        "--set",
+        "eval.max_new_tokens=8",
+        "--set",
+        "tracking.run_name=resume-check",
+    )
 
 
 def _complete_checkpoints(run_dir: Path) -> list[Path]:
@@ -41,9 +52,14 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path: Path, tiny_run_args: Ca
     ref_summary = json.loads((tmp_path / "ref" / "resume-check" / "summary.json").read_text())
 
     run_dir = tmp_path / "killed" / "resume-check"
-    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", *_args(tiny_run_args, tmp_path / "killed")],
-                            cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmops.cli", *_args(tiny_run_args, tmp_path / "killed")],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not _complete_checkpoints(run_dir) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

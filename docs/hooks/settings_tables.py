@@ -84,8 +84,10 @@ def settings_table(section: str) -> str:
     model = SECTIONS[section]
     rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for name, field in model.model_fields.items():
-        rows.append(f"| `{section}.{name}` | {cell(type_name(field.annotation))} | "
-                    f"{cell(default_text(field), code=True)} | {cell(field.description or '')} |")
+        rows.append(
+            f"| `{section}.{name}` | {cell(type_name(field.annotation))} | "
+            f"{cell(default_text(field), code=True)} | {cell(field.description or '')} |"
+        )
     return "\n".join(rows)
 
 
@@ -95,8 +97,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     def table(match: re.Match[str]) -> str:
         section = match.group(1)
         if section not in SECTIONS:
-            raise PluginError(f"{page.file.src_path}: unknown settings section {section!r} in "
-                              f"'{match.group(0).strip()}'; use one of {', '.join(SECTIONS)}")
+            raise PluginError(
+                f"{page.file.src_path}: unknown settings section {section!r} in "
+                f"'{match.group(0).strip()}'; use one of {', '.join(SECTIONS)}"
+            )
         return settings_table(section)
 
     return MARKER.sub(table, markdown)

@@ -39,8 +39,9 @@ class Interrupted(LlmopsError):
 
     exit_code = 143
 
-    def __init__(self, message: str, signal_name: str = "SIGTERM", step: int = 0,
-                 checkpoint: str | None = None) -> None:
+    def __init__(
+        self, message: str, signal_name: str = "SIGTERM", step: int = 0, checkpoint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.signal_name = signal_name
         self.step = step

@@ -18,7 +18,6 @@ from typing import Any
 from llmops.config import RunConfig, build_config, read_yaml
 from llmops.environment import quiet_libraries
 from llmops.errors import ConfigError, LlmopsError
-from llmops.summary import RunSummary, write_summary
 from llmops.run_inputs import Prepared, eval_examples, load_checked, make_task, validate
 from llmops.run_steps import (  # noqa: F401 - the steps, re-exported for the Kubeflow components
     STATE_FILE,
@@ -33,6 +32,7 @@ from llmops.run_steps import (  # noqa: F401 - the steps, re-exported for the Ku
     step_register,
     step_train,
 )
+from llmops.summary import RunSummary, write_summary
 
 CONFIG_FILE = "config.yaml"
 
@@ -107,8 +107,12 @@ def recording_interruption(run: Run) -> Iterator[None]:
     try:
         yield
     except Interrupted as e:
-        run.state["interrupted"] = {"signal": e.signal_name, "step": e.step, "checkpoint": e.checkpoint,
-                                    "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        run.state["interrupted"] = {
+            "signal": e.signal_name,
+            "step": e.step,
+            "checkpoint": e.checkpoint,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         run.save()
         try:
             run.tracker.set_tags({"llmops.interrupted": f"{e.signal_name} at step {e.step}"})

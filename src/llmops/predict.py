@@ -8,8 +8,14 @@ from types import SimpleNamespace
 from llmops.errors import ConfigError
 
 
-def predict(model: str, document: str | None = None, schema: str | None = None, prompt: str | None = None,
-            max_new_tokens: int | None = None, constrained: bool = True) -> str:
+def predict(
+    model: str,
+    document: str | None = None,
+    schema: str | None = None,
+    prompt: str | None = None,
+    max_new_tokens: int | None = None,
+    constrained: bool = True,
+) -> str:
     """One prediction from a saved or registered model: JSON for a document (IDP; decoded under the schema unless
     `constrained` is false, so it always validates), code for a prompt (CodeGen)."""
     from llmops.environment import quiet_libraries

@@ -59,6 +59,11 @@ def progress_bar(enabled: bool = True) -> Any:
     if enabled and not console.is_terminal:
         return PlainProgress()
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True, disable=not enabled,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not enabled,
     )

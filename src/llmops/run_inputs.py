@@ -55,8 +55,9 @@ def accepted_formats(flow_type: str, train_type: str, role: str) -> tuple[str, .
     return method.train_formats(flow_type) if role == "train" else method.eval_formats(flow_type)
 
 
-def validate_file(location: str, flow_type: str, train_type: str, schema: dict | None = None,
-                  role: str = "train") -> list[str]:
+def validate_file(
+    location: str, flow_type: str, train_type: str, schema: dict | None = None, role: str = "train"
+) -> list[str]:
     """Every problem in the file as `FILE:LINE: what is wrong`, for the formats `train_type` accepts."""
     from llmops.data import validate as data_validate
 
@@ -64,28 +65,38 @@ def validate_file(location: str, flow_type: str, train_type: str, schema: dict |
     return data_validate.validate_file(location, flow_type, accepted, schema, role, registry.get(train_type).name)
 
 
-def validate_records(location: str, records: list, flow_type: str, train_type: str, schema: dict | None = None,
-                     role: str = "train") -> list[str]:
+def validate_records(
+    location: str, records: list, flow_type: str, train_type: str, schema: dict | None = None, role: str = "train"
+) -> list[str]:
     """Every problem in already-read records, for the formats `train_type` accepts."""
     from llmops.data import validate as data_validate
 
     accepted = accepted_formats(flow_type, train_type, role)
-    return data_validate.validate_records(location, records, flow_type, accepted, schema, role,
-                                          registry.get(train_type).name)
+    return data_validate.validate_records(
+        location, records, flow_type, accepted, schema, role, registry.get(train_type).name
+    )
 
 
 def _check_supported(cfg: RunConfig) -> None:
     if not cfg.data:
         raise ConfigError("data: no training data given; pass --data FILE or set `data:` in the config")
-    unused = {"host": "it is where Kubeflow pipelines are submitted, not used by a local run",
-              "offload_folder": "weight offloading is not supported by this release's loader",
-              "prompt": "it is only used by CodeGen", "document": "it is only used by IDP"}
+    unused = {
+        "host": "it is where Kubeflow pipelines are submitted, not used by a local run",
+        "offload_folder": "weight offloading is not supported by this release's loader",
+        "prompt": "it is only used by CodeGen",
+        "document": "it is only used by IDP",
+    }
     unused.pop("prompt" if cfg.flow_type == "CodeGen" else "document")
     method = registry.get(cfg.train_type)
     for other in registry.all_methods():
         if other is not method:
-            unused.update({key: f"it is only used by train_type {other.name}" for key in other.own_keys
-                           if key not in method.own_keys})
+            unused.update(
+                {
+                    key: f"it is only used by train_type {other.name}"
+                    for key in other.own_keys
+                    if key not in method.own_keys
+                }
+            )
     for key, why in unused.items():
         if getattr(cfg, key):
             print(f"warning: {key} is set but ignored: {why}", file=sys.stderr)
@@ -97,8 +108,10 @@ def load_checked(location: str, cfg: RunConfig, task: Any, role: str) -> list[tu
 
     scanned = scan_records(location)
     records, file_problems = inline_files(scanned.records, location)
-    problems = scanned.problem_lines() + file_problems + validate_records(
-        location, records, cfg.flow_type, cfg.train_type, task.schema, role=role
+    problems = (
+        scanned.problem_lines()
+        + file_problems
+        + validate_records(location, records, cfg.flow_type, cfg.train_type, task.schema, role=role)
     )
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
@@ -114,8 +127,10 @@ def _check_testable(cfg: RunConfig, eval_records: list) -> None:
         return
     for line, record in numbered(eval_records):
         if detect_format(record) != "humaneval":
-            raise ConfigError(f"{cfg.data}:{line}: CodeGen evaluation runs each problem's tests, and this record has "
-                              'none; pass --eval_data with HumanEval records {"task_id","prompt","test","entry_point"}')
+            raise ConfigError(
+                f"{cfg.data}:{line}: CodeGen evaluation runs each problem's tests, and this record has "
+                'none; pass --eval_data with HumanEval records {"task_id","prompt","test","entry_point"}'
+            )
 
 
 def validate(cfg: RunConfig) -> Prepared:
@@ -137,8 +152,9 @@ def validate(cfg: RunConfig) -> Prepared:
     else:
         records, eval_records = train_eval_split(records, cfg.eval.eval_fraction, cfg.training.seed)
         _check_testable(cfg, eval_records)
-    prepared = Prepared(task=task, train=method.train_examples(cfg, task, records),
-                        eval=eval_examples(cfg, task, eval_records))
+    prepared = Prepared(
+        task=task, train=method.train_examples(cfg, task, records), eval=eval_examples(cfg, task, eval_records)
+    )
     if cfg.eval.max_examples:
         prepared.eval = prepared.eval[: cfg.eval.max_examples]
     if not prepared.train:

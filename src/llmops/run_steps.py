@@ -38,8 +38,9 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}/{k}": float(v) for k, v in metrics.items()}
 
 
-def train_step(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, run_dir: Path,
-               tracker: Any, resume: bool, ctx: Any) -> Any:
+def train_step(
+    model: Any, tokenizer: Any, prepared: Prepared, cfg: RunConfig, run_dir: Path, tracker: Any, resume: bool, ctx: Any
+) -> Any:
     """Fine-tune with the configured method; logs the loss as it goes."""
     from llmops.methods import registry
 
@@ -99,9 +100,14 @@ def _student_source(run: Run) -> str:
         run.save()
         report = read_report(source)
         if report is not None:
-            run.tracker.log_params({"student_made_from": report["source"], "student_layers": len(report["kept"]),
-                                    "student_kept_layers": ",".join(map(str, report["kept"])),
-                                    "student_prune_importance": report["method"]})
+            run.tracker.log_params(
+                {
+                    "student_made_from": report["source"],
+                    "student_layers": len(report["kept"]),
+                    "student_kept_layers": ",".join(map(str, report["kept"])),
+                    "student_prune_importance": report["method"],
+                }
+            )
             run.tracker.log_artifact(Path(source) / PRUNE_FILE, "student")
     return source
 
@@ -136,8 +142,14 @@ def step_baseline(run: Run) -> dict[str, float]:
     """Held-out metrics of the model before training (once per run: kept in state)."""
     if "baseline" not in run.state:
         _load_student(run)
-        base = _evaluate_all(run.model, run.tokenizer, run.prepared, run.cfg, run.ctx,
-                             run.run_dir / "eval" / "baseline_predictions.jsonl")
+        base = _evaluate_all(
+            run.model,
+            run.tokenizer,
+            run.prepared,
+            run.cfg,
+            run.ctx,
+            run.run_dir / "eval" / "baseline_predictions.jsonl",
+        )
         run.state["baseline"] = base.metrics
         run.save()
         run.tracker.log_metrics(_prefixed("baseline", base.metrics))
@@ -156,24 +168,44 @@ def step_train(run: Run) -> dict[str, float]:
     plot = run.run_dir / "plots" / "loss_curve.png"
     if not (run.resume and "train" in run.state and Path(run.state.get("model_dir", "")).is_dir()):
         _load_student(run)
-        result = train_step(run.model, run.tokenizer, run.prepared, run.cfg, run.run_dir, run.tracker, run.resume,
-                            run.ctx)
+        result = train_step(
+            run.model, run.tokenizer, run.prepared, run.cfg, run.run_dir, run.tracker, run.resume, run.ctx
+        )
         merge = run.cfg.peft.merge or run.cfg.peft.method == "full"
         needed = sum(p.numel() * p.element_size() for p in run.model.parameters()) * (2 if merge else 1)
         with model_save_is_clear(run.run_dir / "model", needed):  # temp folder then rename: nothing half-written
-            outputs = save_outputs(run.model, run.tokenizer, run.run_dir / "model", merge=merge,
-                                   schema=getattr(run.prepared.task, "schema", None))
+            outputs = save_outputs(
+                run.model,
+                run.tokenizer,
+                run.run_dir / "model",
+                merge=merge,
+                schema=getattr(run.prepared.task, "schema", None),
+            )
         write_loss_curve(result.loss_history, plot)
         run.trained = True
-        record_training(run, outputs.get("merged") or outputs.get("adapter"), {
-            "final_loss": result.final_loss, "steps": result.steps, "tokens_per_second": result.tokens_per_second,
-            "train_seconds": result.train_seconds})
+        record_training(
+            run,
+            outputs.get("merged") or outputs.get("adapter"),
+            {
+                "final_loss": result.final_loss,
+                "steps": result.steps,
+                "tokens_per_second": result.tokens_per_second,
+                "train_seconds": result.train_seconds,
+            },
+        )
         if "adapter" in outputs:
             run.state["adapter_dir"] = str(outputs["adapter"])
             run.save()
-    _report_once(run, "train", lambda: run.tracker.log_metrics({
-        "train/final_loss": run.state["train"]["final_loss"],
-        "train/tokens_per_second": run.state["train"].get("tokens_per_second", 0.0)}))
+    _report_once(
+        run,
+        "train",
+        lambda: run.tracker.log_metrics(
+            {
+                "train/final_loss": run.state["train"]["final_loss"],
+                "train/tokens_per_second": run.state["train"].get("tokens_per_second", 0.0),
+            }
+        ),
+    )
     _report_once(run, "train_artifacts", lambda: _upload_training(run, plot))
     return run.state["train"]
 
@@ -198,8 +230,9 @@ def _report_once(run: Run, what: str, report: Any) -> None:
 def record_training(run: Run, model_dir: str | Path, result: dict[str, float]) -> dict[str, float]:
     """Keep where the trained model is and how training went (also for a model trained elsewhere: a TrainJob)."""
     run.state["model_dir"] = str(model_dir)
-    run.state["train"] = {k: result[k] for k in ("final_loss", "steps", "tokens_per_second", "train_seconds")
-                          if k in result}
+    run.state["train"] = {
+        k: result[k] for k in ("final_loss", "steps", "tokens_per_second", "train_seconds") if k in result
+    }
     run.save()
     return run.state["train"]
 
@@ -212,8 +245,9 @@ def step_evaluate(run: Run) -> dict[str, float]:
     plot = run.run_dir / "plots" / "field_f1.png"
     if not (run.resume and "metrics" in run.state and "sample" in run.state):
         _load_trained(run)
-        report = _evaluate_all(run.model, run.tokenizer, run.prepared, run.cfg, run.ctx,
-                               run.run_dir / "eval" / "predictions.jsonl")
+        report = _evaluate_all(
+            run.model, run.tokenizer, run.prepared, run.cfg, run.ctx, run.run_dir / "eval" / "predictions.jsonl"
+        )
         write_field_plot(report.per_field, plot)
         run.state["metrics"] = report.metrics
         run.state["sample"] = _sample_prediction(run.model, run.tokenizer, run.prepared, run.cfg)
@@ -246,10 +280,15 @@ def step_register(run: Run) -> Any:
         run.state["gate"] = {"reason": "registration disabled"}
         run.save()
         return None
-    result = run.tracker.register(Path(run.state["model_dir"]), run.cfg, run.state.get("metrics", {}),
-                                  run.state.get("baseline", {}))
-    run.state["gate"] = {"version": result.version, "promoted": result.promoted, "reason": result.reason,
-                         "registered_model": run.cfg.registered_model_name()}
+    result = run.tracker.register(
+        Path(run.state["model_dir"]), run.cfg, run.state.get("metrics", {}), run.state.get("baseline", {})
+    )
+    run.state["gate"] = {
+        "version": result.version,
+        "promoted": result.promoted,
+        "reason": result.reason,
+        "registered_model": run.cfg.registered_model_name(),
+    }
     run.save()
     return result
 
@@ -258,11 +297,18 @@ def run_summary(run: Run) -> RunSummary:
     """What the run produced, from its state."""
     gate = run.state.get("gate", {})
     return RunSummary(
-        run_dir=str(run.run_dir), run_id=run.state.get("run_id"), tracking_uri=run.tracker.tracking_uri,
-        registered_model=gate.get("registered_model"), version=None if gate.get("version") is None else
-        str(gate["version"]), promoted=bool(gate.get("promoted")), gate_reason=gate.get("reason", "not registered"),
-        baseline=run.state.get("baseline", {}), metrics=run.state.get("metrics", {}), train=run.state.get("train", {}),
-        model_dir=run.state.get("model_dir"), sample=run.state.get("sample"),
+        run_dir=str(run.run_dir),
+        run_id=run.state.get("run_id"),
+        tracking_uri=run.tracker.tracking_uri,
+        registered_model=gate.get("registered_model"),
+        version=None if gate.get("version") is None else str(gate["version"]),
+        promoted=bool(gate.get("promoted")),
+        gate_reason=gate.get("reason", "not registered"),
+        baseline=run.state.get("baseline", {}),
+        metrics=run.state.get("metrics", {}),
+        train=run.state.get("train", {}),
+        model_dir=run.state.get("model_dir"),
+        sample=run.state.get("sample"),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -21,28 +22,48 @@ class PeftSettings(Section):
     alpha: int = Field(32, gt=0, description="LoRA alpha")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout")
     target_modules: list[str] | str = Field("all-linear", description="modules LoRA wraps")
-    top_layers: int | None = Field(None, gt=0, description="LoRA only in the top N decoder layers; the layers below "
-                                   "run without gradients (no backward pass through them: faster, less memory); "
-                                   "None = every layer")
+    top_layers: int | None = Field(
+        None,
+        gt=0,
+        description="LoRA only in the top N decoder layers; the layers below "
+        "run without gradients (no backward pass through them: faster, less memory); "
+        "None = every layer",
+    )
     merge: bool = Field(True, description="also save the adapter merged into a standalone model")
 
 
 class TrainingSettings(Section):
     """Optimiser and loop settings, passed to the TRL trainer."""
 
-    learning_rate: float | None = Field(None, gt=0, description="peak learning rate; None = the method's "
-                                        "default for adapters (SFT and KD 5e-4: a LoRA learns a new document "
-                                        "format in a few dozen steps; DPO and GRPO 2e-4); 2e-4 for full "
-                                        "fine-tuning")
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="peak learning rate; None = the method's "
+        "default for adapters (SFT and KD 5e-4: a LoRA learns a new document "
+        "format in a few dozen steps; DPO and GRPO 2e-4); 2e-4 for full "
+        "fine-tuning",
+    )
     max_steps: int = Field(-1, description="stop after this many optimiser steps; -1 = use epochs")
-    max_train_seconds: float | None = Field(None, gt=0, description="stop training after this many seconds "
-                                            "(at the end of a step; for comparisons at equal wall-clock time)")
-    preempt_grace_s: float = Field(20.0, gt=0, description="on SIGTERM/SIGINT: finish the step and checkpoint "
-                                   "within this many seconds, else exit at once (Kubernetes kills after 30 s)")
+    max_train_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="stop training after this many seconds "
+        "(at the end of a step; for comparisons at equal wall-clock time)",
+    )
+    preempt_grace_s: float = Field(
+        20.0,
+        gt=0,
+        description="on SIGTERM/SIGINT: finish the step and checkpoint "
+        "within this many seconds, else exit at once (Kubernetes kills after 30 s)",
+    )
     per_device_train_batch_size: int = Field(4, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
-    max_len: int = Field(2048, gt=8, description="longest tokenised example (prompt + answer): a full page and its "
-                         "JSON fit; a longer document is cut at its end, with a warning naming it")
+    max_len: int = Field(
+        2048,
+        gt=8,
+        description="longest tokenised example (prompt + answer): a full page and its "
+        "JSON fit; a longer document is cut at its end, with a warning naming it",
+    )
     warmup_steps: int = Field(0, ge=0)
     lr_scheduler_type: str = "cosine"
     weight_decay: float = Field(0.0, ge=0)
@@ -54,27 +75,47 @@ class TrainingSettings(Section):
     logging_steps: int = Field(10, gt=0)
     packing: bool = Field(False, description="padding-free packing of short examples")
     group_by_length: bool = False
-    bf16: bool | None = Field(None, description="None = bf16 where the hardware computes it natively: a GPU "
-                                                "that supports it, a CPU with AVX512-BF16/AMX (autocast over fp32 "
-                                                "weights); false = fp32")
+    bf16: bool | None = Field(
+        None,
+        description="None = bf16 where the hardware computes it natively: a GPU "
+        "that supports it, a CPU with AVX512-BF16/AMX (autocast over fp32 "
+        "weights); false = fp32",
+    )
     attn_implementation: str | None = Field(
-        None, description="attention kernel while training (eager, sdpa, flash_attention_2); None = eager on CPU "
-                          "(measured faster than SDPA's CPU kernels at these lengths), the model's default on GPU")
-    chat_template: str | None = Field(None, description="Jinja chat template (text or a .jinja file) for models "
-                                                        "without one, or to replace the model's")
+        None,
+        description="attention kernel while training (eager, sdpa, flash_attention_2); None = eager on CPU "
+        "(measured faster than SDPA's CPU kernels at these lengths), the model's default on GPU",
+    )
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template (text or a .jinja file) for models without one, or to replace the model's",
+    )
     gradient_checkpointing: bool | None = Field(None, description="None = on for GPUs, off on CPU")
     num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None = torch default")
-    fsdp: str = Field("", description="FSDP options for the transformers Trainer, e.g. 'full_shard auto_wrap' "
-                                      "(GPUs only; multi-process runs: accelerate launch / torchrun); '' = off")
-    deepspeed: str | None = Field(None, description="DeepSpeed JSON config file (e.g. ZeRO stage 2/3) for the "
-                                                    "transformers Trainer (GPUs only; needs the deepspeed package)")
+    fsdp: str = Field(
+        "",
+        description="FSDP options for the transformers Trainer, e.g. 'full_shard auto_wrap' "
+        "(GPUs only; multi-process runs: accelerate launch / torchrun); '' = off",
+    )
+    deepspeed: str | None = Field(
+        None,
+        description="DeepSpeed JSON config file (e.g. ZeRO stage 2/3) for the "
+        "transformers Trainer (GPUs only; needs the deepspeed package)",
+    )
 
     @field_validator("fsdp")
     @classmethod
     def _fsdp_options(cls, v: str) -> str:
         # The Trainer's FSDP option words (transformers.trainer_utils.FSDPOption).
-        known = {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard", "hybrid_shard_zero2", "offload",
-                 "auto_wrap"}
+        known = {
+            "full_shard",
+            "shard_grad_op",
+            "no_shard",
+            "hybrid_shard",
+            "hybrid_shard_zero2",
+            "offload",
+            "auto_wrap",
+        }
         unknown = [w for w in v.split() if w not in known]
         if unknown:
             raise ValueError(f"unknown FSDP option(s) {', '.join(unknown)}; use words of {', '.join(sorted(known))}")
@@ -85,20 +126,28 @@ class EvalSettings(Section):
     """Evaluation: greedy generation over the eval set, scored by the task."""
 
     batch_size: int = Field(8, gt=0)
-    max_new_tokens: int | None = Field(None, gt=0, description="longest answer; None = the longest answer the "
-                                       "IDP schema allows under constrained decoding, else 256")
-    constrained: bool = Field(True, description="IDP: decode every answer under the JSON schema (any JSON object "
-                              "without one), so it parses and validates by construction; false measures the raw "
-                              "model")
+    max_new_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="longest answer; None = the longest answer the "
+        "IDP schema allows under constrained decoding, else 256",
+    )
+    constrained: bool = Field(
+        True,
+        description="IDP: decode every answer under the JSON schema (any JSON object "
+        "without one), so it parses and validates by construction; false measures the raw "
+        "model",
+    )
     max_examples: int = Field(0, ge=0, description="0 = all")
-    bf16: bool | None = Field(None, description="bf16 while generating; None = on GPUs and on CPUs with native bf16 "
-                                                "(AVX512-BF16/AMX), except for models computed from 4-bit QLoRA "
-                                                "weights; false = saved models load and generate in fp32")
+    bf16: bool | None = Field(
+        None,
+        description="bf16 while generating; None = on GPUs and on CPUs with native bf16 "
+        "(AVX512-BF16/AMX), except for models computed from 4-bit QLoRA "
+        "weights; false = saved models load and generate in fp32",
+    )
     baseline: bool = Field(True, description="evaluate the untrained student before training")
     gate_metric: str | None = Field(None, description="default: field_f1 (IDP), pass_at_1 (CodeGen)")
-    eval_fraction: float = Field(
-        0.1, ge=0.0, lt=1.0, description="held out from `data` when no eval_data is given"
-    )
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="held out from `data` when no eval_data is given")
     num_samples: int = Field(
         1, gt=0, description="CodeGen: answers sampled per problem for pass_at_<k>; 1 = greedy pass_at_1 only"
     )
@@ -125,23 +174,41 @@ class KDSettings(Section):
     cache: bool = Field(False, description="offline teacher: top-k log-probs computed once, stored, reused")
     cache_dir: str | None = Field(None, description="where the offline teacher cache lives; default save_dir/kd-cache")
     cache_top_k: int = Field(64, gt=0, description="k stored per token by the offline cache (top_k 0 with cache)")
-    on_policy: float = Field(0.0, ge=0, le=1, description="fraction of batches on the student's own samples, scored "
-                             "by the teacher (GKD's lambda); 0 = off-policy only")
+    on_policy: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="fraction of batches on the student's own samples, scored "
+        "by the teacher (GKD's lambda); 0 = off-policy only",
+    )
     on_policy_loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field(
-        "reverse_kl", description="divergence on the student's samples (reverse KL: mode-seeking, as in GKD)")
+        "reverse_kl", description="divergence on the student's samples (reverse KL: mode-seeking, as in GKD)"
+    )
     on_policy_temperature: float = Field(1.0, gt=0, description="sampling temperature of the student's answers")
     on_policy_max_new_tokens: int = Field(128, gt=0, description="longest sampled answer")
-    hidden_weight: float = Field(0.0, ge=0, description="weight of the intermediate-state loss: each student layer's "
-                                 "output pulled towards its teacher layer's (a pruned student; online teacher)")
-    distil_prompt: bool = Field(False, description="the KD term also on the prompt's tokens (the teacher's "
-                                "predictions of the document or task text): more signal per example for a "
-                                "pruned student; online teacher")
+    hidden_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the intermediate-state loss: each student layer's "
+        "output pulled towards its teacher layer's (a pruned student; online teacher)",
+    )
+    distil_prompt: bool = Field(
+        False,
+        description="the KD term also on the prompt's tokens (the teacher's "
+        "predictions of the document or task text): more signal per example for a "
+        "pruned student; online teacher",
+    )
     student_from_teacher: int | float | None = Field(
-        None, gt=0, description="make the student by depth-pruning the teacher to this many decoder layers (or "
-        "this fraction of them); `student` is then not loaded")
+        None,
+        gt=0,
+        description="make the student by depth-pruning the teacher to this many decoder layers (or "
+        "this fraction of them); `student` is then not loaded",
+    )
     prune_importance: Literal["cosine", "loss", "block"] = Field(
-        "cosine", description="how layer importance is measured: cosine (per layer, one pass), loss (per layer, "
-        "one pass each), block (one contiguous block, one pass)")
+        "cosine",
+        description="how layer importance is measured: cosine (per layer, one pass), loss (per layer, "
+        "one pass each), block (one contiguous block, one pass)",
+    )
     prune_calibration: int = Field(64, gt=0, description="training examples that measure layer importance")
 
 
@@ -152,42 +219,65 @@ class DPOSettings(Section):
     loss_type: str = Field("sigmoid", description="TRL loss_type: sigmoid, ipo, hinge, ...")
     precompute_ref_log_probs: bool = Field(False, description="compute the reference log-probs once, before training")
     pairs_from: Literal["data", "self"] = Field(
-        "data", description="data: train on the data's {prompt,chosen,rejected} pairs; self: the data are gold "
+        "data",
+        description="data: train on the data's {prompt,chosen,rejected} pairs; self: the data are gold "
         "records (IDP) or problems with tests (CodeGen), and the pairs are mined from the starting model's own "
-        "sampled answers (best vs worst by the task's reward, weights from the grpo section)")
+        "sampled answers (best vs worst by the task's reward, weights from the grpo section)",
+    )
     mine_samples: int = Field(4, ge=2, description="pairs_from self: answers sampled per prompt")
     mine_temperature: float = Field(1.0, gt=0, description="pairs_from self: sampling temperature of the answers")
     mine_max_new_tokens: int = Field(128, gt=0, description="pairs_from self: longest sampled answer, in tokens")
-    mine_max_prompts: int | None = Field(None, gt=0, description="pairs_from self: sample answers to at most this "
-                                         "many training prompts (a seeded random subset; default all)")
+    mine_max_prompts: int | None = Field(
+        None,
+        gt=0,
+        description="pairs_from self: sample answers to at most this "
+        "many training prompts (a seeded random subset; default all)",
+    )
 
 
 class GRPOSettings(Section):
     """Group relative policy optimisation on the task's own rewards (train_type GRPO), through TRL's GRPOTrainer."""
 
-    num_generations: int = Field(4, ge=2, description="answers sampled per prompt (the group); "
-                                 "training.per_device_train_batch_size counts answers and must be a multiple")
+    num_generations: int = Field(
+        4,
+        ge=2,
+        description="answers sampled per prompt (the group); "
+        "training.per_device_train_batch_size counts answers and must be a multiple",
+    )
     beta: float = Field(0.04, ge=0, description="KL penalty towards the starting model (0 = none, no reference pass)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the group's answers")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling of the group's answers")
     max_completion_length: int = Field(128, gt=0, description="longest sampled answer, in tokens")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
-        "dapo", description="TRL loss_type: how token losses are averaged (dapo: over all tokens of the batch)")
+        "dapo", description="TRL loss_type: how token losses are averaged (dapo: over all tokens of the batch)"
+    )
     scale_rewards: Literal["group", "batch", "none"] = Field(
-        "group", description="advantages divided by the reward std of the group / batch, or not scaled")
-    code_format_reward: float = Field(0.0, ge=0, lt=1, description="CodeGen: reward of code that compiles and "
-                                      "runs but fails its tests (0 = reward is pass/fail)")
-    schema_reward: float = Field(0.1, ge=0, le=1, description="IDP: weight of schema validity; reward = "
-                                 "(1 - w) * field F1 + w * schema-valid, 0 when no JSON parses")
+        "group", description="advantages divided by the reward std of the group / batch, or not scaled"
+    )
+    code_format_reward: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="CodeGen: reward of code that compiles and runs but fails its tests (0 = reward is pass/fail)",
+    )
+    schema_reward: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="IDP: weight of schema validity; reward = "
+        "(1 - w) * field F1 + w * schema-valid, 0 when no JSON parses",
+    )
 
 
 class ModelsSettings(Section):
     """What loading a model folder may do (llmops.models.policy): a model folder is data, not code."""
 
-    trust_remote_code: bool = Field(False, description="run modelling code shipped in a model folder or hub repo "
-                                    "(only for models you trust)")
-    allow_pickle: bool = Field(False, description="load pickle weights (.bin/.pt), which can run code when loaded; "
-                               "default: safetensors only")
+    trust_remote_code: bool = Field(
+        False, description="run modelling code shipped in a model folder or hub repo (only for models you trust)"
+    )
+    allow_pickle: bool = Field(
+        False, description="load pickle weights (.bin/.pt), which can run code when loaded; default: safetensors only"
+    )
 
 
 class TrackingSettings(Section):
@@ -199,8 +289,12 @@ class TrackingSettings(Section):
     registered_model: str | None = Field(None, description="default: llmops-<flow>-<train>")
     register_model: bool = Field(True, description="register the model and run the gate")
     log_model: bool = True
-    retry_s: float = Field(300.0, gt=0, description="how long a tracking call is retried while the server does not "
-                           "answer (metrics never wait: they are kept in the run folder and sent later)")
+    retry_s: float = Field(
+        300.0,
+        gt=0,
+        description="how long a tracking call is retried while the server does not "
+        "answer (metrics never wait: they are kept in the run folder and sent later)",
+    )
     system_metrics: bool = True
     enabled: bool = True
 
@@ -216,10 +310,17 @@ class SecretEnv(Section):
 def _default_secrets() -> list[SecretEnv]:
     return [
         SecretEnv(secret="hf-token", env={"token": "HF_TOKEN"}),
-        SecretEnv(secret="aws-credentials", env={"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-                                                 "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}),
-        SecretEnv(secret="mlflow-credentials", env={"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-                                                    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"}),
+        SecretEnv(
+            secret="aws-credentials",
+            env={"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"},
+        ),
+        SecretEnv(
+            secret="mlflow-credentials",
+            env={
+                "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+                "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+            },
+        ),
     ]
 
 
@@ -230,8 +331,9 @@ class KfpSettings(Section):
     pipeline_name: str = Field("llmops", description="name of the uploaded pipeline")
     experiment_name: str = Field("llmops", description="KFP experiment the runs go to")
     namespace: str | None = Field(None, description="KFP user namespace (multi-user installs)")
-    tracking_uri: str = Field("http://mlflow.mlflow.svc.cluster.local:5000",
-                              description="MLFLOW_TRACKING_URI set on every step")
+    tracking_uri: str = Field(
+        "http://mlflow.mlflow.svc.cluster.local:5000", description="MLFLOW_TRACKING_URI set on every step"
+    )
     gpus: int = Field(1, ge=0, description="GPUs per train and eval step (0 = CPU only)")
     gpu_resource: str = Field("nvidia.com/gpu", description="extended resource name of the GPUs")
     cpu_request: str = "4"
@@ -240,11 +342,13 @@ class KfpSettings(Section):
     memory_limit: str = "64Gi"
     light_cpu: str = Field("1", description="CPU of the light steps (validate, gate, register, deploy)")
     light_memory: str = Field("4Gi", description="memory of the light steps")
-    node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"},
-                                          description="node labels of GPU steps")
+    node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"}, description="node labels of GPU steps"
+    )
     tolerations: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        description="tolerations of GPU steps (Kubernetes toleration fields)")
+        description="tolerations of GPU steps (Kubernetes toleration fields)",
+    )
     shm_size: str = Field("16Gi", description="/dev/shm as a memory-backed emptyDir of this size")
     volume_size: str = Field("100Gi", description="the run's own volume (created per run, deleted after)")
     storage_class: str = Field("", description="storage class of the run's volume; empty = cluster default")

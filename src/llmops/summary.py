@@ -46,8 +46,9 @@ def print_summary(summary: RunSummary) -> None:
     table.add_column("baseline", justify="right")
     table.add_column("fine-tuned", justify="right")
     keys = [k for k in summary.metrics if "/" not in k]
-    keys += sorted(k for k in summary.metrics if "/" in k and k.rsplit("/", 1)[1] in GATE_METRICS
-                   and not k.startswith("field/"))
+    keys += sorted(
+        k for k in summary.metrics if "/" in k and k.rsplit("/", 1)[1] in GATE_METRICS and not k.startswith("field/")
+    )
     keys += sorted(k for k in summary.metrics if k.startswith("field/") and k.endswith("/f1"))  # which fields fail
     for key in keys:
         base = summary.baseline.get(key)

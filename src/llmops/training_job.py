@@ -76,8 +76,13 @@ def train(cfg: RunConfig, output: str | Path | None = None) -> dict[str, Any]:
     # No eval set: this step reports no held-out metrics, so KD's teacher answers to eval prompts are not generated.
     ctx = method.prepare(cfg, replace(prepared, eval=[]), model, tokenizer)
     result = method.train(cfg, prepared, ctx, model, tokenizer, checkpoints, resume_from, lambda logs: None)
-    summary: dict[str, Any] = {"final_loss": result.final_loss, "steps": result.steps, "world_size": world_size(),
-                               "tokens_per_second": result.tokens_per_second, "train_seconds": result.train_seconds}
+    summary: dict[str, Any] = {
+        "final_loss": result.final_loss,
+        "steps": result.steps,
+        "world_size": world_size(),
+        "tokens_per_second": result.tokens_per_second,
+        "train_seconds": result.train_seconds,
+    }
     if is_main_process():
         if result.gathered_dir:  # sharded: the Trainer's gathered copy, not this process's shard
             kind = "merged" if cfg.peft.method == "full" else "adapter"

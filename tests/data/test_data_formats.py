@@ -80,8 +80,13 @@ def test_codegen_seed_record_gets_the_task_prompt_and_keeps_the_plan_and_code() 
 
 
 def test_humaneval_record_trains_on_its_canonical_solution() -> None:
-    problem = {"task_id": "t/1", "prompt": "def f():\n", "test": "", "entry_point": "f",
-               "canonical_solution": "    return 1\n"}
+    problem = {
+        "task_id": "t/1",
+        "prompt": "def f():\n",
+        "test": "",
+        "entry_point": "f",
+        "canonical_solution": "    return 1\n",
+    }
     [example] = to_sft_examples([problem], "CodeGen", prompt_fn, answer_fn)
     assert example["completion"] == assistant("    return 1\n")
     with pytest.raises(DataError, match="canonical_solution"):

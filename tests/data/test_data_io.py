@@ -131,7 +131,8 @@ def test_gzip_records_files_are_decompressed(tmp_path: Path) -> None:
 def test_an_empty_file_is_a_problem_unless_allowed(tmp_path: Path) -> None:
     empty = _write(tmp_path / "e.jsonl", "\n")
     assert scan_records(empty).problem_lines() == [
-        f"{empty}: the file is empty; expected JSON Lines records, one object per line"]
+        f"{empty}: the file is empty; expected JSON Lines records, one object per line"
+    ]
     allowed = scan_records(empty, empty_ok=True)
     assert (allowed.records, allowed.problems) == ([], [])
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmops.run_inputs import validate_file, validate_records  # the formats of the method named
 from llmops.errors import DataError
+from llmops.run_inputs import validate_file, validate_records  # the formats of the method named
 
 INVOICE_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

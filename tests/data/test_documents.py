@@ -16,8 +16,12 @@ from llmops.errors import DataError
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 PAGES = [
-    ["Rechnung Nr. RE-2014-0815", "Müller & Söhne GmbH, Hauptstraße 5, 10115 Berlin", "Datum: 7. Mai 2014",
-     "Gesamtbetrag: 1.234,56 EUR"],
+    [
+        "Rechnung Nr. RE-2014-0815",
+        "Müller & Söhne GmbH, Hauptstraße 5, 10115 Berlin",
+        "Datum: 7. Mai 2014",
+        "Gesamtbetrag: 1.234,56 EUR",
+    ],
     ["Facture n° FA-77 du 07/05/2014", "Total TTC : 1 234,56 €", "Merci de votre confiance."],
 ]
 
@@ -92,8 +96,12 @@ def test_file_records_resolve_against_the_data_files_folder(tmp_path: Path) -> N
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.pdf").write_bytes(_pdf(PAGES[:1]))
     data = tmp_path / "train.jsonl"
-    records = [(1, {"file": "docs/a.pdf", "fields": {"n": "1"}}), (2, {"document": "inline", "fields": {}}),
-               (3, {"file": "docs/missing.pdf", "fields": {}}), (4, {"file": "docs/a.pdf", "document": "x"})]
+    records = [
+        (1, {"file": "docs/a.pdf", "fields": {"n": "1"}}),
+        (2, {"document": "inline", "fields": {}}),
+        (3, {"file": "docs/missing.pdf", "fields": {}}),
+        (4, {"file": "docs/a.pdf", "document": "x"}),
+    ]
     out, problems = inline_files(records, str(data))
     assert "RE-2014-0815" in out[0][1]["document"] and out[0][1]["source_file"] == "docs/a.pdf"
     assert "file" not in out[0][1] and out[1] == records[1] and len(out) == 2  # the failed ones left out
@@ -118,7 +126,8 @@ def test_an_unreadable_image_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_document_too_long_for_the_context_is_cut_with_one_warning(
-        tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from transformers import AutoTokenizer
 
     from llmops.evaluation.context import CUT_MARK

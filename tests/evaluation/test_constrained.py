@@ -15,8 +15,12 @@ from llmops.evaluation.generate import generate, sample
 from llmops.tasks.idp import IDPTask
 
 AMOUNT = {"type": "string", "pattern": "^-?[0-9]+\\.[0-9]{2}$"}
-PARTY = {"type": "object", "properties": {"name": {"type": "string"}, "tax_id": {"type": ["string", "null"]}},
-         "required": ["name", "tax_id"], "additionalProperties": False}
+PARTY = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "tax_id": {"type": ["string", "null"]}},
+    "required": ["name", "tax_id"],
+    "additionalProperties": False,
+}
 NESTED = {
     "type": "object",
     "properties": {
@@ -24,10 +28,16 @@ NESTED = {
         "issue_date": {"type": ["string", "null"], "format": "date"},
         "seller": PARTY,
         "buyer": {"anyOf": [PARTY, {"type": "null"}]},
-        "line_items": {"type": "array", "maxItems": 6, "items": {
-            "type": "object", "properties": {"description": {"type": "string"}, "quantity": {"type": "number"},
-                                             "amount": AMOUNT},
-            "required": ["description", "quantity", "amount"], "additionalProperties": False}},
+        "line_items": {
+            "type": "array",
+            "maxItems": 6,
+            "items": {
+                "type": "object",
+                "properties": {"description": {"type": "string"}, "quantity": {"type": "number"}, "amount": AMOUNT},
+                "required": ["description", "quantity", "amount"],
+                "additionalProperties": False,
+            },
+        },
         "total": AMOUNT,
     },
     "required": ["document_type", "issue_date", "seller", "buyer", "line_items", "total"],
@@ -49,8 +59,17 @@ def test_untrained_model_answers_validate_greedy_and_sampled(tiny: tuple[Any, An
     assert not any(_valid(text) for text in raw)  # without the grammar the tiny model writes no JSON
     for text in generate(model, tokenizer, prompts, 2, constraint.max_tokens, grammar=constraint.grammar):
         jsonschema.validate(json.loads(text), NESTED)
-    sampled = sample(model, tokenizer, prompts[:2], 3, 6, constraint.max_tokens, temperature=1.0, top_p=0.9,
-                     grammar=constraint.grammar)
+    sampled = sample(
+        model,
+        tokenizer,
+        prompts[:2],
+        3,
+        6,
+        constraint.max_tokens,
+        temperature=1.0,
+        top_p=0.9,
+        grammar=constraint.grammar,
+    )
     for answers in sampled:
         for text in answers:
             jsonschema.validate(json.loads(text), NESTED)
@@ -67,16 +86,19 @@ def _valid(text: str) -> bool:
 def test_evaluate_is_constrained_by_default_and_says_so(tiny: tuple[Any, Any]) -> None:
     model, tokenizer = tiny
     task = IDPTask(NESTED)
-    examples = [{"id": str(i), "prompt": p, "reference": {"document_type": "invoice", "total": "7.00"}, "class": "x"}
-                for i, p in enumerate(_prompts(task, 3))]
+    examples = [
+        {"id": str(i), "prompt": p, "reference": {"document_type": "invoice", "total": "7.00"}, "class": "x"}
+        for i, p in enumerate(_prompts(task, 3))
+    ]
     bound = JsonGrammar.for_model(model, tokenizer).constraint(NESTED).max_tokens
     # Up to the schema's bound every answer closes (unset, the limit comes from the short gold answers here, and
     # the untrained model's long answers would be cut).
     report = evaluate(model, tokenizer, task, examples, EvalSettings(batch_size=3, max_new_tokens=bound), None)
     assert report.metrics["schema_valid_rate"] == 1.0 and report.metrics["json_valid_rate"] == 1.0
     assert report.metrics["constrained_decoding"] == 1.0
-    raw = evaluate(model, tokenizer, task, examples, EvalSettings(batch_size=3, max_new_tokens=24, constrained=False),
-                   None)
+    raw = evaluate(
+        model, tokenizer, task, examples, EvalSettings(batch_size=3, max_new_tokens=24, constrained=False), None
+    )
     assert raw.metrics["constrained_decoding"] == 0.0 and raw.metrics["schema_valid_rate"] == 0.0
 
 
@@ -99,11 +121,20 @@ def test_field_report_groups_and_error_table(tiny: tuple[Any, Any], tmp_path: An
 
     task = IDPTask(None)
     gold = {"seller": {"name": "Acme"}, "line_items": [{"amount": "1.00"}, {"amount": "2.00"}], "total": "3.00"}
-    answers = ['{"seller": {"name": "Acme"}, "line_items": [{"amount": "1.00"}], "total": "3.00"}',
-               '{"seller": {"name": "Acne"}, "line_items": [{"amount": "1.00"}, {"amount": "2.00"}], "total": "3"}']
-    examples = [{"id": f"d{i}", "prompt": [{"role": "user", "content": "x"}], "reference": gold, "class": "invoice",
-                 "groups": [f"lang-{lang}", scan]} for i, (lang, scan) in enumerate((("de", "digital"),
-                                                                                     ("en", "scanned")))]
+    answers = [
+        '{"seller": {"name": "Acme"}, "line_items": [{"amount": "1.00"}], "total": "3.00"}',
+        '{"seller": {"name": "Acne"}, "line_items": [{"amount": "1.00"}, {"amount": "2.00"}], "total": "3"}',
+    ]
+    examples = [
+        {
+            "id": f"d{i}",
+            "prompt": [{"role": "user", "content": "x"}],
+            "reference": gold,
+            "class": "invoice",
+            "groups": [f"lang-{lang}", scan],
+        }
+        for i, (lang, scan) in enumerate((("de", "digital"), ("en", "scanned")))
+    ]
     monkeypatch.setattr(runner, "generate", lambda *args, **kwargs: answers)
     out = tmp_path / "predictions.jsonl"
     report = evaluate(*tiny, task, examples, EvalSettings(), out)
@@ -114,8 +145,7 @@ def test_field_report_groups_and_error_table(tiny: tuple[Any, Any], tmp_path: An
     assert m["digital/field_f1"] == m["lang-de/field_f1"] and m["lang-en/field_f1"] == m["scanned/field_f1"]
     errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
     assert {"document": "d1", "field": "seller.name", "expected": "Acme", "predicted": "Acne"} in errors
-    assert {"document": "d0", "field": "line_items.amount", "expected": ["1.00", "2.00"],
-            "predicted": "1.00"} in errors
+    assert {"document": "d0", "field": "line_items.amount", "expected": ["1.00", "2.00"], "predicted": "1.00"} in errors
     assert not any(e["field"] == "total" and e["document"] == "d0" for e in errors)
 
 

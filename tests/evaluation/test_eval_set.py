@@ -10,8 +10,8 @@ import pytest
 
 from llmops.config import EvalSettings
 from llmops.errors import DataError
-from llmops.evaluation.generate import generate
 from llmops.evaluation.eval_set import evaluate
+from llmops.evaluation.generate import generate
 from llmops.tasks.idp import IDPTask
 
 SCHEMA = {"type": "object", "properties": {"total": {"type": "string"}}}
@@ -43,8 +43,10 @@ def test_evaluate_scores_and_writes_predictions(tiny: tuple[Any, Any], tmp_path:
     references = [ex["reference"] for ex in examples[:3]]
     assert [row["output"] for row in report.rows] == expected
     overall = {k: v for k, v in report.metrics.items() if not k.startswith("field/")}
-    assert overall == {**task.score(expected, references, ["invoice", "receipt", "invoice"]),
-                       "constrained_decoding": 0.0}
+    assert overall == {
+        **task.score(expected, references, ["invoice", "receipt", "invoice"]),
+        "constrained_decoding": 0.0,
+    }
     assert report.metrics["field/total/f1"] == task.field_report(expected, references)["total"]["f1"]
     assert {"field_f1", "invoice/field_f1", "receipt/schema_valid_rate"} <= set(report.metrics)
     assert set(report.per_field) == {"total", "vendor"}
@@ -53,8 +55,18 @@ def test_evaluate_scores_and_writes_predictions(tiny: tuple[Any, Any], tmp_path:
     assert [row["id"] for row in rows] == ["ex0", "ex1", "ex2"]
     assert rows[1]["class"] == "receipt" and rows[1]["gold"] == {"total": "1", "vendor": "Acme"}
     assert rows[0]["prompt"].endswith("Document:\nTotal: 1,234.50 EUR")
-    assert set(rows[0]) == {"id", "class", "prompt", "output", "gold", "parsed", "field_f1", "exact_match",
-                            "json_valid", "schema_valid"}
+    assert set(rows[0]) == {
+        "id",
+        "class",
+        "prompt",
+        "output",
+        "gold",
+        "parsed",
+        "field_f1",
+        "exact_match",
+        "json_valid",
+        "schema_valid",
+    }
     assert rows == json.loads(json.dumps(report.rows))
 
 

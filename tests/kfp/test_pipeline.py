@@ -16,21 +16,87 @@ from llmops.config import build_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU_STEPS = ("exec-baseline-eval", "exec-train", "exec-evaluate")
-STEPS = ("exec-validate", "exec-baseline-eval", "exec-train", "exec-evaluate", "exec-gate", "exec-register",
-         "exec-deploy")
+STEPS = (
+    "exec-validate",
+    "exec-baseline-eval",
+    "exec-train",
+    "exec-evaluate",
+    "exec-gate",
+    "exec-register",
+    "exec-deploy",
+)
 SEED_EXAMPLES = [  # the original README's three kfp_pipeline.py examples (and its first, plainer one)
-    ["--student", "Qwen/Qwen2.5-3B-Instruct", "--data", "s3://your-bucket/training-data.jsonl", "--flow_type",
-     "IDP", "--train_type", "SFT", "--epochs", "3", "--eval_data", "s3://your-bucket/eval-data.json",
-     "--val_per_class", "20"],
-    ["--student", "Qwen/Qwen2.5-3B-Instruct", "--data", "s3://datasets/idp-sft.jsonl", "--flow_type", "IDP",
-     "--train_type", "SFT", "--epochs", "3", "--schema", "s3://schemas/invoice-schema.json", "--document",
-     "Invoice #12345 dated 2023-05-15...", "--eval_data", "s3://datasets/idp-eval.json", "--val_per_class", "25"],
-    ["--student", "Qwen/Qwen2.5-Coder-3B", "--data", "s3://datasets/codegen-dpo.jsonl", "--flow_type", "CodeGen",
-     "--train_type", "DPO", "--epochs", "2", "--prompt", "Implement a binary search tree in Python", "--eval_data",
-     "s3://datasets/codegen-eval.json", "--val_per_class", "20"],
-    ["--student", "Qwen/Qwen2.5-3B-Instruct", "--data", "s3://datasets/kd-data.jsonl", "--flow_type", "IDP",
-     "--train_type", "KD", "--epochs", "4", "--use_logit_kd", "--eval_data", "s3://datasets/idp-eval.json",
-     "--val_per_class", "30"],
+    [
+        "--student",
+        "Qwen/Qwen2.5-3B-Instruct",
+        "--data",
+        "s3://your-bucket/training-data.jsonl",
+        "--flow_type",
+        "IDP",
+        "--train_type",
+        "SFT",
+        "--epochs",
+        "3",
+        "--eval_data",
+        "s3://your-bucket/eval-data.json",
+        "--val_per_class",
+        "20",
+    ],
+    [
+        "--student",
+        "Qwen/Qwen2.5-3B-Instruct",
+        "--data",
+        "s3://datasets/idp-sft.jsonl",
+        "--flow_type",
+        "IDP",
+        "--train_type",
+        "SFT",
+        "--epochs",
+        "3",
+        "--schema",
+        "s3://schemas/invoice-schema.json",
+        "--document",
+        "Invoice #12345 dated 2023-05-15...",
+        "--eval_data",
+        "s3://datasets/idp-eval.json",
+        "--val_per_class",
+        "25",
+    ],
+    [
+        "--student",
+        "Qwen/Qwen2.5-Coder-3B",
+        "--data",
+        "s3://datasets/codegen-dpo.jsonl",
+        "--flow_type",
+        "CodeGen",
+        "--train_type",
+        "DPO",
+        "--epochs",
+        "2",
+        "--prompt",
+        "Implement a binary search tree in Python",
+        "--eval_data",
+        "s3://datasets/codegen-eval.json",
+        "--val_per_class",
+        "20",
+    ],
+    [
+        "--student",
+        "Qwen/Qwen2.5-3B-Instruct",
+        "--data",
+        "s3://datasets/kd-data.jsonl",
+        "--flow_type",
+        "IDP",
+        "--train_type",
+        "KD",
+        "--epochs",
+        "4",
+        "--use_logit_kd",
+        "--eval_data",
+        "s3://datasets/idp-eval.json",
+        "--val_per_class",
+        "30",
+    ],
 ]
 
 
@@ -47,10 +113,17 @@ def _compiled(path: Path) -> tuple[dict, dict]:
 def test_compiled_pipeline_has_cluster_settings(tmp_path: Path, flow: str, method: str) -> None:
     from llmops.kfp.launch import compile_pipeline
 
-    cfg = build_config(base={"student": "Qwen/Qwen2.5-3B-Instruct", "data": "s3://b/train.jsonl",
-                             "flow_type": flow, "train_type": method, "teacher": "Qwen/Qwen2.5-7B-Instruct",
-                             "tracking": {"tracking_uri": "sqlite:///local.db"},
-                             "kfp": {"image": "registry.example/llmops:1.2", "gpus": 2}})
+    cfg = build_config(
+        base={
+            "student": "Qwen/Qwen2.5-3B-Instruct",
+            "data": "s3://b/train.jsonl",
+            "flow_type": flow,
+            "train_type": method,
+            "teacher": "Qwen/Qwen2.5-7B-Instruct",
+            "tracking": {"tracking_uri": "sqlite:///local.db"},
+            "kfp": {"image": "registry.example/llmops:1.2", "gpus": 2},
+        }
+    )
     spec, k8s = _compiled(compile_pipeline(cfg, tmp_path / "p.yaml"))
     executors, tasks = spec["deploymentSpec"]["executors"], spec["root"]["dag"]["tasks"]
     assert set(STEPS) <= set(executors)
@@ -63,8 +136,11 @@ def test_compiled_pipeline_has_cluster_settings(tmp_path: Path, flow: str, metho
         env = {e["name"]: e["value"] for e in container["env"]}
         assert env["MLFLOW_TRACKING_URI"] == cfg.kfp.tracking_uri, name
         secrets = {(s["secretName"], k["envVar"]) for s in k8s[name]["secretAsEnv"] for k in s["keyToEnv"]}
-        assert {("hf-token", "HF_TOKEN"), ("aws-credentials", "AWS_ACCESS_KEY_ID"),
-                ("mlflow-credentials", "MLFLOW_TRACKING_PASSWORD")} <= secrets, name
+        assert {
+            ("hf-token", "HF_TOKEN"),
+            ("aws-credentials", "AWS_ACCESS_KEY_ID"),
+            ("mlflow-credentials", "MLFLOW_TRACKING_PASSWORD"),
+        } <= secrets, name
         assert int(k8s[name]["activeDeadlineSeconds"]) > 0
         if name != "exec-deploy":  # deploy needs no files: it may run while the volume is deleted
             (mount,) = k8s[name]["pvcMount"]
@@ -85,8 +161,9 @@ def test_compiled_pipeline_has_cluster_settings(tmp_path: Path, flow: str, metho
     # A volume per run: named after the KFP run, created first, deleted after register.
     pvc_args = executors["exec-createpvc"]["container"]
     assert "createpvc" in tasks and "deletepvc" in tasks
-    assert "{{$.pipeline_job_uuid}}" in json.dumps(tasks["createpvc"]["inputs"]) or \
-        "pipeline_job_uuid" in json.dumps(pvc_args)
+    assert "{{$.pipeline_job_uuid}}" in json.dumps(tasks["createpvc"]["inputs"]) or "pipeline_job_uuid" in json.dumps(
+        pvc_args
+    )
     assert tasks["deletepvc"]["dependentTasks"] == ["register"] or "register" in tasks["deletepvc"]["dependentTasks"]
     retry = tasks["train"]["retryPolicy"]
     assert retry["maxRetryCount"] == 2 and retry["backoffDuration"] == "60s" and retry["backoffFactor"] == 2.0
@@ -107,9 +184,14 @@ def test_compiled_pipeline_has_cluster_settings(tmp_path: Path, flow: str, metho
 @pytest.mark.parametrize("example", range(len(SEED_EXAMPLES)))
 def test_kfp_pipeline_py_takes_the_seed_examples(tmp_path: Path, example: int) -> None:
     out = tmp_path / "seed.yaml"
-    proc = subprocess.run([sys.executable, str(ROOT / "kfp_pipeline.py"), *SEED_EXAMPLES[example],
-                           "--compile-only", str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "kfp_pipeline.py"), *SEED_EXAMPLES[example], "--compile-only", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     spec, _ = _compiled(out)
     config = json.loads(spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"])
@@ -124,8 +206,14 @@ def test_kfp_pipeline_py_takes_the_seed_examples(tmp_path: Path, example: int) -
 
 def test_kfp_pipeline_py_without_host_or_compile_only_is_a_clear_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KFP_HOST"}
-    proc = subprocess.run([sys.executable, str(ROOT / "kfp_pipeline.py"), *SEED_EXAMPLES[0]], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "kfp_pipeline.py"), *SEED_EXAMPLES[0]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--host" in proc.stderr
 
@@ -151,8 +239,11 @@ class FakeKfpClient:
         return type("P", (), {"pipeline_id": self.pipelines[pipeline_name]})()
 
     def list_pipeline_versions(self, pipeline_id: str):
-        versions = [type("V", (), {"pipeline_version_id": f"v-{i}"})() for i, (p, _) in enumerate(self.versions)
-                    if p == pipeline_id]
+        versions = [
+            type("V", (), {"pipeline_version_id": f"v-{i}"})()
+            for i, (p, _) in enumerate(self.versions)
+            if p == pipeline_id
+        ]
         return type("R", (), {"pipeline_versions": versions})()
 
     def upload_pipeline_version(self, path: str, pipeline_version_name: str, pipeline_id: str):
@@ -165,8 +256,9 @@ class FakeKfpClient:
         return type("E", (), {"experiment_id": f"e-{name}"})()
 
     def run_pipeline(self, experiment_id: str, job_name: str, pipeline_id: str, version_id: str):
-        self.runs.append({"experiment": experiment_id, "name": job_name, "pipeline": pipeline_id,
-                          "version": version_id})
+        self.runs.append(
+            {"experiment": experiment_id, "name": job_name, "pipeline": pipeline_id, "version": version_id}
+        )
         return type("Run", (), {"run_id": f"r-{len(self.runs)}"})()
 
 
@@ -198,16 +290,48 @@ def test_run_local_runs_every_step_and_registers_like_llmops_run(tmp_path: Path,
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = ["--student", str(tiny_idp["model"]), "--data", str(tiny_idp["train"]), "--eval_data",
-            str(tiny_idp["eval"]), "--schema", str(tiny_idp["schema"]), "--flow_type", "IDP", "--train_type", "SFT",
-            "--max_steps", "2", "--set", "peft.method=full", "--set", "training.per_device_train_batch_size=4",
-            "--set", "eval.max_new_tokens=8", "--set", "eval.max_examples=3", "--set", "tracking.system_metrics=false",
-            "--set", "training.num_threads=1", "--set", f"tracking.tracking_uri={uri}",
-            "--set", "eval.baseline=false"]  # no baseline, no champion: the first version wins, deploy runs
+    args = [
+        "--student",
+        str(tiny_idp["model"]),
+        "--data",
+        str(tiny_idp["train"]),
+        "--eval_data",
+        str(tiny_idp["eval"]),
+        "--schema",
+        str(tiny_idp["schema"]),
+        "--flow_type",
+        "IDP",
+        "--train_type",
+        "SFT",
+        "--max_steps",
+        "2",
+        "--set",
+        "peft.method=full",
+        "--set",
+        "training.per_device_train_batch_size=4",
+        "--set",
+        "eval.max_new_tokens=8",
+        "--set",
+        "eval.max_examples=3",
+        "--set",
+        "tracking.system_metrics=false",
+        "--set",
+        "training.num_threads=1",
+        "--set",
+        f"tracking.tracking_uri={uri}",
+        "--set",
+        "eval.baseline=false",
+    ]  # no baseline, no champion: the first version wins, deploy runs
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "llmops.cli", "kfp", "run-local", *args, "--workdir",
-                           str(tmp_path / "kfp")], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmops.cli", "kfp", "run-local", *args, "--workdir", str(tmp_path / "kfp")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     run_dir = Path(out["run_dir"])
@@ -230,15 +354,23 @@ def test_run_local_runs_every_step_and_registers_like_llmops_run(tmp_path: Path,
     assert service["kind"] == "InferenceService" and service["metadata"]["name"] == kfp_version.tags["llmops.kserve"]
     assert service["spec"]["predictor"]["model"]["storageUri"].rstrip("/") == kfp_version.source.rstrip("/")
 
-    proc = subprocess.run([sys.executable, "-m", "llmops.cli", "run", *args, "--save_dir", str(tmp_path / "runs")],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmops.cli", "run", *args, "--save_dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     local = max(client.search_model_versions("name='llmops-idp-sft'"), key=lambda v: int(v.version))
     assert local.version != kfp_version.version
     same_tags = {k for k in kfp_version.tags if k not in ("llmops.deployed", "llmops.kserve")}
     assert same_tags == set(local.tags)
-    assert {a.path for a in client.list_artifacts(kfp_version.run_id)} == \
-        {a.path for a in client.list_artifacts(local.run_id)}
-    assert {a.path for a in client.list_artifacts(kfp_version.run_id, "model")} == \
-        {a.path for a in client.list_artifacts(local.run_id, "model")}
+    assert {a.path for a in client.list_artifacts(kfp_version.run_id)} == {
+        a.path for a in client.list_artifacts(local.run_id)
+    }
+    assert {a.path for a in client.list_artifacts(kfp_version.run_id, "model")} == {
+        a.path for a in client.list_artifacts(local.run_id, "model")
+    }
     assert set(client.get_run(kfp_version.run_id).data.params) == set(client.get_run(local.run_id).data.params)

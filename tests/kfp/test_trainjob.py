@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -26,10 +26,16 @@ DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 def _cfg(*overrides: str) -> RunConfig:
-    return build_config(overrides=[
-        "kfp.num_nodes=2", "kfp.gpus=4", "kfp.image=ghcr.io/acme/llmops:1.2.3",
-        "kfp.tracking_uri=http://mlflow.example:5000", "kfp.namespace=team-a", *overrides,
-    ])
+    return build_config(
+        overrides=[
+            "kfp.num_nodes=2",
+            "kfp.gpus=4",
+            "kfp.image=ghcr.io/acme/llmops:1.2.3",
+            "kfp.tracking_uri=http://mlflow.example:5000",
+            "kfp.namespace=team-a",
+            *overrides,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +121,9 @@ def test_manifest_cpu_only_and_other_gpu_vendor() -> None:
 
 
 def test_manifest_mounts_the_shared_volume_on_every_node(body: dict) -> None:
-    shared = tj.manifest(_cfg(), "/mnt/work/config.yaml", "/mnt/work/train", "llmops-c", pvc_name="run-pvc",
-                         mount_path="/mnt/work")
+    shared = tj.manifest(
+        _cfg(), "/mnt/work/config.yaml", "/mnt/work/train", "llmops-c", pvc_name="run-pvc", mount_path="/mnt/work"
+    )
     pod = _node_pod_patch(shared)
     assert {"name": "llmops-work", "persistentVolumeClaim": {"claimName": "run-pvc"}} in pod["volumes"]
     assert {"name": "llmops-work", "mountPath": "/mnt/work"} in pod["containers"][0]["volumeMounts"]
@@ -155,9 +162,18 @@ def test_empty_config_uri_is_a_config_error() -> None:
 # ------------------------------------------------------------------------------------------------ job_name
 
 
-@pytest.mark.parametrize("key", [
-    KEY, "A" * 500, "  Weird/Key_with.UPPER & spaces  ", "123-starts-with-digit", "---", "ünïcødé-rän", "x",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        KEY,
+        "A" * 500,
+        "  Weird/Key_with.UPPER & spaces  ",
+        "123-starts-with-digit",
+        "---",
+        "ünïcødé-rän",
+        "x",
+    ],
+)
 def test_job_name_is_valid_deterministic_and_short(key: str) -> None:
     name = tj.job_name(key)
     assert name == tj.job_name(key)
@@ -193,9 +209,14 @@ class FakeTrainerClient:
     unless Failed was asked for, TimeoutError when the script runs out.
     """
 
-    def __init__(self, existing: str | None = None, statuses: tuple[str, ...] = ("Created", "Running", "Complete"),
-                 logs: tuple[str, ...] = ("step 1 loss 2.0", "step 2 loss 1.5"), train_error: int | None = None,
-                 get_error: int | None = None) -> None:
+    def __init__(
+        self,
+        existing: str | None = None,
+        statuses: tuple[str, ...] = ("Created", "Running", "Complete"),
+        logs: tuple[str, ...] = ("step 1 loss 2.0", "step 2 loss 1.5"),
+        train_error: int | None = None,
+        get_error: int | None = None,
+    ) -> None:
         self.jobs: dict[str, str] = {}
         self.existing = existing
         self.statuses = list(statuses)
@@ -209,8 +230,14 @@ class FakeTrainerClient:
     def _job(self, name: str, status: str):
         from kubeflow.trainer.types.types import TrainJob
 
-        return TrainJob(name=name, runtime=tj.default_runtime(_cfg()), steps=[], num_nodes=2,
-                        creation_timestamp=datetime.now(timezone.utc), status=status)
+        return TrainJob(
+            name=name,
+            runtime=tj.default_runtime(_cfg()),
+            steps=[],
+            num_nodes=2,
+            creation_timestamp=datetime.now(UTC),
+            status=status,
+        )
 
     @staticmethod
     def _api_error(message: str, status: int) -> RuntimeError:
@@ -246,8 +273,9 @@ class FakeTrainerClient:
         self.jobs[name] = "Created"
         return name
 
-    def wait_for_job_status(self, name: str, status: set[str] | None = None, timeout: int = 600,
-                            polling_interval: int = 2, callbacks=None):
+    def wait_for_job_status(
+        self, name: str, status: set[str] | None = None, timeout: int = 600, polling_interval: int = 2, callbacks=None
+    ):
         status = {"Complete"} if status is None else status
         if not status <= {"Created", "Running", "Complete", "Failed"} or not 0 < polling_interval < timeout:
             raise ValueError(f"bad arguments: {status} {polling_interval} {timeout}")

@@ -21,8 +21,17 @@ class NEFTune(Method):
     name = "NEFT"
     summary = "SFT with uniform noise on the input embeddings (NEFTune)"
 
-    def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
-              output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:
+    def train(
+        self,
+        cfg: RunConfig,
+        prepared: Any,
+        ctx: MethodContext,
+        model: Any,
+        tokenizer: Any,
+        output_dir: Path,
+        resume_from: str | bool | None,
+        on_log: OnLog,
+    ) -> TrainResult:
         from llmops.methods.sft import make_trainer
         from llmops.methods.trainer import fit
 

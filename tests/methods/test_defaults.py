@@ -9,10 +9,17 @@ from llmops.config import RunConfig
 from llmops.methods.trainer import learning_rate
 
 
-@pytest.mark.parametrize(("train_type", "peft", "expected"), [
-    ("SFT", "lora", 5e-4), ("KD", "qlora", 5e-4), ("DPO", "lora", 2e-4), ("GRPO", "lora", 2e-4),
-    ("SFT", "full", 2e-4), ("DPO", "full", 2e-4),
-])
+@pytest.mark.parametrize(
+    ("train_type", "peft", "expected"),
+    [
+        ("SFT", "lora", 5e-4),
+        ("KD", "qlora", 5e-4),
+        ("DPO", "lora", 2e-4),
+        ("GRPO", "lora", 2e-4),
+        ("SFT", "full", 2e-4),
+        ("DPO", "full", 2e-4),
+    ],
+)
 def test_unset_learning_rate_is_the_methods_rate_for_its_adapter(train_type: str, peft: str, expected: float) -> None:
     cfg = RunConfig(student="s", train_type=train_type, peft={"method": peft})
     assert cfg.training.learning_rate is None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import make_sft_examples
 
 from llmops.config import RunConfig
 from llmops.errors import DataError, ModelError
@@ -21,16 +22,30 @@ from llmops.methods.dpo import (
 )
 from llmops.methods.losses import dpo_loss
 from llmops.models.loader import load_student
-from tests.conftest import make_sft_examples
 
 BETA = 0.5
 
 
 def _cfg(model_dir: Path, method: str = "lora", dpo: dict | None = None, **training) -> RunConfig:
-    settings = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-2, "logging_steps": 1,
-                "save_steps": 100, "max_len": 128, "seed": 0, "bf16": False, **training}  # exact losses: fp32
-    return RunConfig.model_validate({"student": str(model_dir), "peft": {"method": method, "r": 4, "alpha": 8},
-                                     "training": settings, "dpo": {"beta": BETA, **(dpo or {})}})
+    settings = {
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-2,
+        "logging_steps": 1,
+        "save_steps": 100,
+        "max_len": 128,
+        "seed": 0,
+        "bf16": False,
+        **training,
+    }  # exact losses: fp32
+    return RunConfig.model_validate(
+        {
+            "student": str(model_dir),
+            "peft": {"method": method, "r": 4, "alpha": 8},
+            "training": settings,
+            "dpo": {"beta": BETA, **(dpo or {})},
+        }
+    )
 
 
 def _pairs(n: int, seed: int = 0) -> list[dict]:
@@ -38,8 +53,14 @@ def _pairs(n: int, seed: int = 0) -> list[dict]:
     out = []
     for ex in make_sft_examples(n, seed):
         gold = json.loads(ex["completion"][0]["content"])
-        out.append({"prompt": ex["prompt"], "chosen": ex["completion"], "class": "invoice",
-                    "rejected": [{"role": "assistant", "content": json.dumps({"total": gold["total"]})}]})
+        out.append(
+            {
+                "prompt": ex["prompt"],
+                "chosen": ex["completion"],
+                "class": "invoice",
+                "rejected": [{"role": "assistant", "content": json.dumps({"total": gold["total"]})}],
+            }
+        )
     return out
 
 
@@ -52,8 +73,9 @@ def _perturb(params, seed: int = 0, scale: float = 0.05) -> None:
 
 def _hand_logp(model, tokenizer, prompt: list[dict], answer: list[dict]) -> float:
     full = tokenizer.apply_chat_template(prompt + answer, tokenize=True, return_dict=True)["input_ids"]
-    start = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                              return_dict=True)["input_ids"])
+    start = len(
+        tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    )
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].double(), -1)
     return sum(logp[t - 1, full[t]].item() for t in range(start, len(full)))
@@ -78,22 +100,25 @@ def test_preference_log_probs_match_a_hand_computation(tiny_model_dir: Path) -> 
     logps = preference_logps(model, tokenizer, pairs, batch_size=4, reference=reference)
     for i in (0, 4):
         pair = pairs[i]
-        expected = {"policy_chosen": _hand_logp(model, tokenizer, pair["prompt"], pair["chosen"]),
-                    "policy_rejected": _hand_logp(model, tokenizer, pair["prompt"], pair["rejected"]),
-                    "reference_chosen": _hand_logp(reference, tokenizer, pair["prompt"], pair["chosen"]),
-                    "reference_rejected": _hand_logp(reference, tokenizer, pair["prompt"], pair["rejected"])}
+        expected = {
+            "policy_chosen": _hand_logp(model, tokenizer, pair["prompt"], pair["chosen"]),
+            "policy_rejected": _hand_logp(model, tokenizer, pair["prompt"], pair["rejected"]),
+            "reference_chosen": _hand_logp(reference, tokenizer, pair["prompt"], pair["chosen"]),
+            "reference_rejected": _hand_logp(reference, tokenizer, pair["prompt"], pair["rejected"]),
+        }
         for key, value in expected.items():
             assert logps[key][i].item() == pytest.approx(value, abs=1e-3), (i, key)
-    rewards = [BETA * (logps["policy_chosen"] - logps["reference_chosen"]),
-               BETA * (logps["policy_rejected"] - logps["reference_rejected"])]
+    rewards = [
+        BETA * (logps["policy_chosen"] - logps["reference_chosen"]),
+        BETA * (logps["policy_rejected"] - logps["reference_rejected"]),
+    ]
     metrics = preference_metrics(model, tokenizer, pairs, BETA, reference=reference, batch_size=2)
     assert metrics["reward_margin"] == pytest.approx((rewards[0] - rewards[1]).mean().item(), abs=1e-4)
     assert metrics["preference_accuracy"] == pytest.approx((rewards[0] > rewards[1]).float().mean().item())
     assert metrics["reward_margin"] != 0
 
 
-def test_lora_dpo_uses_the_adapter_disabled_base_as_reference_and_learns(tiny_model_dir: Path,
-                                                                          tmp_path: Path) -> None:
+def test_lora_dpo_uses_the_adapter_disabled_base_as_reference_and_learns(tiny_model_dir: Path, tmp_path: Path) -> None:
     cfg = _cfg(tiny_model_dir, "lora", max_steps=40)
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
@@ -139,8 +164,9 @@ def test_trl_first_step_loss_equals_our_dpo_loss_against_the_base(tiny_model_dir
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_precomputed_reference_log_probs_come_from_the_reference(tiny_model_dir: Path, tmp_path: Path,
-                                                                 method: str) -> None:
+def test_precomputed_reference_log_probs_come_from_the_reference(
+    tiny_model_dir: Path, tmp_path: Path, method: str
+) -> None:
     cfg = _cfg(tiny_model_dir, method, dpo={"precompute_ref_log_probs": True})
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
     base = reference_copy(model)
@@ -152,8 +178,9 @@ def test_precomputed_reference_log_probs_come_from_the_reference(tiny_model_dir:
     assert trainer.ref_model is None  # no reference kept in memory
     data = trainer.train_dataset
     torch.testing.assert_close(torch.tensor(data["ref_chosen_logps"]), expected["reference_chosen"], atol=1e-4, rtol=0)
-    torch.testing.assert_close(torch.tensor(data["ref_rejected_logps"]), expected["reference_rejected"], atol=1e-4,
-                               rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(data["ref_rejected_logps"]), expected["reference_rejected"], atol=1e-4, rtol=0
+    )
     result = train_dpo(model, tokenizer, pairs, cfg, tmp_path)
     assert result.steps == 3
 
@@ -174,8 +201,9 @@ def test_answers_end_with_eos_and_the_prompt_is_split_off(tiny_model_dir: Path, 
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
     pair = _pairs(1)[0]
     row = make_trainer(model, tokenizer, [pair], cfg, tmp_path).train_dataset[0]
-    prompt = tokenizer.apply_chat_template(pair["prompt"], add_generation_prompt=True, tokenize=True,
-                                           return_dict=True)["input_ids"]
+    prompt = tokenizer.apply_chat_template(pair["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)[
+        "input_ids"
+    ]
     assert row["prompt_ids"] == prompt
     for key in ("chosen_ids", "rejected_ids"):
         assert tokenizer.eos_token_id in row[key]
@@ -185,8 +213,10 @@ def test_answers_end_with_eos_and_the_prompt_is_split_off(tiny_model_dir: Path, 
 def test_eos_is_appended_when_the_template_does_not_end_the_turn(tiny_model_dir: Path, tmp_path: Path) -> None:
     cfg = _cfg(tiny_model_dir)
     model, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
-    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-                               "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    )
     row = make_trainer(model, tokenizer, _pairs(1), cfg, tmp_path).train_dataset[0]
     assert tokenizer.eos_token_id in row["chosen_ids"] and tokenizer.eos_token_id in row["rejected_ids"]
 
@@ -213,4 +243,3 @@ def test_bad_input_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> Non
         train_dpo(model, tokenizer, _pairs(2), cfg, tmp_path, resume_from=True)
     with pytest.raises(ModelError, match="needs its reference model"):
         preference_metrics(model, tokenizer, _pairs(2), BETA)
-

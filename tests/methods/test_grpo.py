@@ -10,23 +10,37 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import make_sft_examples
 
 from llmops.config import RunConfig
 from llmops.errors import ConfigError
 from llmops.tasks.idp import IDPTask
-from tests.conftest import make_sft_examples
 
 GENERATIONS = 8
 
 
 def _cfg(model: Path, tmp: Path, method: str = "lora", steps: int = 2, **grpo) -> RunConfig:
-    return RunConfig.model_validate({
-        "student": str(model), "flow_type": "IDP", "train_type": "GRPO", "save_dir": str(tmp),
-        "peft": {"method": method, "r": 4, "alpha": 8},
-        "training": {"max_steps": steps, "per_device_train_batch_size": 2 * GENERATIONS, "learning_rate": 5e-3,
-                     "logging_steps": 1, "save_steps": 2, "seed": 0, "max_len": 256, "num_threads": 1,
-                     "warmup_steps": 0},
-        "grpo": {"num_generations": GENERATIONS, "max_completion_length": 24, "beta": 0.04, **grpo}})
+    return RunConfig.model_validate(
+        {
+            "student": str(model),
+            "flow_type": "IDP",
+            "train_type": "GRPO",
+            "save_dir": str(tmp),
+            "peft": {"method": method, "r": 4, "alpha": 8},
+            "training": {
+                "max_steps": steps,
+                "per_device_train_batch_size": 2 * GENERATIONS,
+                "learning_rate": 5e-3,
+                "logging_steps": 1,
+                "save_steps": 2,
+                "seed": 0,
+                "max_len": 256,
+                "num_threads": 1,
+                "warmup_steps": 0,
+            },
+            "grpo": {"num_generations": GENERATIONS, "max_completion_length": 24, "beta": 0.04, **grpo},
+        }
+    )
 
 
 def _gold(n: int, seed: int = 5) -> list[dict]:
@@ -47,8 +61,9 @@ def _train(model_dir: Path, cfg: RunConfig, out: Path, examples: list[dict], res
     reward = TaskReward(IDPTask(None), [ex["reference"] for ex in examples], cfg)
     logs: list[dict] = []
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    result = train_grpo(model, tokenizer, examples, reward, cfg, out, resume_from=True if resume else None,
-                        on_log=logs.append)
+    result = train_grpo(
+        model, tokenizer, examples, reward, cfg, out, resume_from=True if resume else None, on_log=logs.append
+    )
     return model, before, reward, logs, result
 
 
@@ -87,8 +102,9 @@ def test_resume_continues_from_the_checkpoint(json_model: Path, tmp_path: Path) 
     assert resumed.final_loss == pytest.approx(full.final_loss, rel=1e-3, abs=1e-6)
 
 
-def test_held_out_examples_are_never_judged_for_rewards(json_model: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_held_out_examples_are_never_judged_for_rewards(
+    json_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from llmops import pipeline
 
     train, held_out = _gold(8, seed=5), _gold(4, seed=99)
@@ -102,11 +118,16 @@ def test_held_out_examples_are_never_judged_for_rewards(json_model: Path, tmp_pa
         return real(self, answers, references, **kwargs)
 
     monkeypatch.setattr(IDPTask, "rewards", spy)
-    cfg = _cfg(json_model, tmp_path / "runs").model_copy(update={
-        "data": str(tmp_path / "train.jsonl"), "eval_data": str(tmp_path / "eval.jsonl")})
-    cfg = RunConfig.model_validate({**cfg.model_dump(), "eval": {"max_new_tokens": 24, "baseline": True},
-                                    "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                                 "system_metrics": False}})
+    cfg = _cfg(json_model, tmp_path / "runs").model_copy(
+        update={"data": str(tmp_path / "train.jsonl"), "eval_data": str(tmp_path / "eval.jsonl")}
+    )
+    cfg = RunConfig.model_validate(
+        {
+            **cfg.model_dump(),
+            "eval": {"max_new_tokens": 24, "baseline": True},
+            "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "system_metrics": False},
+        }
+    )
     summary = pipeline.run(cfg)
     assert "field_f1" in summary.metrics and "field_f1" in summary.baseline
     gold_train = [json.loads(r["messages"][-1]["content"]) for r in train]
@@ -119,7 +140,12 @@ def test_the_batch_must_hold_whole_groups(json_model: Path, tmp_path: Path) -> N
     from llmops.methods.grpo import check_batch
 
     check_batch(_cfg(json_model, tmp_path))
-    bad = RunConfig.model_validate({**_cfg(json_model, tmp_path).model_dump(),
-                                    "training": {"per_device_train_batch_size": 6}, "grpo": {"num_generations": 4}})
+    bad = RunConfig.model_validate(
+        {
+            **_cfg(json_model, tmp_path).model_dump(),
+            "training": {"per_device_train_batch_size": 6},
+            "grpo": {"num_generations": 4},
+        }
+    )
     with pytest.raises(ConfigError, match=r"grpo.num_generations 4: training.per_device_train_batch_size"):
         check_batch(bad)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import make_sft_examples
 
 from llmops.config import RunConfig
 from llmops.errors import ConfigError
@@ -17,7 +18,6 @@ from llmops.methods.kd_metrics import teacher_answers, teacher_kl
 from llmops.methods.sft import train_sft
 from llmops.models.loader import load_student
 from llmops.models.tiny import _model, train_tokenizer
-from tests.conftest import make_sft_examples
 
 
 def _texts(examples: list[dict]) -> list[str]:
@@ -25,10 +25,26 @@ def _texts(examples: list[dict]) -> list[str]:
 
 
 def _cfg(student: Path, tmp: Path, method: str = "full", kd: dict | None = None, **training) -> RunConfig:
-    settings = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-2, "logging_steps": 1,
-                "save_steps": 100, "max_len": 128, "seed": 0, "bf16": False, **training}  # exact losses: fp32
-    return RunConfig.model_validate({"student": str(student), "save_dir": str(tmp), "training": settings,
-                                     "peft": {"method": method, "r": 4, "alpha": 8}, "kd": kd or {}})
+    settings = {
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-2,
+        "logging_steps": 1,
+        "save_steps": 100,
+        "max_len": 128,
+        "seed": 0,
+        "bf16": False,
+        **training,
+    }  # exact losses: fp32
+    return RunConfig.model_validate(
+        {
+            "student": str(student),
+            "save_dir": str(tmp),
+            "training": settings,
+            "peft": {"method": method, "r": 4, "alpha": 8},
+            "kd": kd or {},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +76,16 @@ def _all_logs(pair: dict, cfg: RunConfig, out: Path, teacher=None, model=None, e
         model, tokenizer = _student(cfg)
     else:
         tokenizer = pair["tokenizer"]
-    result = train_kd(model, tokenizer, teacher or pair["teacher"], examples or make_sft_examples(16), cfg, out,
-                      on_log=logs.append, **kwargs)
+    result = train_kd(
+        model,
+        tokenizer,
+        teacher or pair["teacher"],
+        examples or make_sft_examples(16),
+        cfg,
+        out,
+        on_log=logs.append,
+        **kwargs,
+    )
     return result, logs, model
 
 
@@ -113,8 +137,9 @@ def test_offline_cache_matches_online_when_k_covers_the_vocabulary(pair: dict, t
     assert first[1] == pytest.approx(first[0], rel=1e-2) and first[2] == pytest.approx(first[0], rel=1e-4)
 
 
-def test_second_run_reuses_the_cache_without_a_teacher_forward(pair: dict, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_run_reuses_the_cache_without_a_teacher_forward(
+    pair: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = _cfg(pair["student"], tmp_path, kd={"cache": True, "cache_top_k": 8}, max_steps=2)
     first, logs_a, _ = _all_logs(pair, cfg, tmp_path / "a")
     teacher = pair["teacher"]
@@ -131,9 +156,11 @@ def test_second_run_reuses_the_cache_without_a_teacher_forward(pair: dict, tmp_p
         _all_logs(pair, cfg, tmp_path / "c", examples=make_sft_examples(16, seed=5))
 
 
-@pytest.mark.parametrize("mode", [{"cache": True, "cache_top_k": 8}, {"cache": False},
-                                  {"on_policy": 0.5, "on_policy_max_new_tokens": 12}],
-                         ids=["offline-cache", "online", "on-policy"])
+@pytest.mark.parametrize(
+    "mode",
+    [{"cache": True, "cache_top_k": 8}, {"cache": False}, {"on_policy": 0.5, "on_policy_max_new_tokens": 12}],
+    ids=["offline-cache", "online", "on-policy"],
+)
 def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(pair: dict, tmp_path: Path, mode: dict) -> None:
     cfg = _cfg(pair["student"], tmp_path, kd=mode, max_steps=4, save_steps=2)
     full, _, _ = _all_logs(pair, cfg, tmp_path / "a")
@@ -146,8 +173,12 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(pair: dict, tmp_p
 def _on_policy_trainer(pair: dict, tmp_path: Path, **kd):
     from llmops.methods.kd import make_kd_trainer
 
-    cfg = _cfg(pair["student"], tmp_path, kd={"on_policy": 1.0, "on_policy_max_new_tokens": 10, "temperature": 1.0,
-                                              **kd}, per_device_train_batch_size=3)
+    cfg = _cfg(
+        pair["student"],
+        tmp_path,
+        kd={"on_policy": 1.0, "on_policy_max_new_tokens": 10, "temperature": 1.0, **kd},
+        per_device_train_batch_size=3,
+    )
     model, tokenizer = _student(cfg)
     trainer = make_kd_trainer(model, tokenizer, pair["teacher"], make_sft_examples(6), cfg, tmp_path / "run")
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
@@ -164,7 +195,7 @@ def test_on_policy_loss_is_reverse_kl_on_the_students_own_sampled_tokens(pair: d
         start = int((batch["labels"][row] != -100).nonzero()[0])
         assert torch.equal(sampled["input_ids"][row, :start], batch["input_ids"][row, :start])
         assert (sampled["labels"][row, :start] == -100).all() and (sampled["labels"][row, start] != -100)
-    assert not torch.equal(sampled["labels"], batch["labels"][:, :sampled["labels"].shape[1]])
+    assert not torch.equal(sampled["labels"], batch["labels"][:, : sampled["labels"].shape[1]])
     # By hand: at every sampled answer token t, sum_v p_s(v) (log p_s(v) - log p_t(v)), averaged over tokens.
     with torch.no_grad():
         model.eval()
@@ -200,8 +231,13 @@ def test_on_policy_samples_repeat_for_the_same_step_and_differ_between_steps(pai
 def test_on_policy_needs_logit_kd_and_a_pruned_student_needs_a_teacher(tiny_idp: dict) -> None:
     from llmops.pipeline import prepare
 
-    base = {"student": str(tiny_idp["model"]), "data": str(tiny_idp["train"]), "eval_data": str(tiny_idp["eval"]),
-            "schema": str(tiny_idp["schema"]), "train_type": "KD"}
+    base = {
+        "student": str(tiny_idp["model"]),
+        "data": str(tiny_idp["train"]),
+        "eval_data": str(tiny_idp["eval"]),
+        "schema": str(tiny_idp["schema"]),
+        "train_type": "KD",
+    }
     with pytest.raises(ConfigError, match="use_logit_kd"):
         prepare(RunConfig.model_validate({**base, "teacher": str(tiny_idp["model"]), "kd": {"on_policy": 0.5}}))
     with pytest.raises(ConfigError, match="prunes the teacher"):
@@ -223,8 +259,11 @@ def test_teacher_kl_matches_kl_div_and_is_zero_against_itself(pair: dict) -> Non
     import torch.nn.functional as F
 
     tokenizer, teacher = pair["tokenizer"], pair["teacher"]
-    student, _ = load_student(str(pair["student"]), RunConfig.model_validate({"student": "x"}).peft,
-                              RunConfig.model_validate({"student": "x"}).training)
+    student, _ = load_student(
+        str(pair["student"]),
+        RunConfig.model_validate({"student": "x"}).peft,
+        RunConfig.model_validate({"student": "x"}).training,
+    )
     examples = make_sft_examples(5, seed=9)
     prompts = [e["prompt"] for e in examples]
     answers = [e["completion"][0]["content"] for e in examples]
@@ -232,12 +271,20 @@ def test_teacher_kl_matches_kl_div_and_is_zero_against_itself(pair: dict) -> Non
     expected, tokens = 0.0, 0
     with torch.no_grad():
         for prompt, answer in zip(prompts, answers, strict=True):
-            start = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                      return_dict=True)["input_ids"])
-            ids = torch.tensor([tokenizer.apply_chat_template(
-                [*prompt, {"role": "assistant", "content": answer}], tokenize=True, return_dict=True)["input_ids"]])
-            s = F.log_softmax(student(ids).logits[0, start - 1:-1], -1)
-            t = F.log_softmax(teacher(ids).logits[0, start - 1:-1], -1)
+            start = len(
+                tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)[
+                    "input_ids"
+                ]
+            )
+            ids = torch.tensor(
+                [
+                    tokenizer.apply_chat_template(
+                        [*prompt, {"role": "assistant", "content": answer}], tokenize=True, return_dict=True
+                    )["input_ids"]
+                ]
+            )
+            s = F.log_softmax(student(ids).logits[0, start - 1 : -1], -1)
+            t = F.log_softmax(teacher(ids).logits[0, start - 1 : -1], -1)
             expected += F.kl_div(s, t, log_target=True, reduction="sum").item()
             tokens += ids.shape[1] - start
     assert measured == pytest.approx(expected / tokens, rel=1e-4)
@@ -247,8 +294,9 @@ def test_teacher_kl_matches_kl_div_and_is_zero_against_itself(pair: dict) -> Non
 
 def _greedy(model, tokenizer, prompt: list[dict], max_new_tokens: int) -> str:
     """One prompt's answer by hand: no batch, no padding, the argmax token until an EOS."""
-    ids = tokenizer(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True),
-                    add_special_tokens=False)["input_ids"]
+    ids = tokenizer(
+        tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True), add_special_tokens=False
+    )["input_ids"]
     configured = model.generation_config.eos_token_id
     eos = {tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
     new: list[int] = []
@@ -271,9 +319,9 @@ def test_teacher_answers_are_its_greedy_answers_in_prompt_order(pair: dict, monk
     assert all(answer and answer not in prompt[0]["content"] for answer, prompt in zip(answers, prompts, strict=True))
 
 
-
 def test_teacher_answers_are_kept_and_read_back_for_the_same_teacher_and_prompts(
-        pair: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pair: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import llmops.evaluation.generate as generation
 
     teacher, tokenizer = pair["teacher"], pair["tokenizer"]
@@ -289,6 +337,7 @@ def test_teacher_answers_are_kept_and_read_back_for_the_same_teacher_and_prompts
     teacher_answers(teacher, tokenizer, prompts, batch_size=2, max_new_tokens=7, cache_dir=tmp_path)
     assert calls == [1, 1] and len(list(tmp_path.glob("answers-*.json"))) == 3  # other prompts or length: new key
 
+
 def test_hidden_loss_by_hand() -> None:
     from llmops.methods.kd_hidden import hidden_loss
 
@@ -298,8 +347,9 @@ def test_hidden_loss_by_hand() -> None:
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
     expected = []
     for j, t in enumerate([0, 3]):  # student layer 0 is teacher layer 0, student layer 1 is teacher layer 3
-        error = sum(float(((student[j][b, p] - teacher[t][b, p]) ** 2).sum()) for b in range(2) for p in range(5)
-                    if mask[b, p])
+        error = sum(
+            float(((student[j][b, p] - teacher[t][b, p]) ** 2).sum()) for b in range(2) for p in range(5) if mask[b, p]
+        )
         scale = sum(float((teacher[t][b, p] ** 2).sum()) for b in range(2) for p in range(5) if mask[b, p])
         expected.append(error / scale)
     assert expected[0] == 0.0 and expected[1] > 0
@@ -333,8 +383,9 @@ def test_hidden_state_loss_matches_a_pruned_students_layers_to_the_teachers(pair
     _, logs, _ = _all_logs(pair, cfg, tmp_path / "half", model=model)
     first = logs[0]
     assert first["hidden_loss"] > 0
-    assert first["loss"] == pytest.approx(0.5 * first["ce_loss"] + 0.5 * first["kd_loss"] + 2.0 * first["hidden_loss"],
-                                          rel=1e-3)
+    assert first["loss"] == pytest.approx(
+        0.5 * first["ce_loss"] + 0.5 * first["kd_loss"] + 2.0 * first["hidden_loss"], rel=1e-3
+    )
     assert logs[-1]["hidden_loss"] < first["hidden_loss"]
     # A student of another depth that was not pruned from the teacher cannot be matched.
     cfg = _cfg(pair["student"], tmp_path, kd={"hidden_weight": 1.0}, max_steps=1)
@@ -346,9 +397,15 @@ def test_hidden_state_loss_matches_a_pruned_students_layers_to_the_teachers(pair
 def test_hidden_state_loss_needs_an_online_teacher(tiny_idp: dict) -> None:
     from llmops.pipeline import prepare
 
-    base = {"student": str(tiny_idp["model"]), "data": str(tiny_idp["train"]), "eval_data": str(tiny_idp["eval"]),
-            "schema": str(tiny_idp["schema"]), "train_type": "KD", "teacher": str(tiny_idp["model"]),
-            "use_logit_kd": True}
+    base = {
+        "student": str(tiny_idp["model"]),
+        "data": str(tiny_idp["train"]),
+        "eval_data": str(tiny_idp["eval"]),
+        "schema": str(tiny_idp["schema"]),
+        "train_type": "KD",
+        "teacher": str(tiny_idp["model"]),
+        "use_logit_kd": True,
+    }
     with pytest.raises(ConfigError, match="online teacher"):
         prepare(RunConfig.model_validate({**base, "kd": {"hidden_weight": 1.0, "cache": True}}))
 

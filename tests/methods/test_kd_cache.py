@@ -18,19 +18,39 @@ from llmops.models.loader import load_student
 @pytest.fixture
 def setup(tiny_model_dir: Path, tmp_path: Path, sft_examples) -> dict:
     """A tiny teacher, the SFT trainer's tokenized dataset and collator for 10 examples."""
-    cfg = RunConfig.model_validate({"student": str(tiny_model_dir), "peft": {"method": "full"},
-                                    "training": {"max_len": 128, "per_device_train_batch_size": 4}})
+    cfg = RunConfig.model_validate(
+        {
+            "student": str(tiny_model_dir),
+            "peft": {"method": "full"},
+            "training": {"max_len": 128, "per_device_train_batch_size": 4},
+        }
+    )
     teacher, tokenizer = load_student(cfg.student, cfg.peft, cfg.training)
     teacher.eval()
     trainer = make_trainer(teacher, tokenizer, sft_examples(10), cfg, tmp_path / "run")
-    return {"teacher": teacher, "dataset": trainer.train_dataset, "collate": trainer.data_collator,
-            "vocab": len(tokenizer), "dir": tmp_path / "cache", "cfg": cfg, "tokenizer": tokenizer,
-            "make": lambda examples: make_trainer(teacher, tokenizer, examples, cfg, tmp_path / "other")}
+    return {
+        "teacher": teacher,
+        "dataset": trainer.train_dataset,
+        "collate": trainer.data_collator,
+        "vocab": len(tokenizer),
+        "dir": tmp_path / "cache",
+        "cfg": cfg,
+        "tokenizer": tokenizer,
+        "make": lambda examples: make_trainer(teacher, tokenizer, examples, cfg, tmp_path / "other"),
+    }
 
 
 def _build(s: dict, k: int = 8, temperature: float = 2.0, dataset=None, teacher=None):
-    return build_or_load(teacher or s["teacher"], s["dataset"] if dataset is None else dataset, s["collate"],
-                         s["dir"], k, temperature, s["vocab"], batch_size=3)
+    return build_or_load(
+        teacher or s["teacher"],
+        s["dataset"] if dataset is None else dataset,
+        s["collate"],
+        s["dir"],
+        k,
+        temperature,
+        s["vocab"],
+        batch_size=3,
+    )
 
 
 def _teacher_topk(s: dict, rows: list[dict], k: int, temperature: float):
@@ -85,8 +105,12 @@ def test_k_temperature_data_and_teacher_weights_give_new_keys(setup: dict) -> No
 
 
 def _more_examples() -> list[dict]:
-    return [{"prompt": [{"role": "user", "content": "Extract JSON.\nInvoice 5 total 7"}],
-             "completion": [{"role": "assistant", "content": '{"id": "5", "total": "7"}'}]}]
+    return [
+        {
+            "prompt": [{"role": "user", "content": "Extract JSON.\nInvoice 5 total 7"}],
+            "completion": [{"role": "assistant", "content": '{"id": "5", "total": "7"}'}],
+        }
+    ]
 
 
 def test_an_example_missing_from_the_cache_is_a_clear_error(setup: dict) -> None:

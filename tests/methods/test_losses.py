@@ -63,8 +63,9 @@ def test_jsd_by_hand() -> None:
     m = (0.475, 0.525)
     kl_t = 0.5 * math.log(0.5 / m[0]) + 0.5 * math.log(0.5 / m[1])
     kl_s = 0.25 * math.log(0.25 / m[0]) + 0.75 * math.log(0.75 / m[1])
-    assert kd_loss(STUDENT, TEACHER, ONE, loss="jsd", beta=0.9).item() == pytest.approx(0.9 * kl_t + 0.1 * kl_s,
-                                                                                        abs=1e-6)
+    assert kd_loss(STUDENT, TEACHER, ONE, loss="jsd", beta=0.9).item() == pytest.approx(
+        0.9 * kl_t + 0.1 * kl_s, abs=1e-6
+    )
 
 
 def test_temperature_softens_and_scales_by_t_squared() -> None:
@@ -90,8 +91,9 @@ def test_forward_kl_matches_torch_kl_div_on_random_logits() -> None:
     student, teacher = torch.randn(2, 5, 11, generator=gen), torch.randn(2, 5, 11, generator=gen)
     mask = torch.rand(2, 5, generator=gen) > 0.3
     t = 1.7
-    per_token = F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), reduction="none",
-                         log_target=True).sum(-1)
+    per_token = F.kl_div(
+        F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), reduction="none", log_target=True
+    ).sum(-1)
     expected = per_token[mask].mean() * t * t
     assert kd_loss(student, teacher, mask, temperature=t).item() == pytest.approx(expected.item(), rel=1e-5)
 
@@ -114,7 +116,8 @@ def test_topk_of_all_but_one_token_equals_full_vocabulary() -> None:
     for loss in ("forward_kl", "reverse_kl", "jsd"):
         full = kd_loss(student, teacher, mask, loss=loss, temperature=2.0, beta=0.3).item()
         assert topk_kd_loss(student, top, ids, mask, loss=loss, temperature=2.0, beta=0.3).item() == pytest.approx(
-            full, rel=1e-4), loss
+            full, rel=1e-4
+        ), loss
 
 
 def test_ce_total_and_errors() -> None:
@@ -132,7 +135,8 @@ def test_ce_total_and_errors() -> None:
 
 def test_dpo_loss_by_hand() -> None:
     # rewards: chosen 0.5 (-1 - -2), rejected -0.5 (-3 - -2), at beta 0.5; loss = -log sigmoid(1) = log(1 + e^-1)
-    loss, chosen, rejected = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]),
-                                      torch.tensor([-2.0]), beta=0.5)
+    loss, chosen, rejected = dpo_loss(
+        torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5
+    )
     assert loss.item() == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
     assert chosen.item() == pytest.approx(0.5) and rejected.item() == pytest.approx(-0.5)

@@ -21,8 +21,10 @@ def test_every_registered_method_loads_cheaply_and_names_itself() -> None:
         assert isinstance(method, Method) and method.name in registry.names() and method.summary
     assert registry.get("kd") is registry.get("KD")
     # validation and --help import every method: none may pull in torch, transformers or TRL at import time
-    code = ("import sys; from llmops.methods import registry; registry.all_methods(); "
-            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
+    code = (
+        "import sys; from llmops.methods import registry; registry.all_methods(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -32,8 +34,9 @@ def test_an_unknown_method_is_one_clear_error() -> None:
         registry.get("PPO")
 
 
-def test_a_new_method_is_one_module_and_one_registry_line(tiny_idp: dict[str, Path], tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_method_is_one_module_and_one_registry_line(
+    tiny_idp: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from llmops import pipeline
 
     # an in-process run sets MLflow's process-wide URIs (and their environment variables, which later tests'
@@ -46,13 +49,27 @@ def test_a_new_method_is_one_module_and_one_registry_line(tiny_idp: dict[str, Pa
     registry._load.cache_clear()
     import neftune_method
 
-    cfg = build_config(flags={"student": str(tiny_idp["model"]), "data": str(tiny_idp["train"]),
-                              "eval_data": str(tiny_idp["eval"]), "schema": str(tiny_idp["schema"]),
-                              "save_dir": str(tmp_path / "runs"), "flow_type": "IDP", "train_type": "neft"},
-                       overrides=["peft.method=full", "training.max_steps=2", "training.per_device_train_batch_size=4",
-                                  "eval.max_new_tokens=8", "eval.max_examples=3", "tracking.system_metrics=false",
-                                  f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-                                  "training.num_threads=1"])
+    cfg = build_config(
+        flags={
+            "student": str(tiny_idp["model"]),
+            "data": str(tiny_idp["train"]),
+            "eval_data": str(tiny_idp["eval"]),
+            "schema": str(tiny_idp["schema"]),
+            "save_dir": str(tmp_path / "runs"),
+            "flow_type": "IDP",
+            "train_type": "neft",
+        },
+        overrides=[
+            "peft.method=full",
+            "training.max_steps=2",
+            "training.per_device_train_batch_size=4",
+            "eval.max_new_tokens=8",
+            "eval.max_examples=3",
+            "tracking.system_metrics=false",
+            f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "training.num_threads=1",
+        ],
+    )
     try:
         summary = pipeline.run(cfg)
     finally:

@@ -16,10 +16,19 @@ from llmops.models.loader import load_student
 
 
 def _cfg(model_dir: Path, method: str = "full", **training) -> RunConfig:
-    settings = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-2, "logging_steps": 1,
-                "save_steps": 100, "max_len": 128, "seed": 0, **training}
-    return RunConfig.model_validate({"student": str(model_dir), "peft": {"method": method, "r": 4, "alpha": 8},
-                                     "training": settings})
+    settings = {
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-2,
+        "logging_steps": 1,
+        "save_steps": 100,
+        "max_len": 128,
+        "seed": 0,
+        **training,
+    }
+    return RunConfig.model_validate(
+        {"student": str(model_dir), "peft": {"method": method, "r": 4, "alpha": 8}, "training": settings}
+    )
 
 
 def _load(cfg: RunConfig):
@@ -27,8 +36,9 @@ def _load(cfg: RunConfig):
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "qlora"])
-def test_every_trainable_parameter_changes_and_frozen_ones_do_not(tiny_model_dir: Path, tmp_path: Path, sft_examples,
-                                                                  method: str) -> None:
+def test_every_trainable_parameter_changes_and_frozen_ones_do_not(
+    tiny_model_dir: Path, tmp_path: Path, sft_examples, method: str
+) -> None:
     cfg = _cfg(tiny_model_dir, method)
     model, tokenizer = _load(cfg)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -48,12 +58,13 @@ def test_labels_mask_the_prompt_and_keep_eos(tiny_model_dir: Path, tmp_path: Pat
     example = sft_examples(1)[0]
     trainer = make_trainer(model, tokenizer, [example], cfg, tmp_path)
     row = trainer.train_dataset[0]
-    prompt_ids = tokenizer.apply_chat_template(example["prompt"], add_generation_prompt=True, tokenize=True,
-                                               return_dict=True)["input_ids"]
+    prompt_ids = tokenizer.apply_chat_template(
+        example["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
     labels = row["labels"]
     assert row["input_ids"][: len(prompt_ids)] == prompt_ids
     assert all(label == -100 for label in labels[: len(prompt_ids)])
-    completion = labels[len(prompt_ids):]
+    completion = labels[len(prompt_ids) :]
     assert all(label != -100 for label in completion)
     assert completion[-1] == tokenizer.eos_token_id  # the last label ends the turn: nothing after it is learned
     assert tokenizer.decode([t for t in completion if t != tokenizer.eos_token_id]).strip().startswith('{"id"')
@@ -68,8 +79,9 @@ def test_seeded_runs_give_identical_losses(tiny_model_dir: Path, tmp_path: Path,
     assert len(runs[0]) == 3 and runs[0] == runs[1]
 
 
-def test_resume_from_a_middle_checkpoint_matches_an_uninterrupted_run(tiny_model_dir: Path, sft_examples,
-                                                                      tmp_path: Path) -> None:
+def test_resume_from_a_middle_checkpoint_matches_an_uninterrupted_run(
+    tiny_model_dir: Path, sft_examples, tmp_path: Path
+) -> None:
     cfg = _cfg(tiny_model_dir, "lora", max_steps=6, save_steps=3, save_total_limit=5)
     model, tokenizer = _load(cfg)
     full = train_sft(model, tokenizer, sft_examples(16), cfg, tmp_path / "a")
@@ -77,8 +89,7 @@ def test_resume_from_a_middle_checkpoint_matches_an_uninterrupted_run(tiny_model
     shutil.copytree(tmp_path / "a" / "checkpoint-3", tmp_path / "b" / "checkpoint-3")
     model, tokenizer = _load(cfg)
     logged: list[dict] = []
-    resumed = train_sft(model, tokenizer, sft_examples(16), cfg, tmp_path / "b", resume_from=True,
-                        on_log=logged.append)
+    resumed = train_sft(model, tokenizer, sft_examples(16), cfg, tmp_path / "b", resume_from=True, on_log=logged.append)
     assert resumed.steps == 6 and [entry["step"] for entry in logged] == [4, 5, 6]
     assert [s for s, _ in resumed.loss_history] == [1, 2, 3, 4, 5, 6]  # earlier history comes from the checkpoint
     assert resumed.final_loss == pytest.approx(full.final_loss, rel=0.01)
@@ -91,8 +102,9 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_model_dir: Path, tmp_
         train_sft(model, tokenizer, sft_examples(4), cfg, tmp_path, resume_from=True)
 
 
-def test_logs_reach_the_caller_and_the_last_step_is_logged(tiny_model_dir: Path, tmp_path: Path, sft_examples,
-                                                          capsys: pytest.CaptureFixture) -> None:
+def test_logs_reach_the_caller_and_the_last_step_is_logged(
+    tiny_model_dir: Path, tmp_path: Path, sft_examples, capsys: pytest.CaptureFixture
+) -> None:
     cfg = _cfg(tiny_model_dir, max_steps=5, logging_steps=2)
     model, tokenizer = _load(cfg)
     logs: list[dict] = []
@@ -117,9 +129,10 @@ def test_packed_batches_have_no_cross_document_leakage(tiny_model_dir: Path, tmp
         packed = model(**batch, fused_lm_head=True).log_probs[0]
     with torch.no_grad():
         for start, end in itertools.pairwise(cu):
-            alone = model(input_ids=batch["input_ids"][:, start:end], labels=batch["labels"][:, start:end],
-                          fused_lm_head=True).log_probs[0]
-            torch.testing.assert_close(packed[start:end - 1], alone, atol=1e-5, rtol=1e-5)
+            alone = model(
+                input_ids=batch["input_ids"][:, start:end], labels=batch["labels"][:, start:end], fused_lm_head=True
+            ).log_probs[0]
+            torch.testing.assert_close(packed[start : end - 1], alone, atol=1e-5, rtol=1e-5)
 
 
 def test_packing_trains(tiny_model_dir: Path, tmp_path: Path, sft_examples) -> None:
@@ -131,8 +144,9 @@ def test_packing_trains(tiny_model_dir: Path, tmp_path: Path, sft_examples) -> N
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_the_answer_only_lm_head_gives_trls_loss_and_gradients(tiny_model_dir: Path, tmp_path: Path, sft_examples,
-                                                               method: str) -> None:
+def test_the_answer_only_lm_head_gives_trls_loss_and_gradients(
+    tiny_model_dir: Path, tmp_path: Path, sft_examples, method: str
+) -> None:
     """On CPU the loss is computed from the logits of the answer positions only; it must be TRL's loss."""
     from trl import SFTTrainer
 

@@ -29,16 +29,18 @@ def smollm2(smollm2_dir: Path) -> Path:
 
 def test_conversion_is_a_complete_folder_in_the_cache(smollm2: Path, cache: Path) -> None:
     assert smollm2 == cache / "models" / SMOLLM2
-    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json",
-            builtin.SOURCE_FILE} <= {p.name for p in smollm2.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json", builtin.SOURCE_FILE} <= {
+        p.name for p in smollm2.iterdir()
+    }
     config = json.loads((smollm2 / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and config["vocab_size"] == 49152
     assert "quantization_config" not in config
     assert not [p for p in smollm2.parent.iterdir() if p.name.startswith(f".{SMOLLM2}.") and p.is_dir()]
 
 
-def test_the_conversion_is_reused_then_redone_when_the_file_changes(smollm2: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_conversion_is_reused_then_redone_when_the_file_changes(
+    smollm2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = (smollm2 / "model.safetensors").stat().st_mtime_ns
     calls = []
     monkeypatch.setattr(builtin, "_convert_into", lambda *a: calls.append(a))
@@ -65,8 +67,11 @@ def test_real_tokenizer_pad_is_not_eos_and_labels_end_with_end_of_turn(smollm2: 
     tok = load_tokenizer(str(smollm2))
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert tok.pad_token_id != tok.eos_token_id
-    row = tokenize_example(tok, [{"role": "user", "content": "Extract: total 12.50 EUR"}],
-                           [{"role": "assistant", "content": '{"total": "12.50"}'}])
+    row = tokenize_example(
+        tok,
+        [{"role": "user", "content": "Extract: total 12.50 EUR"}],
+        [{"role": "assistant", "content": '{"total": "12.50"}'}],
+    )
     labels = [t for t, m in zip(row["input_ids"], row["completion_mask"]) if m]
     assert labels[-1] == tok.convert_tokens_to_ids("<|im_end|>")
     assert tok.decode(labels, skip_special_tokens=True) == '{"total": "12.50"}'
@@ -96,8 +101,7 @@ def test_missing_wheel_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert not (tmp_path / "models" / SMOLLM2).exists()
 
 
-def test_the_cli_names_the_install_command_without_a_traceback(monkeypatch: pytest.MonkeyPatch,
-                                                               tmp_path: Path) -> None:
+def test_the_cli_names_the_install_command_without_a_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from llmops.cli import app
@@ -149,8 +153,13 @@ def test_student_tiny_becomes_the_folder_built_from_the_training_examples() -> N
     from llmops.config import RunConfig
 
     cfg = RunConfig.model_validate({"student": "tiny", "teacher": "TINY", "data": "d"})
-    examples = [{"prompt": [{"role": "user", "content": f"Invoice {i} total {i}.50"}],
-                 "completion": [{"role": "assistant", "content": f'{{"total": "{i}.50"}}'}]} for i in range(30)]
+    examples = [
+        {
+            "prompt": [{"role": "user", "content": f"Invoice {i} total {i}.50"}],
+            "completion": [{"role": "assistant", "content": f'{{"total": "{i}.50"}}'}],
+        }
+        for i in range(30)
+    ]
     builtin.build_tiny_roles(cfg, examples)
     assert cfg.student == cfg.teacher and (Path(cfg.student) / "config.json").is_file()
     assert Path(cfg.student).parent == Path(os.environ["LLMOPS_CACHE"]) / "models"

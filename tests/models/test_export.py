@@ -30,8 +30,7 @@ def _perturb_adapters(model) -> None:
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_adapter_and_merged_give_the_same_logits(tiny_model_dir: Path, tmp_path: Path, method: str) -> None:
-    model, tokenizer = load_student(str(tiny_model_dir), PeftSettings(method=method, r=4, alpha=8),
-                                    TrainingSettings())
+    model, tokenizer = load_student(str(tiny_model_dir), PeftSettings(method=method, r=4, alpha=8), TrainingSettings())
     _perturb_adapters(model)
     outputs = save_outputs(model, tokenizer, tmp_path / "out", merge=True)
     assert set(outputs) == {"adapter", "merged"}
@@ -82,16 +81,16 @@ def test_inference_loads_in_bf16_where_the_cpu_has_it(tiny_model_dir: Path) -> N
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
-def test_models_computed_from_4bit_weights_generate_in_fp32_by_default(tiny_model_dir: Path, tmp_path: Path,
-                                                                       method: str) -> None:
+def test_models_computed_from_4bit_weights_generate_in_fp32_by_default(
+    tiny_model_dir: Path, tmp_path: Path, method: str
+) -> None:
     """A merged QLoRA model is dequantised NF4 + the LoRA delta: loaded in bf16 its greedy answers drift from the
     adapter's (measured on SmolLM2), so both load in fp32 and generation does not autocast them back to bf16."""
     from llmops.evaluation.generate import generate, generation_autocast
     from llmops.models.device import inference_dtype
     from llmops.models.files import PRECISION_FILE
 
-    model, tokenizer = load_student(str(tiny_model_dir), PeftSettings(method=method, r=4, alpha=8),
-                                    TrainingSettings())
+    model, tokenizer = load_student(str(tiny_model_dir), PeftSettings(method=method, r=4, alpha=8), TrainingSettings())
     _perturb_adapters(model)
     outputs = save_outputs(model, tokenizer, tmp_path / "out", merge=True)
     assert (outputs["merged"] / PRECISION_FILE).is_file() == (method == "qlora")

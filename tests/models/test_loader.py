@@ -69,15 +69,20 @@ def test_model_without_chat_template_is_a_clear_error(tiny_model_dir: Path, tmp_
 def test_chat_template_key_supplies_one_and_pad_is_not_eos(tiny_model_dir: Path, tmp_path: Path) -> None:
     folder = _bare_copy(tiny_model_dir, tmp_path / "bare")
     template = tmp_path / "chat.jinja"
-    template.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
-                        "{% if add_generation_prompt %}assistant: {% endif %}")
-    model, tokenizer = load_student(str(folder), PeftSettings(method="full"),
-                                    TrainingSettings(chat_template=str(template)))
+    template.write_text(
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    model, tokenizer = load_student(
+        str(folder), PeftSettings(method="full"), TrainingSettings(chat_template=str(template))
+    )
     assert tokenizer.pad_token_id != tokenizer.eos_token_id and tokenizer.pad_token == "<|pad|>"
     assert model.config.pad_token_id == tokenizer.pad_token_id
     messages = [{"role": "user", "content": "hi"}]
-    assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
-        "user: hi<|end|>assistant: "
+    assert (
+        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        == "user: hi<|end|>assistant: "
+    )
 
 
 def test_hub_id_while_offline_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,7 +121,14 @@ def test_lora_on_the_top_layers_only_leaves_the_lower_layers_without_gradients(t
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(".layers.1." in n and "lora_" in n for n in trainable)
     assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable} == {
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}  # all-linear, spelt out
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }  # all-linear, spelt out
     # The lower layer's activations need no gradient: the backward pass stops at the first adapted layer.
     seen = []
     layer0 = model.base_model.model.model.layers[0]

@@ -13,9 +13,15 @@ from llmops.models.packed_attention import NAME, packed_attention
 def _packed_inputs(docs: list[torch.Tensor]) -> dict:
     lengths = [len(d) for d in docs]
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
-    return {"input_ids": torch.cat(docs)[None], "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
-            "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": max(lengths), "max_length_k": max(lengths),
-            "use_cache": False}
+    return {
+        "input_ids": torch.cat(docs)[None],
+        "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+        "cu_seq_lens_q": cu,
+        "cu_seq_lens_k": cu,
+        "max_length_q": max(lengths),
+        "max_length_k": max(lengths),
+        "use_cache": False,
+    }
 
 
 def test_packed_logits_and_gradients_match_separate_documents(tiny_model_dir: Path) -> None:
@@ -32,8 +38,7 @@ def test_packed_logits_and_gradients_match_separate_documents(tiny_model_dir: Pa
     assert model.config._attn_implementation == "sdpa"  # restored
     torch.testing.assert_close(packed, separate, atol=1e-5, rtol=1e-5)
     packed.sum().backward()
-    torch.testing.assert_close(model.model.layers[0].self_attn.q_proj.weight.grad, grad_separate,
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model.model.layers[0].self_attn.q_proj.weight.grad, grad_separate, atol=1e-4, rtol=1e-4)
 
 
 def test_padded_batches_still_work_under_the_packed_implementation(tiny_model_dir: Path) -> None:

@@ -52,9 +52,24 @@ def test_the_cli_refuses_a_pickle_folder_in_one_line(tiny_model_dir: Path, tmp_p
     import sys
 
     folder = _pickle_only(tiny_model_dir, tmp_path / "pickled")
-    proc = subprocess.run([sys.executable, "-m", "llmops.cli", "predict", "--model", str(folder), "--document",
-                           "Invoice 1", "--max-new-tokens", "4"], capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmops.cli",
+            "predict",
+            "--model",
+            str(folder),
+            "--document",
+            "Invoice 1",
+            "--max-new-tokens",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "models.allow_pickle" in proc.stderr
 
@@ -63,13 +78,17 @@ def _with_custom_code(tiny_model_dir: Path, folder: Path, marker: Path, model_ty
     shutil.copytree(tiny_model_dir, folder)
     (folder / "modeling_evil.py").write_text(
         f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
-        "from transformers import LlamaForCausalLM\nclass EvilForCausalLM(LlamaForCausalLM):\n    pass\n")
+        "from transformers import LlamaForCausalLM\nclass EvilForCausalLM(LlamaForCausalLM):\n    pass\n"
+    )
     (folder / "configuration_evil.py").write_text(
         f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
-        "from transformers import LlamaConfig\nclass EvilConfig(LlamaConfig):\n    pass\n")
+        "from transformers import LlamaConfig\nclass EvilConfig(LlamaConfig):\n    pass\n"
+    )
     cfg = json.loads((folder / "config.json").read_text())
-    cfg["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig",
-                       "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    cfg["auto_map"] = {
+        "AutoConfig": "configuration_evil.EvilConfig",
+        "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM",
+    }
     if model_type:
         cfg["model_type"] = model_type
     (folder / "config.json").write_text(json.dumps(cfg))

@@ -7,22 +7,37 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import make_sft_examples
 from typer.testing import CliRunner
 
 from llmops.cli.app import app
 from llmops.errors import ConfigError
 from llmops.models.loader import load_for_inference
-from llmops.models.prune import (PRUNE_FILE, choose_layers, cosine_importance, decoder_layers, keep_layers, prune,
-                                 prune_to_folder, resolve_keep)
+from llmops.models.prune import (
+    PRUNE_FILE,
+    choose_layers,
+    cosine_importance,
+    decoder_layers,
+    keep_layers,
+    prune,
+    prune_to_folder,
+    resolve_keep,
+)
 from llmops.models.tiny import build_tiny_model
-from tests.conftest import make_sft_examples
 
 
 @pytest.fixture(scope="module")
 def six_layers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = [e["prompt"][0]["content"] + e["completion"][0]["content"] for e in make_sft_examples(120, seed=3)]
-    return build_tiny_model(tmp_path_factory.mktemp("prune") / "model", texts, hidden_size=32, num_layers=6,
-                            num_heads=2, vocab_size=300, seed=1)
+    return build_tiny_model(
+        tmp_path_factory.mktemp("prune") / "model",
+        texts,
+        hidden_size=32,
+        num_layers=6,
+        num_heads=2,
+        vocab_size=300,
+        seed=1,
+    )
 
 
 def _load(folder: Path):
@@ -106,9 +121,23 @@ def test_saved_folder_loads_and_records_what_was_kept(six_layers: Path, tmp_path
 
 def test_llmops_prune_command(six_layers: Path, tmp_path: Path, tiny_idp: dict) -> None:
     out = tmp_path / "pruned"
-    result = CliRunner().invoke(app, ["prune", str(six_layers), "--layers", "0.5", "--output", str(out),
-                                      "--calibration", str(tiny_idp["train"]), "--schema", str(tiny_idp["schema"]),
-                                      "--examples", "8"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "prune",
+            str(six_layers),
+            "--layers",
+            "0.5",
+            "--output",
+            str(out),
+            "--calibration",
+            str(tiny_idp["train"]),
+            "--schema",
+            str(tiny_idp["schema"]),
+            "--examples",
+            "8",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "kept 3 of 6 decoder layers" in result.output
     assert json.loads((out / PRUNE_FILE).read_text())["calibration_texts"] == 8

@@ -61,8 +61,8 @@ def test_name_tokenized_same_in_document_and_json(loaded) -> None:  # noqa: ANN0
     in_doc = tok.tokenize("Vendor: Acme Widgets")
     in_json = tok.tokenize('{"vendor_name":"Acme Widgets"}')
     name = tok.tokenize("Acme Widgets")
-    assert in_doc[-len(name):] == name
-    assert in_json[-len(name) - 1:-1] == name
+    assert in_doc[-len(name) :] == name
+    assert in_json[-len(name) - 1 : -1] == name
 
 
 def test_chat_template_prompt_is_prefix_and_ends_with_eos(loaded) -> None:  # noqa: ANN001
@@ -73,11 +73,11 @@ def test_chat_template_prompt_is_prefix_and_ends_with_eos(loaded) -> None:  # no
     full = tok.apply_chat_template(prompt + completion, tokenize=False)
     assert p_text == "<|user|>\nDocument:\nTotal: 12<|end|>\n<|assistant|>\n"
     assert full.startswith(p_text)
-    assert full[len(p_text):].startswith('{"total":"12"}<|end|>')
+    assert full[len(p_text) :].startswith('{"total":"12"}<|end|>')
     p_ids = tok(p_text, add_special_tokens=False)["input_ids"]
     f_ids = tok(full, add_special_tokens=False)["input_ids"]
     assert f_ids[: len(p_ids)] == p_ids
-    assert tok.eos_token_id in f_ids[len(p_ids):]
+    assert tok.eos_token_id in f_ids[len(p_ids) :]
     assert tok.decode(f_ids) == full
 
 

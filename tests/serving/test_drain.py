@@ -47,9 +47,13 @@ def _status(url: str) -> tuple[int, dict[str, str]]:
 def test_sigterm_drains_in_flight_requests_and_streams_then_exits_0(smollm2_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "serve", str(smollm2_dir), "--port", str(port),
-                             "--drain-timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmops.cli", "serve", str(smollm2_dir), "--port", str(port), "--drain-timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     try:
         _wait_healthy(url, proc)
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
@@ -57,8 +61,9 @@ def test_sigterm_drains_in_flight_requests_and_streams_then_exits_0(smollm2_dir:
         started = threading.Event()
 
         def stream() -> None:
-            chunks = client.chat.completions.create(model=str(smollm2_dir), messages=PROMPT, max_tokens=96,
-                                                    temperature=0, stream=True)
+            chunks = client.chat.completions.create(
+                model=str(smollm2_dir), messages=PROMPT, max_tokens=96, temperature=0, stream=True
+            )
             text, finish = [], None
             for chunk in chunks:
                 if chunk.choices and chunk.choices[0].delta.content:
@@ -69,8 +74,7 @@ def test_sigterm_drains_in_flight_requests_and_streams_then_exits_0(smollm2_dir:
             results["stream"] = ("".join(text), finish)
 
         def plain() -> None:
-            out = client.chat.completions.create(model=str(smollm2_dir), messages=PROMPT, max_tokens=96,
-                                                 temperature=0)
+            out = client.chat.completions.create(model=str(smollm2_dir), messages=PROMPT, max_tokens=96, temperature=0)
             results["plain"] = (out.choices[0].message.content, out.choices[0].finish_reason)
 
         threads = [threading.Thread(target=stream), threading.Thread(target=plain)]

@@ -16,9 +16,9 @@ from kubernetes.client.exceptions import ApiException
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from llmops.cli.deploy import deploy_app
 from llmops.errors import ConfigError, LlmopsError
 from llmops.serving import kserve
-from llmops.cli.deploy import deploy_app
 from llmops.tracking.gate import CHAMPION
 from llmops.tracking.registry import create_version
 
@@ -57,8 +57,9 @@ def _adapter(root: Path, base: str = "Qwen/Qwen2.5-0.5B-Instruct") -> Path:
     return d
 
 
-def _register(client: MlflowClient, folder: Path, name: str = NAME, log_model: bool = True,
-              alias: str | None = CHAMPION) -> tuple[str, Any]:
+def _register(
+    client: MlflowClient, folder: Path, name: str = NAME, log_model: bool = True, alias: str | None = CHAMPION
+) -> tuple[str, Any]:
     """Register `folder` as the project does (run artifacts `model/`, create_version); returns (version, mv)."""
     exp = client.get_experiment_by_name("kserve") or client.get_experiment(client.create_experiment("kserve"))
     run = client.create_run(exp.experiment_id)
@@ -92,8 +93,9 @@ def test_quickstart_merged_model_manifest(store, tmp_path):
     assert res["limits"] == res["requests"] == {"cpu": "4", "memory": "32Gi", "nvidia.com/gpu": "1"}
 
     # By version number too, with options.
-    m2 = kserve.manifest_for_registered(f"models:/{NAME}/{version}", tracking_uri=uri, gpus=2, namespace="ml",
-                                        max_model_len=4096, name="idp")
+    m2 = kserve.manifest_for_registered(
+        f"models:/{NAME}/{version}", tracking_uri=uri, gpus=2, namespace="ml", max_model_len=4096, name="idp"
+    )
     assert m2["metadata"]["name"] == "idp" and m2["metadata"]["namespace"] == "ml"
     assert _model(m2)["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert "--max-model-len=4096" in _model(m2)["args"] and "--model_name=idp" in _model(m2)["args"]
@@ -118,8 +120,9 @@ def test_lora_adapter_manifest(store, tmp_path):
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
     # An explicit base model URI wins over the adapter's base_model_name_or_path.
-    m = kserve.manifest_for_registered(f"models:/{NAME}@champion", tracking_uri=uri,
-                                       base_storage_uri="s3://models/qwen", lora_name="idp")
+    m = kserve.manifest_for_registered(
+        f"models:/{NAME}@champion", tracking_uri=uri, base_storage_uri="s3://models/qwen", lora_name="idp"
+    )
     assert _model(m)["storageUris"][0] == {"uri": "s3://models/qwen", "mountPath": "/mnt/models/base"}
     assert "idp=/mnt/models/adapters/idp" in _model(m)["args"]
 
@@ -137,8 +140,9 @@ def test_reference_file_versions(store, tmp_path):
     _register(client, adapter, name="ref-adapter", log_model=False)
     with pytest.raises(ConfigError, match="base-storage-uri"):
         kserve.manifest_for_registered("models:/ref-adapter@champion", tracking_uri=uri)
-    m = kserve.manifest_for_registered("models:/ref-adapter@champion", tracking_uri=uri,
-                                       base_storage_uri="hf://org/base")
+    m = kserve.manifest_for_registered(
+        "models:/ref-adapter@champion", tracking_uri=uri, base_storage_uri="hf://org/base"
+    )
     # A plain path (already in the pod/image): storageUri = base, the path goes to --lora-modules as is.
     assert _model(m)["storageUri"] == "hf://org/base"
     assert f"ref-adapter={adapter.resolve()}" in _model(m)["args"]
@@ -160,10 +164,19 @@ def test_service_name_and_options():
     assert kserve.service_name("LLMOps_IDP.sft") == "llmops-idp-sft"
     assert kserve.service_name("7b-model") == "m-7b-model"
     assert len(kserve.service_name("x" * 100)) == 63
-    m = kserve.inference_service("cpu-model", "s3://b/m", gpus=0, cpu="2", memory="8Gi",
-                                 node_selector={"pool": "gpu"}, tolerations=[{"key": "k", "operator": "Exists"}],
-                                 service_account="sa", image="img:1", runtime_version="v0.15.0",
-                                 extra_args=["--dtype=float16"])
+    m = kserve.inference_service(
+        "cpu-model",
+        "s3://b/m",
+        gpus=0,
+        cpu="2",
+        memory="8Gi",
+        node_selector={"pool": "gpu"},
+        tolerations=[{"key": "k", "operator": "Exists"}],
+        service_account="sa",
+        image="img:1",
+        runtime_version="v0.15.0",
+        extra_args=["--dtype=float16"],
+    )
     model = _model(m)
     assert model["resources"]["limits"] == {"cpu": "2", "memory": "8Gi"} and "--backend=vllm" not in model["args"]
     assert model["args"][-1] == "--dtype=float16" and model["image"] == "img:1"
@@ -180,7 +193,7 @@ def test_service_name_and_options():
     # Several adapters: one --lora-modules with every module, and --max-loras.
     m = kserve.inference_service("x", "s3://b/base", lora_modules={"a": "s3://b/a", "b": "org/hub-adapter"})
     args = _model(m)["args"]
-    assert args[args.index("--lora-modules") + 1:][:2] == ["a=/mnt/models/adapters/a", "b=org/hub-adapter"]
+    assert args[args.index("--lora-modules") + 1 :][:2] == ["a=/mnt/models/adapters/a", "b=org/hub-adapter"]
     assert "--max-loras=2" in args
 
 
@@ -260,8 +273,9 @@ def test_deploy_kserve_writes_and_applies(store, tmp_path):
     _register(client, _merged(tmp_path / "run"))
     api = FakeCustomObjectsApi()
     out = tmp_path / "isvc.yaml"
-    result = kserve.deploy_kserve(f"models:/{NAME}@champion", output_path=out, apply_now=True, namespace="ml",
-                                  tracking_uri=uri, api=api)
+    result = kserve.deploy_kserve(
+        f"models:/{NAME}@champion", output_path=out, apply_now=True, namespace="ml", tracking_uri=uri, api=api
+    )
     assert result["applied"] == "created" and result["namespace"] == "ml" and result["output"] == str(out)
     assert yaml.safe_load(out.read_text()) == result["manifest"] == yaml.safe_load(result["yaml"])
     assert ("ml", "llmops-idp-sft") in api.objects
@@ -271,8 +285,21 @@ def test_cli_prints_yaml_and_writes_file(store, tmp_path):
     uri, client = store
     _, mv = _register(client, _merged(tmp_path / "run"))
     runner = CliRunner()
-    res = runner.invoke(deploy_app, ["kserve", f"models:/{NAME}@champion", "--tracking-uri", uri, "--gpus", "2",
-                                     "--namespace", "ml", "--lora", "extra=s3://b/extra"])
+    res = runner.invoke(
+        deploy_app,
+        [
+            "kserve",
+            f"models:/{NAME}@champion",
+            "--tracking-uri",
+            uri,
+            "--gpus",
+            "2",
+            "--namespace",
+            "ml",
+            "--lora",
+            "extra=s3://b/extra",
+        ],
+    )
     assert res.exit_code == 0, res.output
     m = yaml.safe_load(res.stdout)
     assert m["kind"] == "InferenceService" and m["metadata"]["namespace"] == "ml"
@@ -281,8 +308,9 @@ def test_cli_prints_yaml_and_writes_file(store, tmp_path):
     assert "extra=/mnt/models/adapters/extra" in _model(m)["args"]
 
     out = tmp_path / "o.yaml"
-    res = runner.invoke(deploy_app, ["kserve", f"models:/{NAME}@champion", "--tracking-uri", uri, "--output",
-                                     str(out), "--name", "idp"])
+    res = runner.invoke(
+        deploy_app, ["kserve", f"models:/{NAME}@champion", "--tracking-uri", uri, "--output", str(out), "--name", "idp"]
+    )
     assert res.exit_code == 0 and "wrote" in res.stderr
     assert yaml.safe_load(out.read_text())["metadata"]["name"] == "idp"
 

@@ -10,15 +10,22 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.serving.strategies import instances, schemas
 
 from llmops.evaluation.schema_bounds import INT_BOUND, MAX_ITEMS, MAX_PROPERTIES, bound_pattern, narrow_schema
 from llmops.evaluation.schema_size import max_json_bytes, min_json
-from tests.serving.strategies import instances, schemas
 
-RECEIPT = {"type": "object", "required": ["merchant", "total", "paid", "currency", "items"],
-           "properties": {"merchant": {"type": "string", "maxLength": 40}, "total": {"type": "number"},
-                          "paid": {"type": "boolean"}, "currency": {"enum": ["USD", "EUR", "GBP"]},
-                          "items": {"type": "integer"}}}
+RECEIPT = {
+    "type": "object",
+    "required": ["merchant", "total", "paid", "currency", "items"],
+    "properties": {
+        "merchant": {"type": "string", "maxLength": 40},
+        "total": {"type": "number"},
+        "paid": {"type": "boolean"},
+        "currency": {"enum": ["USD", "EUR", "GBP"]},
+        "items": {"type": "integer"},
+    },
+}
 
 
 def _valid(instance: Any, schema: Any) -> bool:
@@ -79,16 +86,35 @@ def _matches(pattern: str, text: str) -> bool:
     return re.search(pattern, text) is not None
 
 
-@pytest.mark.parametrize("schema", [
-    RECEIPT,
-    {"type": "object", "properties": {"lines": {"type": "array", "minItems": 2, "items": {
-        "type": "object", "properties": {"description": {"type": "string", "minLength": 3},
-                                         "amount": {"type": "number", "exclusiveMinimum": 0.5}},
-        "required": ["description", "amount"]}}}, "required": ["lines"]},
-    {"anyOf": [{"type": "integer", "minimum": 10}, {"type": "string", "format": "uuid"}]},
-    {"$defs": {"d": {"type": "object", "properties": {"n": {"const": [1, 2]}}, "required": ["n"]}},
-     "$ref": "#/$defs/d"},
-])
+@pytest.mark.parametrize(
+    "schema",
+    [
+        RECEIPT,
+        {
+            "type": "object",
+            "properties": {
+                "lines": {
+                    "type": "array",
+                    "minItems": 2,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "description": {"type": "string", "minLength": 3},
+                            "amount": {"type": "number", "exclusiveMinimum": 0.5},
+                        },
+                        "required": ["description", "amount"],
+                    },
+                }
+            },
+            "required": ["lines"],
+        },
+        {"anyOf": [{"type": "integer", "minimum": 10}, {"type": "string", "format": "uuid"}]},
+        {
+            "$defs": {"d": {"type": "object", "properties": {"n": {"const": [1, 2]}}, "required": ["n"]}},
+            "$ref": "#/$defs/d",
+        },
+    ],
+)
 def test_min_json_is_a_short_valid_answer(schema: dict) -> None:
     narrowed = narrow_schema(schema)
     text = min_json(narrowed)
@@ -103,8 +129,9 @@ def test_sizes() -> None:
     assert max_json_bytes(receipt) <= 300  # a bounded receipt fits a typical max_tokens
     assert min_json(narrow_schema({"type": "integer", "minimum": 120, "maximum": 999})) == "120"
     assert min_json(narrow_schema({"type": "number", "exclusiveMaximum": -3})) == "-4"
-    tree = narrow_schema({"$defs": {"n": {"type": "object", "properties": {"kid": {"$ref": "#/$defs/n"}}}},
-                          "$ref": "#/$defs/n"})
+    tree = narrow_schema(
+        {"$defs": {"n": {"type": "object", "properties": {"kid": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"}
+    )
     assert min_json(tree) == "{}" and max_json_bytes(tree) is None  # recursion: no upper bound
     # Constants as the grammar may write them: DEL and control characters escaped (6 bytes), others raw or escaped.
     assert max_json_bytes({"enum": ["\x7f"]}) == len('"\\u007f"')

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.conftest import free_port
 
 pytest.importorskip("fastapi")
@@ -57,8 +56,9 @@ def server(loaded: tuple[Any, Any]) -> Any:
     from llmops.serving.engine import Engine
 
     engine = Engine(*loaded, max_batch_size=8, max_queue=32, json_string_max=24, name="tiny")
-    srv = _Server(create_app(engine, api_key=KEY, max_body_bytes=MAX_BODY, max_tokens_limit=TOKEN_LIMIT,
-                             served_name="tiny-idp"))
+    srv = _Server(
+        create_app(engine, api_key=KEY, max_body_bytes=MAX_BODY, max_tokens_limit=TOKEN_LIMIT, served_name="tiny-idp")
+    )
     srv.engine = engine
     yield srv
     srv.stop()
@@ -71,8 +71,9 @@ def client(server: Any) -> Any:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
@@ -81,8 +82,15 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple
 
 
 def _chat_body(**extra: Any) -> bytes:
-    return json.dumps({"model": "tiny-idp", "messages": [{"role": "user", "content": "Extract: Invoice 12"}],
-                       "max_tokens": 8, "temperature": 0, **extra}).encode()
+    return json.dumps(
+        {
+            "model": "tiny-idp",
+            "messages": [{"role": "user", "content": "Extract: Invoice 12"}],
+            "max_tokens": 8,
+            "temperature": 0,
+            **extra,
+        }
+    ).encode()
 
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -98,8 +106,9 @@ def _assert_openai_error(status: int, body: dict, expected: int) -> None:
 def test_models_and_chat(client: Any) -> None:
     ids = [m.id for m in client.models.list().data]
     assert ids == ["tiny-idp"]
-    out = client.chat.completions.create(model="tiny-idp", messages=[{"role": "user", "content": "Invoice 7"}],
-                                         max_tokens=12, temperature=0)
+    out = client.chat.completions.create(
+        model="tiny-idp", messages=[{"role": "user", "content": "Invoice 7"}], max_tokens=12, temperature=0
+    )
     choice = out.choices[0]
     assert choice.message.role == "assistant"
     assert isinstance(choice.message.content, str)
@@ -114,8 +123,9 @@ def test_stream_matches_greedy(client: Any) -> None:
     messages = [{"role": "user", "content": "Receipt from Tachuchox total 12.50"}]
     full = client.chat.completions.create(model="tiny-idp", messages=messages, max_tokens=24, temperature=0)
     text = full.choices[0].message.content
-    chunks = list(client.chat.completions.create(model="tiny-idp", messages=messages, max_tokens=24,
-                                                 temperature=0, stream=True))
+    chunks = list(
+        client.chat.completions.create(model="tiny-idp", messages=messages, max_tokens=24, temperature=0, stream=True)
+    )
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(pieces) >= 2
     assert "".join(pieces) == text
@@ -124,13 +134,13 @@ def test_stream_matches_greedy(client: Any) -> None:
 
 @pytest.mark.integration
 def test_completions_endpoint_and_stop(client: Any) -> None:
-    out = client.completions.create(model="tiny-idp", prompt="Invoice INV-01661 total", max_tokens=10,
-                                    temperature=0)
+    out = client.completions.create(model="tiny-idp", prompt="Invoice INV-01661 total", max_tokens=10, temperature=0)
     assert out.choices[0].finish_reason in ("stop", "length")
     text = out.choices[0].text
     if len(text) > 2:  # a stop string taken from the greedy answer cuts it there
-        cut = client.completions.create(model="tiny-idp", prompt="Invoice INV-01661 total", max_tokens=10,
-                                        temperature=0, stop=[text[2:4]])
+        cut = client.completions.create(
+            model="tiny-idp", prompt="Invoice INV-01661 total", max_tokens=10, temperature=0, stop=[text[2:4]]
+        )
         assert cut.choices[0].finish_reason == "stop"
         assert text.startswith(cut.choices[0].text) and len(cut.choices[0].text) <= 2 + text[2:].find(text[2:4])
 
@@ -140,11 +150,17 @@ def test_json_schema_always_valid(client: Any, tiny_idp: dict[str, Path]) -> Non
     from tests.serving.concurrent import assert_all_valid
 
     schema = json.loads(Path(tiny_idp["schema"]).read_text())
-    assert_all_valid(client, "tiny-idp", schema, lambda i: f"Extract the fields of document {i}", TOKEN_LIMIT,
-                     workers=8)
+    assert_all_valid(
+        client, "tiny-idp", schema, lambda i: f"Extract the fields of document {i}", TOKEN_LIMIT, workers=8
+    )
     # json_object: when it finishes, it is a JSON object.
-    out = client.chat.completions.create(model="tiny-idp", messages=[{"role": "user", "content": "json"}],
-                                         max_tokens=200, temperature=0, response_format={"type": "json_object"})
+    out = client.chat.completions.create(
+        model="tiny-idp",
+        messages=[{"role": "user", "content": "json"}],
+        max_tokens=200,
+        temperature=0,
+        response_format={"type": "json_object"},
+    )
     if out.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(out.choices[0].message.content), dict)
 
@@ -156,9 +172,16 @@ def test_concurrent_requests_are_batched(client: Any, server: Any) -> None:
     engine.pause()
     try:
         pool = ThreadPoolExecutor(8)
-        futures = [pool.submit(client.chat.completions.create, model="tiny-idp", max_tokens=6 + i, temperature=0,
-                               messages=[{"role": "user", "content": f"Invoice number {i} " * (1 + i % 3)}])
-                   for i in range(8)]
+        futures = [
+            pool.submit(
+                client.chat.completions.create,
+                model="tiny-idp",
+                max_tokens=6 + i,
+                temperature=0,
+                messages=[{"role": "user", "content": f"Invoice number {i} " * (1 + i % 3)}],
+            )
+            for i in range(8)
+        ]
         deadline = time.monotonic() + 30
         while engine.queue_depth() + engine.held < 8:
             assert time.monotonic() < deadline, "requests did not reach the queue"
@@ -239,8 +262,9 @@ def test_queue_full_answers_429(loaded: tuple[Any, Any]) -> None:
 
 @pytest.mark.integration
 def test_metrics(server: Any, client: Any) -> None:
-    client.chat.completions.create(model="tiny-idp", messages=[{"role": "user", "content": "x"}], max_tokens=3,
-                                   temperature=0)
+    client.chat.completions.create(
+        model="tiny-idp", messages=[{"role": "user", "content": "x"}], max_tokens=3, temperature=0
+    )
     with urllib.request.urlopen(server.url + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
     assert 'llmops_requests_total{endpoint="/v1/chat/completions",status="200"}' in text

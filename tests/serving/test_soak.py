@@ -25,9 +25,12 @@ from tests.conftest import free_port  # noqa: E402
 
 CLIENTS = 32
 SOAK_S = float(os.environ.get("LLMOPS_SOAK_S", "300"))
-SCHEMA = {"type": "object", "properties": {"invoice_id": {"type": "string", "maxLength": 12},
-                                           "total": {"type": "number"}},
-          "required": ["invoice_id", "total"], "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"invoice_id": {"type": "string", "maxLength": 12}, "total": {"type": "number"}},
+    "required": ["invoice_id", "total"],
+    "additionalProperties": False,
+}
 MAX_BODY = 16384
 
 
@@ -56,11 +59,29 @@ def test_soak_mixed_traffic_no_5xx_bounded_memory(tiny_idp: dict[str, Path]) -> 
     duration = SOAK_S
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "llmops.cli", "serve", str(tiny_idp["model"]), "--port", str(port),
-                             "--max-body-bytes", str(MAX_BODY), "--max-queue", "256", "--max-tokens-limit", "256",
-                             "--served-name", "tiny"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmops.cli",
+            "serve",
+            str(tiny_idp["model"]),
+            "--port",
+            str(port),
+            "--max-body-bytes",
+            str(MAX_BODY),
+            "--max-queue",
+            "256",
+            "--max-tokens-limit",
+            "256",
+            "--served-name",
+            "tiny",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -96,15 +117,21 @@ def test_soak_mixed_traffic_no_5xx_bounded_memory(tiny_idp: dict[str, Path]) -> 
                 return kind, 200
             if kind == "schema":
                 out = client.chat.completions.create(
-                    model="tiny", messages=msg, max_tokens=64, temperature=0,
-                    response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}})
+                    model="tiny",
+                    messages=msg,
+                    max_tokens=64,
+                    temperature=0,
+                    response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}},
+                )
                 if out.choices[0].finish_reason == "stop":
                     json.loads(out.choices[0].message.content)
                 return kind, 200
             if kind == "malformed":
                 return kind, _raw(url + "/v1/chat/completions", b'{"messages": [')
-            return kind, _raw(url + "/v1/chat/completions", json.dumps(
-                {"messages": [{"role": "user", "content": "x" * (MAX_BODY * 2)}]}).encode())
+            return kind, _raw(
+                url + "/v1/chat/completions",
+                json.dumps({"messages": [{"role": "user", "content": "x" * (MAX_BODY * 2)}]}).encode(),
+            )
 
         def worker(seed: int) -> None:
             rng = random.Random(seed)
@@ -131,9 +158,11 @@ def test_soak_mixed_traffic_no_5xx_bounded_memory(tiny_idp: dict[str, Path]) -> 
         latencies.sort()
         p50 = latencies[len(latencies) // 2]
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        print(f"\nsoak {duration:.0f} s, {CLIENTS} clients: {sum(statuses.values())} requests "
-              f"{dict(sorted(statuses.items()))}; plain chat p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; "
-              f"RSS {warm / 1024:.0f} -> {end / 1024:.0f} MiB ({(end / warm - 1) * 100:+.1f}%)")
+        print(
+            f"\nsoak {duration:.0f} s, {CLIENTS} clients: {sum(statuses.values())} requests "
+            f"{dict(sorted(statuses.items()))}; plain chat p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; "
+            f"RSS {warm / 1024:.0f} -> {end / 1024:.0f} MiB ({(end / warm - 1) * 100:+.1f}%)"
+        )
         assert not errors, errors[:5]
         assert not [k for k in statuses if int(k.split(":")[1]) >= 500], statuses
         assert statuses["malformed:400"] and statuses["oversized:413"] and statuses["cancel:200"]

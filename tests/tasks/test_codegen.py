@@ -65,8 +65,13 @@ def test_full_code_for_a_user() -> None:
 
 def test_score_runs_tests_per_class() -> None:
     task = CodeGenTask(timeout=2.0, workers=2)
-    answers = ["    return x + 3", "```python\ndef add_k(x):\n    return math.floor(x) + 3\n```",
-               "    return x + 4", "```python\ndef triple(x):\n    return 3 * x\n```", "    while True: pass"]
+    answers = [
+        "    return x + 3",
+        "```python\ndef add_k(x):\n    return math.floor(x) + 3\n```",
+        "    return x + 4",
+        "```python\ndef triple(x):\n    return 3 * x\n```",
+        "    while True: pass",
+    ]
     refs = [PROBLEM, PROBLEM, PROBLEM, PROSE, PROBLEM]
     classes = ["a", "a", "b", "b", "b"]
     metrics = task.score(answers, refs, classes)

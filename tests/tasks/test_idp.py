@@ -42,13 +42,24 @@ def test_schema_outline_names_nested_fields_choices_and_formats() -> None:
     from llmops.tasks.idp import schema_outline
 
     party = {"type": "object", "properties": {"name": {"type": "string"}, "vat": {"type": ["string", "null"]}}}
-    schema = {"type": "object", "$defs": {"party": party}, "properties": {
-        "kind": {"enum": ["invoice", "receipt", None]}, "day": {"type": ["string", "null"], "format": "date"},
-        "seller": {"$ref": "#/$defs/party"}, "buyer": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/party"}]},
-        "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": {}, "qty": {"type": "number"}}}},
-        "tags": {"type": "array", "items": {"type": "string"}}}}
-    assert schema_outline(schema) == ("kind (invoice|receipt), day (date), seller {name, vat}, buyer {name, vat}, "
-                                      "lines [{sku, qty}], tags [...]")
+    schema = {
+        "type": "object",
+        "$defs": {"party": party},
+        "properties": {
+            "kind": {"enum": ["invoice", "receipt", None]},
+            "day": {"type": ["string", "null"], "format": "date"},
+            "seller": {"$ref": "#/$defs/party"},
+            "buyer": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/party"}]},
+            "lines": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"sku": {}, "qty": {"type": "number"}}},
+            },
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    assert schema_outline(schema) == (
+        "kind (invoice|receipt), day (date), seller {name, vat}, buyer {name, vat}, lines [{sku, qty}], tags [...]"
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,8 +102,11 @@ def test_score_hand_computed_with_classes() -> None:
     assert m["inv/field_f1"] == pytest.approx(3 / (3 + 2.5))
     assert m["inv/field_precision"] == pytest.approx(0.5) and m["inv/field_recall"] == pytest.approx(0.6)
     assert m["rec/field_f1"] == 1.0 and m["rec/exact_match"] == 1.0 and m["inv/exact_match"] == 0.0
-    assert set(m) == {f"{p}{k}" for p in ("", "inv/", "rec/") for k in (
-        "field_f1", "field_precision", "field_recall", "exact_match", "json_valid_rate", "schema_valid_rate")}
+    assert set(m) == {
+        f"{p}{k}"
+        for p in ("", "inv/", "rec/")
+        for k in ("field_f1", "field_precision", "field_recall", "exact_match", "json_valid_rate", "schema_valid_rate")
+    }
 
 
 def test_score_unparseable_empty_and_duplicates() -> None:
@@ -125,8 +139,13 @@ def test_schema_valid_rate_and_per_field() -> None:
 
 def test_example_scores() -> None:
     row = IDPTask(SCHEMA).example_scores(PRED_2, GOLD_2)
-    assert row == {"parsed": {"total": "12.5", "qty": 2.0}, "field_f1": 1.0, "exact_match": True,
-                   "json_valid": True, "schema_valid": False}
+    assert row == {
+        "parsed": {"total": "12.5", "qty": 2.0},
+        "field_f1": 1.0,
+        "exact_match": True,
+        "json_valid": True,
+        "schema_valid": False,
+    }
 
 
 def test_reference_and_messages_forms() -> None:

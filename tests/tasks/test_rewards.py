@@ -56,8 +56,12 @@ def test_codegen_rewards_check_their_arguments(codegen: CodeGenTask) -> None:
         codegen.rewards([PASSING, FAILING], [PROBLEM])
 
 
-SCHEMA = {"type": "object", "properties": {"total": {"type": "string"}, "date": {"type": "string"}},
-          "required": ["total", "date"], "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"total": {"type": "string"}, "date": {"type": "string"}},
+    "required": ["total", "date"],
+    "additionalProperties": False,
+}
 GOLD = {"total": "12.50", "date": "2024-01-02", "vendor": "Acme"}
 
 

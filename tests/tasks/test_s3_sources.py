@@ -6,11 +6,11 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from tests.conftest import delete_bucket
 
 from llmops.errors import DataError
 from llmops.tasks.documents import read_document
 from llmops.tasks.idp import load_schema
-from tests.conftest import delete_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def docs_bucket(s3_env: str) -> Iterator[str]:
     client.create_bucket(Bucket="docs")
     client.put_object(Bucket="docs", Key="schema.json", Body=json.dumps({"type": "object"}).encode())
     client.put_object(Bucket="docs", Key="bad.json", Body=b'{"type": }')
-    client.put_object(Bucket="docs", Key="doc.txt", Body="Invoice 42".encode())
+    client.put_object(Bucket="docs", Key="doc.txt", Body=b"Invoice 42")
     try:
         yield "s3://docs"
     finally:

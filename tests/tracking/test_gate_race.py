@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-WORKER = r'''
+WORKER = r"""
 import json, sys, time
 from pathlib import Path
 from llmops.config import build_config
@@ -32,7 +32,7 @@ for value in values:
     with tracker.start(f"race-{value}"):
         tracker.log_metrics({"eval/field_f1": value, "baseline/field_f1": 0.0})
         tracker.register(model_dir, cfg, {"field_f1": value}, {"field_f1": 0.0})
-'''
+"""
 
 
 @pytest.mark.integration
@@ -46,9 +46,15 @@ def test_two_processes_racing_five_runs_each_leave_the_best_as_champion(mlflow_s
     # Interleaved values, rising in both processes so most runs should win when they finish: the hard case.
     a, b = [0.10, 0.30, 0.50, 0.70, 0.90], [0.20, 0.40, 0.60, 0.80, 0.85]
     start_at = time.time() + 8  # after both interpreters have imported mlflow
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, mlflow_server, name, str(start_at), str(model_dir),
-                               json.dumps(values)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for values in (a, b)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, mlflow_server, name, str(start_at), str(model_dir), json.dumps(values)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for values in (a, b)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]

@@ -71,8 +71,12 @@ def test_run_records_params_metrics_artifacts_and_plots(mlflow_server, make_cfg,
     history = client.get_metric_history(run_id, "train/loss")
     assert [(h.step, h.value) for h in sorted(history, key=lambda h: h.step)] == [(1, 2.0), (2, 1.5), (3, 1.1)]
     files = {f.path for d in ("eval", "adapter", "plots") for f in client.list_artifacts(run_id, d)}
-    assert files == {"eval/predictions.jsonl", "adapter/adapter_config.json",
-                     "plots/loss_curve.png", "plots/field_f1.png"}
+    assert files == {
+        "eval/predictions.jsonl",
+        "adapter/adapter_config.json",
+        "plots/loss_curve.png",
+        "plots/field_f1.png",
+    }
 
 
 def test_gate_champion_moves_only_on_a_better_model(mlflow_server, make_cfg, fake_model):
@@ -115,7 +119,7 @@ def test_failed_runs_never_move_champion(mlflow_server, make_cfg, fake_model):
     with pytest.raises(ZeroDivisionError):
         with tracker.start("crash-before-register", {}):
             tracker.log_metrics({"eval/field_f1": 0.99})
-            1 / 0
+            _ = 1 / 0
     assert client.get_run(tracker.run_id).info.status == "FAILED"
     assert [v.version for v in client.search_model_versions(f"name='{name}'")] == ["1"]
 
@@ -177,8 +181,9 @@ def test_a_champion_lock_released_while_asked_for_is_taken_on_the_next_try(mlflo
         tries.append(name)
         if len(tries) == 1:
             holder.delete_registered_model(lock)  # released between the store's insert and its read
-            raise RestException({"error_code": "RESOURCE_DOES_NOT_EXIST",
-                                 "message": f"Registered Model with name={name} not found"})
+            raise RestException(
+                {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Registered Model with name={name} not found"}
+            )
         return real_create(name, *args, **kwargs)
 
     client.create_registered_model = create_as_the_holder_releases
@@ -202,8 +207,13 @@ def test_two_runs_setting_challenger_at_once_both_register(mlflow_server, make_c
     def alias_after_a_collision(name, alias, version):
         if alias == CHALLENGER and not collided:
             collided.append(version)
-            raise RestException({"error_code": "BAD_REQUEST", "message": "(sqlite3.IntegrityError) UNIQUE "
-                                 "constraint failed: registered_model_aliases.name, registered_model_aliases.alias"})
+            raise RestException(
+                {
+                    "error_code": "BAD_REQUEST",
+                    "message": "(sqlite3.IntegrityError) UNIQUE "
+                    "constraint failed: registered_model_aliases.name, registered_model_aliases.alias",
+                }
+            )
         return real_alias(name, alias, version)
 
     tracker._client.set_registered_model_alias = alias_after_a_collision

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import _stop, free_port, start_mlflow_server
 
 STEPS = 160
@@ -32,17 +31,36 @@ def _env(uri: str) -> dict[str, str]:
 
 
 def _args(tiny_run_args: Callable[..., list[str]], save_dir: Path, name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "llmops.cli", *tiny_run_args(
-        save_dir, "--max_steps", str(STEPS), "--set", f"training.logging_steps={LOG_EVERY}",
-        "--set", "training.save_steps=40", "--set", "eval.baseline=false", "--set", "eval.max_new_tokens=8",
-        "--set", f"tracking.registered_model={name}", "--set", "tracking.log_model=false", *extra)]
+    return [
+        sys.executable,
+        "-m",
+        "llmops.cli",
+        *tiny_run_args(
+            save_dir,
+            "--max_steps",
+            str(STEPS),
+            "--set",
+            f"training.logging_steps={LOG_EVERY}",
+            "--set",
+            "training.save_steps=40",
+            "--set",
+            "eval.baseline=false",
+            "--set",
+            "eval.max_new_tokens=8",
+            "--set",
+            f"tracking.registered_model={name}",
+            "--set",
+            "tracking.log_model=false",
+            *extra,
+        ),
+    ]
 
 
-def _start_and_kill_server_at(cmd: list[str], cwd: Path, uri: str, server: subprocess.Popen,
-                              at_step: int) -> tuple[subprocess.Popen, list[str]]:
+def _start_and_kill_server_at(
+    cmd: list[str], cwd: Path, uri: str, server: subprocess.Popen, at_step: int
+) -> tuple[subprocess.Popen, list[str]]:
     """Start the run; once its progress shows `at_step`, kill the server (SIGKILL, its whole process group)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     seen: list[str] = []
     for line in proc.stdout:
@@ -83,14 +101,16 @@ def _versions(uri: str, name: str) -> list:
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(1200)  # the run's 600 s budget, two server starts (90 s each), 20 s down
-def test_server_killed_mid_training_and_back_20_s_later(tmp_path: Path,
-                                                        tiny_run_args: Callable[..., list[str]]) -> None:
+def test_server_killed_mid_training_and_back_20_s_later(
+    tmp_path: Path, tiny_run_args: Callable[..., list[str]]
+) -> None:
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow_server(tmp_path / "server", port)
     try:
-        proc, seen = _start_and_kill_server_at(_args(tiny_run_args, tmp_path / "runs", "outage"), tmp_path, uri,
-                                               server, at_step=20)
+        proc, seen = _start_and_kill_server_at(
+            _args(tiny_run_args, tmp_path / "runs", "outage"), tmp_path, uri, server, at_step=20
+        )
         time.sleep(20)
         server = start_mlflow_server(tmp_path / "server", port)
         out = _finish(proc, seen)
@@ -109,14 +129,19 @@ def test_server_killed_mid_training_and_back_20_s_later(tmp_path: Path,
 @pytest.mark.integration
 @pytest.mark.timeout(1800)  # the run's and the resume's 600 s budgets, two server starts
 def test_server_killed_for_good_ends_clearly_and_resume_finishes_later(
-        tmp_path: Path, tiny_run_args: Callable[..., list[str]]) -> None:
+    tmp_path: Path, tiny_run_args: Callable[..., list[str]]
+) -> None:
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow_server(tmp_path / "server", port)
     try:
         proc, seen = _start_and_kill_server_at(
-            _args(tiny_run_args, tmp_path / "runs", "gone", "--set", "tracking.retry_s=6"), tmp_path, uri,
-            server, at_step=20)
+            _args(tiny_run_args, tmp_path / "runs", "gone", "--set", "tracking.retry_s=6"),
+            tmp_path,
+            uri,
+            server,
+            at_step=20,
+        )
         out = _finish(proc, seen)
         assert proc.returncode == 1, out[-3000:]
         assert "Traceback" not in out and "did not answer for 6 s (tracking.retry_s)" in out, out[-2000:]
@@ -128,8 +153,14 @@ def test_server_killed_for_good_ends_clearly_and_resume_finishes_later(
 
         server = start_mlflow_server(tmp_path / "server", port)
         assert _versions(uri, "gone") == []
-        resumed = subprocess.run([sys.executable, "-m", "llmops.cli", "run", "--resume", str(run_dir)],
-                                 cwd=tmp_path, env=_env(uri), capture_output=True, text=True, timeout=600)
+        resumed = subprocess.run(
+            [sys.executable, "-m", "llmops.cli", "run", "--resume", str(run_dir)],
+            cwd=tmp_path,
+            env=_env(uri),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert not (run_dir / "tracking-spool.jsonl").exists()
         _check_metrics_complete(uri, state["run_id"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from llmops.cli.common import guard
@@ -19,7 +17,7 @@ def data_validate(
     file: str = typer.Argument(..., help="JSONL/JSON file or URI"),
     flow_type: str = typer.Option("IDP", "--flow-type", "--flow_type", help="IDP or CodeGen"),
     train_type: str = typer.Option("SFT", "--train-type", "--train_type", help=TRAIN_TYPE_HELP),
-    schema: Optional[str] = typer.Option(None, "--schema", help="JSON Schema the gold JSON must satisfy"),
+    schema: str | None = typer.Option(None, "--schema", help="JSON Schema the gold JSON must satisfy"),
     role: str = typer.Option("train", "--role", help="train or eval data"),
 ) -> None:
     """Check a dataset; every problem is printed as FILE:LINE: what is wrong (exit 2 on any)."""

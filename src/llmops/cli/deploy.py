@@ -9,8 +9,11 @@ import typer
 
 from llmops.cli.common import guard
 
-deploy_app = typer.Typer(help="Deploy a registered model (models:/NAME@ALIAS) to a serving platform.",
-                         no_args_is_help=True, add_completion=False)
+deploy_app = typer.Typer(
+    help="Deploy a registered model (models:/NAME@ALIAS) to a serving platform.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @deploy_app.callback()
@@ -25,8 +28,10 @@ def _parse_lora(items: Any) -> dict[str, str]:
     for item in items or ():
         name, sep, path = str(item).partition("=")
         if not sep or not name or not path:
-            raise ConfigError(f"deploy kserve: --lora '{item}' should be NAME=PATH (a storage URI, a path in the "
-                              "image, or a Hugging Face repo id)")
+            raise ConfigError(
+                f"deploy kserve: --lora '{item}' should be NAME=PATH (a storage URI, a path in the "
+                "image, or a Hugging Face repo id)"
+            )
         out[name] = path
     return out
 
@@ -41,24 +46,26 @@ def kserve(
     name: str | None = typer.Option(None, "--name", help="InferenceService name (default: from the model name)"),
     lora: list[str] | None = typer.Option(None, "--lora", help="extra LoRA module NAME=PATH (repeatable)"),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
-    base_storage_uri: str | None = typer.Option(None, "--base-storage-uri",
-                                                   help="base model of an adapter (s3://... or hf://ORG/NAME)"),
+    base_storage_uri: str | None = typer.Option(
+        None, "--base-storage-uri", help="base model of an adapter (s3://... or hf://ORG/NAME)"
+    ),
     max_model_len: int | None = typer.Option(None, "--max-model-len", help="vLLM --max-model-len"),
 ) -> None:
     """Write a KServe InferenceService (Hugging Face runtime, vLLM) for a registered model; --apply deploys it."""
+
     def body() -> None:
         from llmops.serving.kserve import deploy_kserve
 
         opts: dict[str, Any] = {"gpus": gpus}
-        for key, value in (("name", name), ("base_storage_uri", base_storage_uri),
-                           ("max_model_len", max_model_len)):
+        for key, value in (("name", name), ("base_storage_uri", base_storage_uri), ("max_model_len", max_model_len)):
             if value is not None:
                 opts[key] = value
         extra = _parse_lora(lora)
         if extra:
             opts["lora_modules"] = extra
-        result = deploy_kserve(model_uri, output_path=output, apply_now=apply_, namespace=namespace,
-                               tracking_uri=tracking_uri, **opts)
+        result = deploy_kserve(
+            model_uri, output_path=output, apply_now=apply_, namespace=namespace, tracking_uri=tracking_uri, **opts
+        )
         if result["output"]:
             typer.echo(f"wrote {result['output']}", err=True)
         else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -33,17 +32,21 @@ def quickstart(
     flow: Flow = typer.Option(Flow.idp, "--flow", help="task family"),
     train: Train = typer.Option(Train.sft, "--train", help="training method"),
     workdir: Path = typer.Option(Path("llmops-quickstart"), "--workdir", help="where data, models and runs go"),
-    n_train: Optional[int] = typer.Option(None, "--n-train", min=1,
-                                          help="training documents (smaller = faster demo)"),
-    n_eval_per_class: Optional[int] = typer.Option(None, "--n-eval-per-class", min=1,
-                                                   help="held-out docs per class"),
-    model: str = typer.Option("smollm2-135m-instruct", "--model",
-                              help="student: smollm2-135m-instruct (built in), tiny (from scratch, for smoke "
-                                   "runs), or a model folder / .gguf file / hub id"),
-    pairs: Pairs = typer.Option(Pairs.gold, "--pairs",
-                                help="--train dpo: pairs written from the gold data, or mined from the model's own "
-                                     "samples judged by the task (self)"),
-    set_: Optional[list[str]] = SetOpt,
+    n_train: int | None = typer.Option(None, "--n-train", min=1, help="training documents (smaller = faster demo)"),
+    n_eval_per_class: int | None = typer.Option(None, "--n-eval-per-class", min=1, help="held-out docs per class"),
+    model: str = typer.Option(
+        "smollm2-135m-instruct",
+        "--model",
+        help="student: smollm2-135m-instruct (built in), tiny (from scratch, for smoke "
+        "runs), or a model folder / .gguf file / hub id",
+    ),
+    pairs: Pairs = typer.Option(
+        Pairs.gold,
+        "--pairs",
+        help="--train dpo: pairs written from the gold data, or mined from the model's own "
+        "samples judged by the task (self)",
+    ),
+    set_: list[str] | None = SetOpt,
 ) -> None:
     """The embedded default, offline: SmolLM2-135M-Instruct + synthetic data through the whole pipeline."""
 

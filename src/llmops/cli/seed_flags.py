@@ -80,16 +80,27 @@ def _option(flag: SeedFlag) -> Any:
 
 def seed_parameters() -> list[inspect.Parameter]:
     """The CONFIG argument, every seed flag and --set, as parameters of a Typer command."""
-    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
-                                default=typer.Argument(None, help="YAML config (keys as in configs/*.yaml)"))]
-    params += [inspect.Parameter(flag.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[flag.type],
-                                 default=_option(flag)) for flag in SEED_FLAGS]
-    params.append(inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[list[str]],
-                                    default=SetOpt))
+    params = [
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Optional[Path],
+            default=typer.Argument(None, help="YAML config (keys as in configs/*.yaml)"),
+        )
+    ]
+    params += [
+        inspect.Parameter(
+            flag.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[flag.type], default=_option(flag)
+        )
+        for flag in SEED_FLAGS
+    ]
+    params.append(
+        inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[list[str]], default=SetOpt)
+    )
     return params
 
 
-def build_run_config(config: Optional[Path], overrides: Optional[list[str]], values: dict[str, Any]) -> Any:
+def build_run_config(config: Path | None, overrides: list[str] | None, values: dict[str, Any]) -> Any:
     """The RunConfig of a seed-style command line: YAML, then the flags given, then --set."""
     from llmops.config import build_config
 
@@ -99,16 +110,19 @@ def build_run_config(config: Optional[Path], overrides: Optional[list[str]], val
     return build_config(config, flags, overrides or [], sources=sources)
 
 
-def seed_command(typer_app: typer.Typer, name: str, extra: dict[str, tuple[Any, Any]], help_text: str,
-                 pass_overrides: bool = False) -> Callable:
+def seed_command(
+    typer_app: typer.Typer, name: str, extra: dict[str, tuple[Any, Any]], help_text: str, pass_overrides: bool = False
+) -> Callable:
     """Register command NAME taking the seed flags plus `extra` {name: (type, typer.Option)}; the decorated
     function gets the built RunConfig and the extra values (and `overrides`, the --set items, when asked),
     inside the error guard."""
     from llmops.cli.common import guard
 
     params = seed_parameters()
-    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=tp)
-               for k, (tp, opt) in extra.items()]
+    params += [
+        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=tp)
+        for k, (tp, opt) in extra.items()
+    ]
 
     def decorate(body: Callable[..., None]) -> Callable:
         def command(**kwargs: Any) -> None:
@@ -125,4 +139,3 @@ def seed_command(typer_app: typer.Typer, name: str, extra: dict[str, tuple[Any, 
         return body
 
     return decorate
-

@@ -53,7 +53,7 @@ def join_pages(pages: list[str]) -> str:
 
 
 def _kind(location: str, data: bytes) -> str:
-    """"pdf", "image" or "text", from the content's magic bytes, else the suffix."""
+    """ "pdf", "image" or "text", from the content's magic bytes, else the suffix."""
     if data[:5] == b"%PDF-":
         return "pdf"
     if data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff" or data[:4] in (b"II*\x00", b"MM\x00*"):
@@ -69,8 +69,10 @@ def _kind(location: str, data: bytes) -> str:
 # --- OCR ------------------------------------------------------------------------------------------------------
 
 
-_NO_TESSERACT = ("reading a scan needs the Tesseract OCR engine: install it with `make install-ocr` (Debian: "
-                 "apt-get install tesseract-ocr tesseract-ocr-deu tesseract-ocr-fra)")
+_NO_TESSERACT = (
+    "reading a scan needs the Tesseract OCR engine: install it with `make install-ocr` (Debian: "
+    "apt-get install tesseract-ocr tesseract-ocr-deu tesseract-ocr-fra)"
+)
 
 
 def _tesseract(*args: str, stdin: bytes | None = None) -> bytes:
@@ -80,8 +82,7 @@ def _tesseract(*args: str, stdin: bytes | None = None) -> bytes:
 
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     try:
-        done = subprocess.run(["tesseract", *args], input=stdin, capture_output=True, env=env, timeout=600,
-                              check=False)
+        done = subprocess.run(["tesseract", *args], input=stdin, capture_output=True, env=env, timeout=600, check=False)
     except FileNotFoundError:
         raise DataError(_NO_TESSERACT) from None
     if done.returncode != 0:
@@ -104,7 +105,8 @@ def ocr_image(image: Any) -> str:
     buf = io.BytesIO()
     image.convert("L").save(buf, "PNG")
     return _tesseract("stdin", "stdout", "-l", ocr_languages(), "--psm", "3", stdin=buf.getvalue()).decode(
-        "utf-8", errors="replace")
+        "utf-8", errors="replace"
+    )
 
 
 def _image_pages(location: str, data: bytes) -> list[str]:
@@ -228,8 +230,9 @@ def data_folder(source: str | None) -> str | None:
     return os.path.dirname(os.path.abspath(source))
 
 
-def inline_files(records: list[tuple[int, dict[str, Any]]], source: str) -> tuple[list[tuple[int, dict[str, Any]]],
-                                                                                 list[str]]:
+def inline_files(
+    records: list[tuple[int, dict[str, Any]]], source: str
+) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
     """Records whose `file` names a document get its text as `document` (the path kept as `source_file`), read
     by the document reader with a progress bar; also every `SOURCE:LINE: problem` with such a record (those records
     are left out of the result, so that nothing else reports them again)."""

@@ -176,8 +176,13 @@ def to_sft_examples(
     return _convert_all(records, accepted, f"a {flow} training record", convert, source)
 
 
-def _convert_all(records: Records, accepted: Any, label: str,
-                 convert: Callable[[int, dict[str, Any], str], dict[str, Any]], source: str) -> list[dict[str, Any]]:
+def _convert_all(
+    records: Records,
+    accepted: Any,
+    label: str,
+    convert: Callable[[int, dict[str, Any], str], dict[str, Any]],
+    source: str,
+) -> list[dict[str, Any]]:
     """Convert every record of an accepted format; DataError listing every `source:LINE` problem."""
     examples: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -202,7 +207,9 @@ def parse_gold(value: Any) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError as err:
-        raise ValueError(f"the gold output is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}")
+        raise ValueError(
+            f"the gold output is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
 
 
 def _eval_pair(record: dict[str, Any], fmt: str, prompt_fn: Callable[[str], str]) -> tuple[list[dict], Any]:
@@ -219,7 +226,7 @@ def _eval_pair(record: dict[str, Any], fmt: str, prompt_fn: Callable[[str], str]
         cut = last_assistant(messages)
         if cut < 1:
             raise ValueError('"messages" needs a user message followed by an assistant message')
-        return messages[:cut], parse_gold(completion_text(messages[cut:cut + 1]))
+        return messages[:cut], parse_gold(completion_text(messages[cut : cut + 1]))
     target = record["chosen"] if fmt == "preference" else record["completion"]
     return as_messages(record["prompt"], "user"), parse_gold(completion_text(target))
 
@@ -228,11 +235,17 @@ def to_idp_eval_examples(
     records: Records, prompt_fn: Callable[[str], str], *, source: str = "data"
 ) -> list[dict[str, Any]]:
     """IDP evaluation records as {"id","prompt","reference","class"}; ids default to the line number."""
+
     def convert(line: int, record: dict[str, Any], fmt: str) -> dict[str, Any]:
         prompt, reference = _eval_pair(record, fmt, prompt_fn)
         ident = record.get("id")
-        return {"id": str(line if ident is None else ident), "prompt": prompt, "reference": reference,
-                "class": record_class(record), "groups": record_groups(record)}
+        return {
+            "id": str(line if ident is None else ident),
+            "prompt": prompt,
+            "reference": reference,
+            "class": record_class(record),
+            "groups": record_groups(record),
+        }
 
     return _convert_all(records, eval_formats("IDP") + PREFERENCE, "an IDP evaluation record", convert, source)
 
@@ -241,10 +254,15 @@ def to_code_eval_examples(
     records: Records, prompt_fn: Callable[[str], str], *, source: str = "data"
 ) -> list[dict[str, Any]]:
     """HumanEval records as {"id","prompt","reference","class"}; the reference is the problem itself."""
+
     def convert(line: int, record: dict[str, Any], fmt: str) -> dict[str, Any]:
         problem = {key: record[key] for key in ("task_id", "prompt", "test", "entry_point")}
-        return {"id": str(record["task_id"]), "prompt": as_messages(prompt_fn(record["prompt"]), "user"),
-                "reference": problem, "class": record_class(record)}
+        return {
+            "id": str(record["task_id"]),
+            "prompt": as_messages(prompt_fn(record["prompt"]), "user"),
+            "reference": problem,
+            "class": record_class(record),
+        }
 
     return _convert_all(records, ("humaneval",), "a HumanEval problem", convert, source)
 
@@ -261,6 +279,7 @@ def to_preference_examples(
     A string prompt goes through the task's `prompt_fn` (as in SFT and evaluation); an answer given as an object
     (IDP gold JSON) through `answer_fn`. Message lists are kept as they are.
     """
+
     def text_prompt(value: Any) -> Any:
         return prompt_fn(value) if prompt_fn is not None and isinstance(value, str) else value
 
@@ -268,9 +287,11 @@ def to_preference_examples(
         return answer_fn(value) if answer_fn is not None and isinstance(value, dict) else value
 
     def convert(line: int, record: dict[str, Any], fmt: str) -> dict[str, Any]:
-        return {"prompt": as_messages(text_prompt(record["prompt"]), "user"),
-                "chosen": as_messages(answer(record["chosen"]), "assistant"),
-                "rejected": as_messages(answer(record["rejected"]), "assistant"),
-                "class": record_class(record)}
+        return {
+            "prompt": as_messages(text_prompt(record["prompt"]), "user"),
+            "chosen": as_messages(answer(record["chosen"]), "assistant"),
+            "rejected": as_messages(answer(record["rejected"]), "assistant"),
+            "class": record_class(record),
+        }
 
     return _convert_all(records, ("preference",), "a preference record", convert, source)

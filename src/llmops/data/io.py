@@ -120,8 +120,9 @@ def decode_text(location: str, data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise DataError(format_problem(location, line, f"not valid UTF-8 (byte 0x{data[err.start]:02x}); "
-                                                       "save the file as UTF-8")) from err
+        raise DataError(
+            format_problem(location, line, f"not valid UTF-8 (byte 0x{data[err.start]:02x}); save the file as UTF-8")
+        ) from err
 
 
 def exists(location: str) -> bool:
@@ -141,8 +142,10 @@ def _records_bytes(location: str) -> bytes:
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{location}: not a readable gzip file ({err}); compress it again with gzip, or drop "
-                        "the .gz from its name if it is not compressed") from err
+        raise DataError(
+            f"{location}: not a readable gzip file ({err}); compress it again with gzip, or drop "
+            "the .gz from its name if it is not compressed"
+        ) from err
 
 
 def scan_records(location: str, empty_ok: bool = False) -> ScanResult:

@@ -35,7 +35,11 @@ class _Context:
 
 
 def validate_file(
-    location: str, flow_type: str, accepted: Sequence[str], schema: dict | None = None, role: str = "train",
+    location: str,
+    flow_type: str,
+    accepted: Sequence[str],
+    schema: dict | None = None,
+    role: str = "train",
     label: str = "",
 ) -> list[str]:
     """Every problem in the file at `location` as `FILE:LINE: what is wrong`; [] when it is clean.

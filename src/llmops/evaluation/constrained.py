@@ -42,8 +42,14 @@ class JsonConstraint:
 class JsonGrammar:
     """xgrammar's compiler for one tokenizer, with a cache of compiled schemas (thread-safe)."""
 
-    def __init__(self, tokenizer: Any, vocab_size: int, stop_ids: list[int],
-                 string_max: int | None = MAX_STRING_REPEAT, items_max: int = MAX_ITEMS) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        vocab_size: int,
+        stop_ids: list[int],
+        string_max: int | None = MAX_STRING_REPEAT,
+        items_max: int = MAX_ITEMS,
+    ) -> None:
         import xgrammar as xgr
 
         self.tokenizer = tokenizer
@@ -94,8 +100,11 @@ class JsonGrammar:
                 raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
             shortest = min_json(narrowed)
             longest = max_json_bytes(narrowed)
-            found = JsonConstraint(compiled, self.fewest_tokens(shortest) if shortest is not None else 0,
-                                   None if longest is None else longest + 1)  # + the end-of-sequence token
+            found = JsonConstraint(
+                compiled,
+                self.fewest_tokens(shortest) if shortest is not None else 0,
+                None if longest is None else longest + 1,
+            )  # + the end-of-sequence token
             if len(self._cache) > 256:
                 self._cache.clear()
             self._cache[key] = found
@@ -139,8 +148,13 @@ class GrammarProcessor:
     free), then each row's temperature / top-p. Pass `do_sample` with temperature 1 and top-p 1 to `generate` when
     sampling, so that its own warpers do not act before the mask."""
 
-    def __init__(self, grammars: list[Any], vocab_size: int, temperatures: list[float] | None = None,
-                 top_ps: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        grammars: list[Any],
+        vocab_size: int,
+        temperatures: list[float] | None = None,
+        top_ps: list[float] | None = None,
+    ) -> None:
         import xgrammar as xgr
 
         self.matchers = [xgr.GrammarMatcher(g) if g is not None else None for g in grammars]
@@ -170,8 +184,9 @@ class GrammarProcessor:
                     matcher.fill_next_token_bitmask(self.bitmask, row)
                     rows.append(row)
             if rows:
-                xgr.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device), vocab_size=scores.shape[1],
-                                                indices=rows)
+                xgr.apply_token_bitmask_inplace(
+                    scores, self.bitmask.to(scores.device), vocab_size=scores.shape[1], indices=rows
+                )
         if self.temperatures is not None:
             top_ps = self.top_ps or [1.0] * len(self.temperatures)
             for row, (temperature, top_p) in enumerate(zip(self.temperatures, top_ps)):

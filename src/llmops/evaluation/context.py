@@ -30,8 +30,9 @@ def _pages(text: str) -> int:
     return count
 
 
-def shorten_messages(tokenizer: Any, messages: list[dict[str, Any]], length: int, limit: int,
-                     what: str) -> list[dict[str, Any]]:
+def shorten_messages(
+    tokenizer: Any, messages: list[dict[str, Any]], length: int, limit: int, what: str
+) -> list[dict[str, Any]]:
     """`messages` whose rendering (`length` tokens) must shrink to `limit`: the last user message cut at its end,
     and a warning on stderr naming `what`; unchanged when nothing can be cut."""
     index = _last_user(messages)
@@ -44,9 +45,12 @@ def shorten_messages(tokenizer: Any, messages: list[dict[str, Any]], length: int
     kept_text = tokenizer.decode(ids[:keep], skip_special_tokens=True)
     pages = _pages(content)
     page_note = f", pages 1-{_pages(kept_text)} of {pages}" if pages > 1 else ""
-    print(f"warning: {what}: {length:,} tokens, over the limit of {limit:,}; kept the first {keep:,} of its "
-          f"{len(ids):,} document tokens{page_note} (raise training.max_len or split the document)",
-          file=sys.stderr, flush=True)
+    print(
+        f"warning: {what}: {length:,} tokens, over the limit of {limit:,}; kept the first {keep:,} of its "
+        f"{len(ids):,} document tokens{page_note} (raise training.max_len or split the document)",
+        file=sys.stderr,
+        flush=True,
+    )
     out = [dict(m) for m in messages]
     out[index]["content"] = kept_text + CUT_MARK
     return out

@@ -31,19 +31,29 @@ def _prompt_text(messages: list[dict[str, str]]) -> str:
     return users[-1] if users else "\n".join(m.get("content", "") for m in messages)
 
 
-def _sampled_metrics(model: Any, tokenizer: Any, task: Task, prompts: list, references: list, classes: list[str],
-                     settings: Any) -> dict[str, float]:
+def _sampled_metrics(
+    model: Any, tokenizer: Any, task: Task, prompts: list, references: list, classes: list[str], settings: Any
+) -> dict[str, float]:
     """pass_at_<k> for k > 1 from `num_samples` sampled answers, for tasks that score samples (CodeGen)."""
     ks = [k for k in getattr(settings, "pass_k", []) if 1 < k <= settings.num_samples]
     if settings.num_samples <= 1 or not ks or not hasattr(task, "score_samples"):
         return {}
-    samples = sample(model, tokenizer, prompts, settings.num_samples, settings.batch_size, settings.answer_tokens,
-                     settings.temperature, settings.top_p)
+    samples = sample(
+        model,
+        tokenizer,
+        prompts,
+        settings.num_samples,
+        settings.batch_size,
+        settings.answer_tokens,
+        settings.temperature,
+        settings.top_p,
+    )
     return task.score_samples(samples, references, classes, ks)
 
 
-def decoding(model: Any, tokenizer: Any, task: Task, settings: Any, gold_tokens: int | None = None,
-             tighten: bool = False) -> tuple[Any, int]:
+def decoding(
+    model: Any, tokenizer: Any, task: Task, settings: Any, gold_tokens: int | None = None, tighten: bool = False
+) -> tuple[Any, int]:
     """(the compiled JSON grammar or None, max_new_tokens) of an evaluation: IDP decodes under its schema (any JSON
     object without one) unless `eval.constrained` is false.
 
@@ -63,8 +73,9 @@ def decoding(model: Any, tokenizer: Any, task: Task, settings: Any, gold_tokens:
     try:
         constraint = JsonGrammar.for_model(model, tokenizer).constraint(schema, wanted if tighten else None)
     except ValueError as exc:
-        raise DataError(f"schema: constrained decoding cannot compile it ({exc}); set eval.constrained=false "
-                        "to evaluate without it") from None
+        raise DataError(
+            f"schema: constrained decoding cannot compile it ({exc}); set eval.constrained=false to evaluate without it"
+        ) from None
     limits = [x for x in (wanted, constraint.max_tokens) if x]
     return constraint.grammar, min(limits) if limits else DEFAULT_MAX_NEW_TOKENS
 
@@ -73,8 +84,11 @@ def _gold_tokens(tokenizer: Any, task: Task, references: list[Any]) -> int | Non
     """The length in tokens of the longest gold answer (IDP: the gold JSON as training writes it), or None."""
     if not getattr(task, "answers_json", False):
         return None
-    lengths = [len(tokenizer(task.format_answer(ref), add_special_tokens=False)["input_ids"])
-               for ref in references if ref is not None]
+    lengths = [
+        len(tokenizer(task.format_answer(ref), add_special_tokens=False)["input_ids"])
+        for ref in references
+        if ref is not None
+    ]
     return max(lengths, default=0) or None
 
 
@@ -101,22 +115,33 @@ def evaluate(
     references = [task.reference(example) for example in examples]
     classes = [class_of(example) for example in examples]
     grammar, max_new_tokens = decoding(model, tokenizer, task, settings, _gold_tokens(tokenizer, task, references))
-    outputs = generate(model, tokenizer, prompts, settings.batch_size, max_new_tokens, desc="evaluating",
-                       bf16=settings.bf16, grammar=grammar, names=[str(ex.get("id", i)) for i, ex in enumerate(examples)])
+    outputs = generate(
+        model,
+        tokenizer,
+        prompts,
+        settings.batch_size,
+        max_new_tokens,
+        desc="evaluating",
+        bf16=settings.bf16,
+        grammar=grammar,
+        names=[str(ex.get("id", i)) for i, ex in enumerate(examples)],
+    )
     metrics = task.score(outputs, references, classes)
     if getattr(task, "answers_json", False):
         metrics["constrained_decoding"] = float(grammar is not None)
     metrics.update(_sampled_metrics(model, tokenizer, task, prompts, references, classes, settings))
     rows = []
     for i, (example, output) in enumerate(zip(examples, outputs)):
-        rows.append({
-            "id": str(example.get("id", i)),
-            "class": classes[i],
-            "prompt": _prompt_text(prompts[i]),
-            "output": output,
-            "gold": references[i],
-            **task.example_scores(output, references[i]),
-        })
+        rows.append(
+            {
+                "id": str(example.get("id", i)),
+                "class": classes[i],
+                "prompt": _prompt_text(prompts[i]),
+                "output": output,
+                "gold": references[i],
+                **task.example_scores(output, references[i]),
+            }
+        )
     report = EvalReport(metrics=metrics, per_field=task.per_field(outputs, references), rows=rows)
     _explain(report, task, outputs, references, [row["id"] for row in rows], examples)
     if predictions_path is not None:
@@ -138,8 +163,14 @@ def errors_path(predictions_path: Path) -> Path:
     return predictions_path.with_name(f"{predictions_path.stem}.errors.jsonl")
 
 
-def _explain(report: EvalReport, task: Task, outputs: list[str], references: list[Any], ids: list[str],
-             examples: list[dict[str, Any]]) -> None:
+def _explain(
+    report: EvalReport,
+    task: Task,
+    outputs: list[str],
+    references: list[Any],
+    ids: list[str],
+    examples: list[dict[str, Any]],
+) -> None:
     """Per-field precision/recall (`field/<path>/...`), metrics per group (`lang-de/`, `scanned/`, ...) and the
     error table of the worst fields, for tasks that report fields (IDP)."""
     if not hasattr(task, "field_report"):

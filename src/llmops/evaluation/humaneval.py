@@ -55,8 +55,10 @@ def load_samples(location: str, problems: dict[str, dict[str, Any]], problems_lo
     missing = [task_id for task_id in problems if task_id not in attempted]
     if missing:
         shown = ", ".join(missing[:_MAX_LISTED]) + (" ..." if len(missing) > _MAX_LISTED else "")
-        raise DataError(f"{location} has no samples for {len(missing)} of the {len(problems)} problems of "
-                        f"{problems_location}: {shown}; add samples for them or leave them out of the problems file")
+        raise DataError(
+            f"{location} has no samples for {len(missing)} of the {len(problems)} problems of "
+            f"{problems_location}: {shown}; add samples for them or leave them out of the problems file"
+        )
     return samples
 
 
@@ -106,6 +108,4 @@ def evaluate_samples(
     rows = [{**sample, "result": check.result, "passed": check.passed} for sample, check in zip(samples, checks)]
     write_jsonl(results_path(samples_path), rows)
     correct = Counter(s["task_id"] for s, c in zip(samples, checks) if c.passed)
-    return {
-        f"pass_at_{k}": sum(pass_at_k(counts[t], correct[t], k) for t in problems) / len(problems) for k in ks
-    }
+    return {f"pass_at_{k}": sum(pass_at_k(counts[t], correct[t], k) for t in problems) / len(problems) for k in ks}

@@ -26,8 +26,10 @@ def reward_kwargs(cfg: RunConfig) -> dict[str, Any]:
 def check_samples(samples: int, where: str = "--samples") -> None:
     """ConfigError unless at least two answers per prompt are sampled (one answer has nothing to compare with)."""
     if samples < MIN_SAMPLES:
-        raise ConfigError(f"{where} {samples}: mining pairs compares answers to the same prompt, so it needs at "
-                          f"least {MIN_SAMPLES}; use 4 or more")
+        raise ConfigError(
+            f"{where} {samples}: mining pairs compares answers to the same prompt, so it needs at "
+            f"least {MIN_SAMPLES}; use 4 or more"
+        )
 
 
 def _best_and_worst(rewards: list[float]) -> tuple[int, int]:
@@ -42,15 +44,25 @@ def _pair(example: dict[str, Any], answers: list[str], rewards: list[float]) -> 
     best, worst = _best_and_worst(rewards)
     if rewards[best] == rewards[worst] or answers[best] == answers[worst]:
         return None
-    return {"prompt": example["prompt"], "chosen": answers[best], "rejected": answers[worst],
-            "class": example.get("class", "all"), "chosen_reward": rewards[best], "rejected_reward": rewards[worst]}
+    return {
+        "prompt": example["prompt"],
+        "chosen": answers[best],
+        "rejected": answers[worst],
+        "class": example.get("class", "all"),
+        "chosen_reward": rewards[best],
+        "rejected_reward": rewards[worst],
+    }
 
 
 def _summary(prompts: int, samples: int, pairs: int, rewards: list[float], seconds: float) -> dict[str, Any]:
-    return {"prompts": prompts, "samples_per_prompt": samples, "pairs": pairs,
-            "mean_reward": sum(rewards) / len(rewards) if rewards else 0.0,
-            "full_reward_share": sum(r == 1.0 for r in rewards) / len(rewards) if rewards else 0.0,
-            "seconds": seconds}
+    return {
+        "prompts": prompts,
+        "samples_per_prompt": samples,
+        "pairs": pairs,
+        "mean_reward": sum(rewards) / len(rewards) if rewards else 0.0,
+        "full_reward_share": sum(r == 1.0 for r in rewards) / len(rewards) if rewards else 0.0,
+        "seconds": seconds,
+    }
 
 
 def mine_pairs(
@@ -80,16 +92,27 @@ def mine_pairs(
     if temperature <= 0:
         raise ConfigError(f"temperature {temperature}: sampling needs a temperature above 0 (e.g. 1.0)")
     start = time.perf_counter()
-    grammar, max_new_tokens = decoding(model, tokenizer, task,
-                                       SimpleNamespace(max_new_tokens=max_new_tokens, constrained=constrained))
-    answers = sample(model, tokenizer, [ex["prompt"] for ex in examples], samples, batch_size, max_new_tokens,
-                     temperature, seed=seed, desc="sampling answers to mine pairs", grammar=grammar)
+    grammar, max_new_tokens = decoding(
+        model, tokenizer, task, SimpleNamespace(max_new_tokens=max_new_tokens, constrained=constrained)
+    )
+    answers = sample(
+        model,
+        tokenizer,
+        [ex["prompt"] for ex in examples],
+        samples,
+        batch_size,
+        max_new_tokens,
+        temperature,
+        seed=seed,
+        desc="sampling answers to mine pairs",
+        grammar=grammar,
+    )
     flat = [answer for group in answers for answer in group]
     references = [ex["reference"] for ex in examples for _ in range(samples)]
     rewards = task.rewards(flat, references, **(reward_kwargs or {})) if flat else []
     pairs = []
     for i, example in enumerate(examples):
-        pair = _pair(example, answers[i], rewards[i * samples:(i + 1) * samples])
+        pair = _pair(example, answers[i], rewards[i * samples : (i + 1) * samples])
         if pair is not None:
             pairs.append(pair)
     return pairs, _summary(len(examples), samples, len(pairs), rewards, time.perf_counter() - start)

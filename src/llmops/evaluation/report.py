@@ -37,8 +37,9 @@ def _read_records(location: str, problems: list[str]) -> list[tuple[int, dict[st
     return result.records
 
 
-def _record_id(location: str, lineno: int, record: dict[str, Any], seen: dict[str, int],
-               problems: list[str]) -> str | None:
+def _record_id(
+    location: str, lineno: int, record: dict[str, Any], seen: dict[str, int], problems: list[str]
+) -> str | None:
     """The record's id as text, or None (with a problem) when missing, of a bad type or repeated."""
     value = record.get("id")
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
@@ -93,7 +94,7 @@ def _gold_fields(location: str, lineno: int, record: dict[str, Any], problems: l
 
 def _by_line(location: str, problems: list[str]) -> list[str]:
     """`LOCATION:LINE: ...` problems in line order (stable within a line)."""
-    return sorted(problems, key=lambda p: int(p[len(location) + 1:].split(":", 1)[0]))
+    return sorted(problems, key=lambda p: int(p[len(location) + 1 :].split(":", 1)[0]))
 
 
 def _raise_problems(problems: list[str]) -> None:
@@ -128,7 +129,7 @@ def _load_pairs(predictions_path: str, gold_path: str) -> tuple[dict[str, str], 
     problems = _by_line(predictions_path, pred_problems) + _by_line(gold_path, gold_problems)
     _raise_problems(problems)
     if not gold:
-        raise DataError(f"{gold_path}: no gold records; expected JSONL lines of {{\"id\", \"fields\"}}")
+        raise DataError(f'{gold_path}: no gold records; expected JSONL lines of {{"id", "fields"}}')
     return predictions, gold
 
 

@@ -45,11 +45,19 @@ MAX_MULTIPLES = 256
 # A generated JSON string may not hold raw control characters, quotes or backslashes (no escapes needed). A
 # positive class of code points: xgrammar reads a negated one ([^...]) leniently, accepting UTF-8-encoded surrogates
 # and overlong sequences, which decode to several U+FFFD (past maxLength).
-STRING_CHARS = "[\\x20\\x21\\x23-\\x5b\\x5d-\\ud7ff\\ue000-\U0010ffff]"  # the last bound a literal character: xgrammar reads no \\U escape
+# The last bound is a literal character: xgrammar reads no \U escape.
+STRING_CHARS = "[\\x20\\x21\\x23-\\x5b\\x5d-\\ud7ff\\ue000-\U0010ffff]"
 UNTYPED_AS = ["string", "integer", "boolean", "null"]
 _TYPED_BY = {"type", "enum", "const", "$ref", "anyOf", "oneOf", "allOf", "not"}
-_OBJECT_KEYS = {"properties", "additionalProperties", "patternProperties", "required", "propertyNames",
-                "minProperties", "maxProperties"}
+_OBJECT_KEYS = {
+    "properties",
+    "additionalProperties",
+    "patternProperties",
+    "required",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+}
 _ARRAY_KEYS = {"items", "prefixItems", "minItems", "maxItems", "contains"}
 _ONE = ("items", "additionalItems", "contains", "then", "else")  # narrowing inside `not` / `if` would widen
 _LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
@@ -65,12 +73,30 @@ FORMAT_PATTERNS = {
     "hostname": f"^{_LABEL}(\\.{_LABEL}){{0,3}}$",
 }
 # Formats xgrammar knows (the others it writes as any string, unbounded, and validators ignore them).
-_XGRAMMAR_FORMATS = {"date", "uuid", "ipv4", "ipv6", "uri", "uri-reference", "uri-template", "duration",
-                     "json-pointer", "relative-json-pointer", "iri", "iri-reference", "idn-email", "idn-hostname",
-                     "regex"}
+_XGRAMMAR_FORMATS = {
+    "date",
+    "uuid",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "uri-template",
+    "duration",
+    "json-pointer",
+    "relative-json-pointer",
+    "iri",
+    "iri-reference",
+    "idn-email",
+    "idn-hostname",
+    "regex",
+}
 # Formats xgrammar writes with a bounded grammar: their shortest instance and their longest length.
-BOUNDED_FORMATS = {"date": ("2000-01-01", 10), "uuid": ("00000000-0000-0000-0000-000000000000", 36),
-                   "ipv4": ("0.0.0.0", 15), "ipv6": ("::", 45)}
+BOUNDED_FORMATS = {
+    "date": ("2000-01-01", 10),
+    "uuid": ("00000000-0000-0000-0000-000000000000", 36),
+    "ipv4": ("0.0.0.0", 15),
+    "ipv6": ("::", 45),
+}
 
 
 def narrow_schema(schema: Any, string_max: int | None = MAX_STRING_REPEAT, items_max: int = MAX_ITEMS) -> Any:
@@ -99,8 +125,9 @@ def _narrow(node: Any, smax: int | None, imax: int = MAX_ITEMS) -> Any:
         if isinstance(node.get(key), dict):
             out[key] = {k: _narrow(v, smax, imax) for k, v in node[key].items()}
     if isinstance(node.get("allOf"), list) and len(node["allOf"]) > 1:
-        raise ValueError("allOf with several subschemas is not supported (xgrammar would ignore it); merge them "
-                         "into one schema")
+        raise ValueError(
+            "allOf with several subschemas is not supported (xgrammar would ignore it); merge them into one schema"
+        )
     types = _infer_types(out)
     if "enum" in out or "const" in out:
         return out  # a finite set of values
@@ -197,7 +224,7 @@ def bound_pattern(pattern: str, repeat: int = PATTERN_REPEAT) -> str:
     while i < len(pattern):
         c = pattern[i]
         if c == "\\":
-            out.append(pattern[i:i + 2])
+            out.append(pattern[i : i + 2])
             i += 2
             continue
         if in_class:
@@ -207,8 +234,8 @@ def bound_pattern(pattern: str, repeat: int = PATTERN_REPEAT) -> str:
             continue
         if c == "[":
             j = i + 1
-            j += pattern[j:j + 1] == "^"
-            j += pattern[j:j + 1] == "]"  # a leading ] is a literal
+            j += pattern[j : j + 1] == "^"
+            j += pattern[j : j + 1] == "]"  # a leading ] is a literal
             in_class = True
             out.append(pattern[i:j])
             i = j
@@ -221,7 +248,7 @@ def bound_pattern(pattern: str, repeat: int = PATTERN_REPEAT) -> str:
         low = 0 if c == "*" else 1 if c == "+" else int(found[1])
         out.append(f"{{{low},{low + repeat}}}")
         i += 1 if found is None else found.end()
-        i += pattern[i:i + 1] == "?"
+        i += pattern[i : i + 1] == "?"
     return "".join(out)
 
 
@@ -277,6 +304,18 @@ def _multiples(step: int, low: int, high: int) -> list[int]:
     return [k * step for k in range(start, min(last, start + MAX_MULTIPLES - 1) + 1)]
 
 
-__all__ = ["BOUNDED_FORMATS", "FORMAT_PATTERNS", "INT_BOUND", "KEY_MAX", "MAX_ITEMS", "MAX_PROPERTIES",
-           "MAX_STRING_REPEAT", "PATTERN_REPEAT", "STRING_CHARS", "UNTYPED_AS", "bound_pattern", "limits",
-           "narrow_schema"]
+__all__ = [
+    "BOUNDED_FORMATS",
+    "FORMAT_PATTERNS",
+    "INT_BOUND",
+    "KEY_MAX",
+    "MAX_ITEMS",
+    "MAX_PROPERTIES",
+    "MAX_STRING_REPEAT",
+    "PATTERN_REPEAT",
+    "STRING_CHARS",
+    "UNTYPED_AS",
+    "bound_pattern",
+    "limits",
+    "narrow_schema",
+]

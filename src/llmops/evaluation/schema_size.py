@@ -88,9 +88,15 @@ def _min(node: Any, root: Any, depth: int) -> str:
     branches = _branches(node)
     if branches is not None:
         return _shortest([lambda b=b: _min(b, root, depth + 1) for b in branches])
-    makers = {"null": lambda: "null", "boolean": lambda: "true", "integer": lambda: _min_number(node, True),
-              "number": lambda: _min_number(node, False), "string": lambda: _min_string(node),
-              "array": lambda: _min_array(node, root, depth), "object": lambda: _min_object(node, root, depth)}
+    makers = {
+        "null": lambda: "null",
+        "boolean": lambda: "true",
+        "integer": lambda: _min_number(node, True),
+        "number": lambda: _min_number(node, False),
+        "string": lambda: _min_string(node),
+        "array": lambda: _min_array(node, root, depth),
+        "object": lambda: _min_object(node, root, depth),
+    }
     return _shortest([makers[t] for t in _types(node) if t in makers] or [lambda: "0"])
 
 
@@ -110,8 +116,9 @@ def _min_number(node: dict[str, Any], integer: bool) -> str:
     low, low_x, high, high_x = limits(node)
 
     def fits(x: float) -> bool:
-        return ((low is None or x > low or (x == low and not low_x))
-                and (high is None or x < high or (x == high and not high_x)))
+        return (low is None or x > low or (x == low and not low_x)) and (
+            high is None or x < high or (x == high and not high_x)
+        )
 
     up = None if low is None else math.ceil(low) + (1 if low_x and float(low).is_integer() else 0)
     down = None if high is None else math.floor(high) - (1 if high_x and float(high).is_integer() else 0)
@@ -172,9 +179,15 @@ def _max(node: Any, root: Any, refs: frozenset[str]) -> int:
     branches = _branches(node)
     if branches is not None:
         return max(_max(b, root, refs) for b in branches)
-    sizes = {"null": lambda: 4, "boolean": lambda: 5, "integer": lambda: _max_number(node, 0),
-             "number": lambda: _max_number(node, 7), "string": lambda: _max_string(node),
-             "array": lambda: _max_array(node, root, refs), "object": lambda: _max_object(node, root, refs)}
+    sizes = {
+        "null": lambda: 4,
+        "boolean": lambda: 5,
+        "integer": lambda: _max_number(node, 0),
+        "number": lambda: _max_number(node, 7),
+        "string": lambda: _max_string(node),
+        "array": lambda: _max_array(node, root, refs),
+        "object": lambda: _max_object(node, root, refs),
+    }
     types = [t for t in _types(node) if t in sizes]
     if not types:
         raise _Unknown("untyped")

@@ -5,12 +5,12 @@ KFP ships only a component function's source into its container, so every import
 subprocesses of the current interpreter.
 """
 
-
 from dataclasses import dataclass
 from typing import Any
 
-from kfp import dsl
 from kfp.dsl import Artifact, Markdown, Metrics, Model, Output
+
+from kfp import dsl
 
 
 def validate(config: str, workdir: str) -> str:
@@ -79,9 +79,16 @@ class Components:
 
 def make_components(image: str) -> Components:
     """Components running on `image` (which must contain llmops and kfp: no pip install at start)."""
+
     def make(func: Any) -> Any:
         return dsl.component(func, base_image=image, install_kfp_package=False)
 
-    return Components(validate=make(validate), baseline=make(baseline_eval), train=make(train),
-                      evaluate=make(evaluate), gate=make(gate), register=make(register),
-                      deploy=make(deploy))
+    return Components(
+        validate=make(validate),
+        baseline=make(baseline_eval),
+        train=make(train),
+        evaluate=make(evaluate),
+        gate=make(gate),
+        register=make(register),
+        deploy=make(deploy),
+    )

@@ -10,13 +10,11 @@ lightweight Python components and ignores Kubernetes settings, so the local pipe
 local folder instead of the volume.
 """
 
-
 import json
 from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl
-
 from llmops.config import KfpSettings, RunConfig
 from llmops.kfp.components import make_components
 
@@ -43,8 +41,9 @@ def _placement(k: KfpSettings, cluster: bool, pvc: Any) -> Callable[..., Any]:
         if volume:
             kubernetes.mount_pvc(task, pvc_name=pvc.outputs["name"], mount_path=WORKDIR)
         for secret in k.secrets:
-            kubernetes.use_secret_as_env(task, secret_name=secret.secret, secret_key_to_env=dict(secret.env),
-                                         optional=secret.optional)
+            kubernetes.use_secret_as_env(
+                task, secret_name=secret.secret, secret_key_to_env=dict(secret.env), optional=secret.optional
+            )
         kubernetes.set_timeout(task, timeout_s or k.step_timeout_s)
         if not gpu:
             return task.set_cpu_request(k.light_cpu).set_memory_request(k.light_memory)
@@ -56,8 +55,9 @@ def _placement(k: KfpSettings, cluster: bool, pvc: Any) -> Callable[..., Any]:
             kubernetes.add_node_selector(task, label_key=key, label_value=value)
         for toleration in k.tolerations:
             kubernetes.add_toleration(task, **toleration)
-        kubernetes.empty_dir_mount(task, volume_name=SHM_VOLUME, mount_path="/dev/shm", medium="Memory",
-                                   size_limit=k.shm_size)
+        kubernetes.empty_dir_mount(
+            task, volume_name=SHM_VOLUME, mount_path="/dev/shm", medium="Memory", size_limit=k.shm_size
+        )
         return task
 
     return place
@@ -69,32 +69,44 @@ def build_pipeline(cfg: RunConfig, cluster: bool = True, workdir: str = WORKDIR)
     ops = make_components(k.image)
     default_config = config_json(cfg)
 
-    @dsl.pipeline(name=k.pipeline_name, description="llmops: validate, baseline-eval, train, eval, gate, register, "
-                                                    "deploy the winner")
+    @dsl.pipeline(
+        name=k.pipeline_name,
+        description="llmops: validate, baseline-eval, train, eval, gate, register, deploy the winner",
+    )
     def llmops_pipeline(config: str = default_config, workdir: str = workdir) -> None:
         pvc = None
         if cluster:
             from kfp import kubernetes
 
-            pvc = kubernetes.CreatePVC(pvc_name=f"llmops-{dsl.PIPELINE_JOB_ID_PLACEHOLDER}",
-                                       access_modes=[k.access_mode], size=k.volume_size,
-                                       storage_class_name=k.storage_class)
+            pvc = kubernetes.CreatePVC(
+                pvc_name=f"llmops-{dsl.PIPELINE_JOB_ID_PLACEHOLDER}",
+                access_modes=[k.access_mode],
+                size=k.volume_size,
+                storage_class_name=k.storage_class,
+            )
             pvc.set_display_name("run-volume").set_caching_options(False)
         place = _placement(k, cluster, pvc)
         validate = place(ops.validate(config=config, workdir=workdir).set_display_name("validate"))
         run_dir = validate.output
         baseline = place(ops.baseline(run_dir=run_dir).set_display_name("baseline-eval"), gpu=True)
         volume = pvc.outputs["name"] if cluster else ""
-        train = place(ops.train(run_dir=run_dir, volume=volume).set_display_name("train").after(baseline), gpu=True,
-                      timeout_s=k.train_timeout_s)
-        train.set_retry(num_retries=k.train_retries, backoff_duration=k.retry_backoff, backoff_factor=2.0,
-                        backoff_max_duration="3600s")
+        train = place(
+            ops.train(run_dir=run_dir, volume=volume).set_display_name("train").after(baseline),
+            gpu=True,
+            timeout_s=k.train_timeout_s,
+        )
+        train.set_retry(
+            num_retries=k.train_retries,
+            backoff_duration=k.retry_backoff,
+            backoff_factor=2.0,
+            backoff_max_duration="3600s",
+        )
         if k.cache_training:
             train.set_caching_options(True)
         evaluate = place(ops.evaluate(run_dir=run_dir).set_display_name("eval").after(train), gpu=True)
         gate = place(ops.gate(run_dir=run_dir).set_display_name("gate").after(evaluate))
         register = place(ops.register(run_dir=run_dir).set_display_name("register").after(gate))
-        with dsl.If(gate.output == True, name="model-won"):
+        with dsl.If(gate.output == True, name="model-won"):  # noqa: E712 - a KFP condition, compiled, not evaluated
             place(ops.deploy(config=config, registration=register.output).set_display_name("deploy"), volume=False)
         if cluster:
             from kfp import kubernetes

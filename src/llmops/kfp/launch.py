@@ -25,7 +25,6 @@ def _for_cluster(cfg: RunConfig) -> RunConfig:
 def compile_pipeline(cfg: RunConfig, path: str | Path) -> Path:
     """Compile the cluster pipeline for `cfg` to `path` (written atomically); returns the path."""
     from kfp import compiler
-
     from llmops.kfp.dag import build_pipeline
 
     path = Path(path)
@@ -75,8 +74,9 @@ def _upload(client: Any, package: Path, name: str) -> tuple[str, str]:
             if pipeline_id is None:
                 raise
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    version = client.upload_pipeline_version(str(package), pipeline_version_name=f"{name}-{stamp}-"
-                                             f"{secrets.token_hex(3)}", pipeline_id=pipeline_id)
+    version = client.upload_pipeline_version(
+        str(package), pipeline_version_name=f"{name}-{stamp}-{secrets.token_hex(3)}", pipeline_id=pipeline_id
+    )
     return pipeline_id, version.pipeline_version_id
 
 
@@ -84,8 +84,10 @@ def submit(cfg: RunConfig, host: str | None, package: str | Path | None = None, 
     """Compile (unless `package` is given), upload (or add a version), and start a run; returns its ids."""
     host = host or cfg.host
     if not host and client is None:
-        raise ConfigError("kfp submit: pass --host URL (the KFP API, e.g. http://ml-pipeline.kubeflow:8888) "
-                          "or set host: in the config")
+        raise ConfigError(
+            "kfp submit: pass --host URL (the KFP API, e.g. http://ml-pipeline.kubeflow:8888) "
+            "or set host: in the config"
+        )
     package = Path(package) if package else compile_pipeline(cfg, Path(cfg.save_dir) / "kfp" / "pipeline.yaml")
     if client is None:
         import kfp
@@ -94,30 +96,34 @@ def submit(cfg: RunConfig, host: str | None, package: str | Path | None = None, 
         try:
             client = kfp.Client(host=host, existing_token=_token(), **kwargs)
         except Exception as e:
-            raise LlmopsError(f"KFP at {host} cannot be reached: {e}. Check --host and that you can reach the KFP "
-                              "API (kubectl port-forward svc/ml-pipeline-ui 8080:80 -n kubeflow)") from None
+            raise LlmopsError(
+                f"KFP at {host} cannot be reached: {e}. Check --host and that you can reach the KFP "
+                "API (kubectl port-forward svc/ml-pipeline-ui 8080:80 -n kubeflow)"
+            ) from None
     name = cfg.kfp.pipeline_name
     pipeline_id, version_id = _upload(client, package, name)
     experiment = client.create_experiment(cfg.kfp.experiment_name, namespace=cfg.kfp.namespace)
-    run = client.run_pipeline(experiment_id=experiment.experiment_id, job_name=run_name(cfg),
-                              pipeline_id=pipeline_id, version_id=version_id)
+    run = client.run_pipeline(
+        experiment_id=experiment.experiment_id, job_name=run_name(cfg), pipeline_id=pipeline_id, version_id=version_id
+    )
     return {"pipeline_id": pipeline_id, "version_id": version_id, "run_id": run.run_id, "package": str(package)}
 
 
 def run_local(cfg: RunConfig, workdir: str | Path) -> dict[str, Any]:
     """The same pipeline through `kfp.local` (SubprocessRunner, this interpreter); returns the run's summary."""
     from kfp import local
-
     from llmops.kfp.dag import build_pipeline
     from llmops.tracking.uri import resolve_tracking_uri
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     tracking = resolve_tracking_uri(cfg.tracking.tracking_uri)
-    local_cfg = cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"tracking_uri": tracking,
-                                                                        "kserve_apply": False})})
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "kfp-outputs"),
-               raise_on_error=False)
+    local_cfg = cfg.model_copy(
+        update={"kfp": cfg.kfp.model_copy(update={"tracking_uri": tracking, "kserve_apply": False})}
+    )
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "kfp-outputs"), raise_on_error=False
+    )
     before = set((workdir / "runs").glob("*/state.json"))
     task = build_pipeline(local_cfg, cluster=False, workdir=str(workdir))()
     # run folders are the ones with a state.json (save_dir also holds kd-cache/ for KD runs)
@@ -127,8 +133,9 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict[str, Any]:
     (run_dir,) = runs
     state = json.loads((run_dir / "state.json").read_text())
     if "gate" not in state:
-        raise LlmopsError(f"kfp.local: the pipeline stopped before register (see the step output above); "
-                          f"run folder {run_dir}")
+        raise LlmopsError(
+            f"kfp.local: the pipeline stopped before register (see the step output above); run folder {run_dir}"
+        )
     summary = json.loads((run_dir / "summary.json").read_text())
     summary["kfp_outputs"] = str(workdir / "kfp-outputs")
     summary["kfp_state"] = str(getattr(task, "state", ""))

@@ -59,12 +59,20 @@ def _train_on_nodes(run: Any, volume: str, mount_path: str) -> dict[str, float]:
     if not volume:
         raise RuntimeError("multi-node training needs the run's volume (kfp.num_nodes > 1 runs on a cluster only)")
     out = run.run_dir / "trainjob"
-    launch(run.cfg, str(run.run_dir / CONFIG_FILE), str(out), job_name(f"{run.state['run_id']}-train"),
-           namespace=run.cfg.kfp.namespace, pvc_name=volume, mount_path=mount_path)
+    launch(
+        run.cfg,
+        str(run.run_dir / CONFIG_FILE),
+        str(out),
+        job_name(f"{run.state['run_id']}-train"),
+        namespace=run.cfg.kfp.namespace,
+        pvc_name=volume,
+        mount_path=mount_path,
+    )
     result = json.loads((out / "train_result.json").read_text())
     model_dir = out / "merged" if (out / "merged").is_dir() else out / "adapter"
-    run.tracker.log_metrics({"train/final_loss": result["final_loss"],
-                             "train/tokens_per_second": result.get("tokens_per_second", 0.0)})
+    run.tracker.log_metrics(
+        {"train/final_loss": result["final_loss"], "train/tokens_per_second": result.get("tokens_per_second", 0.0)}
+    )
     run.trained = False  # the model is on the volume; the eval step loads it from there
     return record_training(run, model_dir, result)
 
@@ -123,14 +131,26 @@ def deploy(config: str, registration: str, manifest_path: str | None = None) -> 
     champion = client.get_registered_model(name).aliases.get(CHAMPION)
     if str(champion) != str(version):
         raise RuntimeError(f"{name} v{version} is no longer the champion (v{champion} is); not deploying it")
-    served = deploy_kserve(f"models:/{name}/{version}", output_path=manifest_path, apply_now=cfg.kfp.kserve_apply,
-                           namespace=cfg.kfp.namespace, tracking_uri=tracking, **kfp_options(cfg.kfp))
+    served = deploy_kserve(
+        f"models:/{name}/{version}",
+        output_path=manifest_path,
+        apply_now=cfg.kfp.kserve_apply,
+        namespace=cfg.kfp.namespace,
+        tracking_uri=tracking,
+        **kfp_options(cfg.kfp),
+    )
     client.set_model_version_tag(name, str(version), "llmops.deployed", "true")
     client.set_model_version_tag(name, str(version), "llmops.kserve", served["name"])
-    target = {"model_uri": f"models:/{name}@champion", "version": str(version), "service": served["name"],
-              "applied": served["applied"]}
-    print(f"deploy: {target['model_uri']} (v{version}) as InferenceService {served['name']} "
-          f"({served['applied'] or 'written, not applied'})")
+    target = {
+        "model_uri": f"models:/{name}@champion",
+        "version": str(version),
+        "service": served["name"],
+        "applied": served["applied"],
+    }
+    print(
+        f"deploy: {target['model_uri']} (v{version}) as InferenceService {served['name']} "
+        f"({served['applied'] or 'written, not applied'})"
+    )
     return target
 
 

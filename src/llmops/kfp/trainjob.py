@@ -141,8 +141,9 @@ def build_trainjob(
         image=k.image, num_nodes=k.num_nodes, resources_per_node=_resources(cfg), env=_env(cfg, name)
     )
     options = _options(cfg, config_uri, output_dir, name, _runtime_patch(cfg, pvc_name, mount_path))
-    return TrainJobRequest(runtime=runtime if runtime is not None else default_runtime(cfg), trainer=trainer,
-                           options=options)
+    return TrainJobRequest(
+        runtime=runtime if runtime is not None else default_runtime(cfg), trainer=trainer, options=options
+    )
 
 
 def _secret_env(cfg: RunConfig) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 CREATED, RUNNING, COMPLETE, FAILED = "Created", "Running", "Complete", "Failed"
 
+
 def _api_status(exc: BaseException | None) -> int | None:
     """The HTTP status of the Kubernetes ApiException behind an SDK error (the SDK wraps them in RuntimeError)."""
     seen = 0

@@ -73,7 +73,7 @@ class Method:
         """Training records as the method's examples (default: prompt-completion examples)."""
         from llmops.data.formats import to_sft_examples
 
-        return to_sft_examples(records, cfg.flow_type, task.build_prompt, task.format_answer, source=cfg.data)
+        return to_sft_examples(records, cfg.flow_type, task.build_prompt, task.format_answer, source=cfg.data or "data")
 
     def holds_out(self, cfg: RunConfig) -> bool:
         """Whether this run keeps held-out preference pairs for the method's metrics (default: holds_out_pairs)."""
@@ -96,12 +96,22 @@ class Method:
         """The same, for evaluating a model this method trained in another process (default: `prepare`)."""
         return self.prepare(cfg, prepared, model, tokenizer)
 
-    def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
-              output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:
+    def train(
+        self,
+        cfg: RunConfig,
+        prepared: Any,
+        ctx: MethodContext,
+        model: Any,
+        tokenizer: Any,
+        output_dir: Path,
+        resume_from: str | bool | None,
+        on_log: OnLog,
+    ) -> TrainResult:
         """Fine-tune `model` in place; Trainer checkpoints go to `output_dir`."""
         raise NotImplementedError
 
-    def metrics(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any,
-                tokenizer: Any) -> dict[str, float]:
+    def metrics(
+        self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any
+    ) -> dict[str, float]:
         """The method's own held-out metrics, measured before and after training like the task's."""
         return {}

@@ -34,7 +34,7 @@ def tokenize_example(tokenizer: Any, prompt: list[dict], completion: list[dict])
     answer = full[start:]
     eos = tokenizer.eos_token_id
     if eos in answer:
-        answer = answer[:len(answer) - answer[::-1].index(eos)]  # up to and including the last EOS
+        answer = answer[: len(answer) - answer[::-1].index(eos)]  # up to and including the last EOS
     else:
         answer = [*answer, eos]
     return {"input_ids": full[:start] + answer, "completion_mask": [0] * start + [1] * len(answer)}
@@ -64,6 +64,7 @@ def tokenized_dataset(examples: list[dict], tokenizer: Any, max_len: int | None 
 
 def template_ends_with_eos(tokenizer: Any, example: dict) -> bool:
     """Whether the rendered completion (the tokens after the prompt) contains the EOS token."""
+
     def ids(messages: list[dict], **kwargs: Any) -> list[int]:
         return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"]
 

@@ -41,8 +41,11 @@ def is_complete(folder: Path) -> bool:
 
 
 def _numbered(output_dir: Path) -> list[tuple[int, Path]]:
-    found = [(int(m.group(1)), p) for p in Path(output_dir).glob("checkpoint-*")
-             if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    found = [
+        (int(m.group(1)), p)
+        for p in Path(output_dir).glob("checkpoint-*")
+        if (m := _CHECKPOINT.match(p.name)) and p.is_dir()
+    ]
     return sorted(found, key=lambda t: t[0])
 
 
@@ -57,8 +60,12 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
         with contextlib.suppress(OSError):
             shutil.rmtree(torn, ignore_errors=True)
             path.rename(torn)
-        log.warning("%s: half-written (no %s: a kill or a full disk during the save); skipped, kept as %s",
-                    path, STATE_NAME, torn.name)
+        log.warning(
+            "%s: half-written (no %s: a kill or a full disk during the save); skipped, kept as %s",
+            path,
+            STATE_NAME,
+            torn.name,
+        )
     return complete
 
 
@@ -97,10 +104,12 @@ def _mb(n: int) -> str:
 def disk_full(target: Path, needed: int, error: BaseException) -> DiskFullError:
     """The one message: which folder, how much it needs, how much there is, what to do."""
     free = _free_bytes(Path(target))
-    return DiskFullError(f"{target}: no space left on the device while saving (needs about {_mb(needed)}, "
-                         f"{_mb(free)} free); free space there (or lower training.save_total_limit), then "
-                         f"continue with `llmops run --resume RUN_DIR` ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0][:160] if str(error) else 'ENOSPC'})")
+    return DiskFullError(
+        f"{target}: no space left on the device while saving (needs about {_mb(needed)}, "
+        f"{_mb(free)} free); free space there (or lower training.save_total_limit), then "
+        f"continue with `llmops run --resume RUN_DIR` ({type(error).__name__}: "
+        f"{str(error).splitlines()[0][:160] if str(error) else 'ENOSPC'})"
+    )
 
 
 @contextlib.contextmanager

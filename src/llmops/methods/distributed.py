@@ -60,11 +60,14 @@ def check_sharding(training: TrainingSettings, cuda: bool) -> None:
     """FSDP and DeepSpeed shard across GPUs: a clear error on CPU, with both, or without their config file/package."""
     if not training.fsdp and not training.deepspeed:
         return
-    keys = " and ".join(k for k, v in (("training.fsdp", training.fsdp), ("training.deepspeed", training.deepspeed))
-                        if v)
+    keys = " and ".join(
+        k for k, v in (("training.fsdp", training.fsdp), ("training.deepspeed", training.deepspeed)) if v
+    )
     if not cuda:
-        raise ConfigError(f"{keys} set, but no GPU is available: FSDP and DeepSpeed shard the model across GPUs; "
-                          f"unset {keys} to train on CPU (several CPU processes train with DDP)")
+        raise ConfigError(
+            f"{keys} set, but no GPU is available: FSDP and DeepSpeed shard the model across GPUs; "
+            f"unset {keys} to train on CPU (several CPU processes train with DDP)"
+        )
     if training.fsdp and training.deepspeed:
         raise ConfigError("training.fsdp and training.deepspeed are both set; use one of them")
     if training.deepspeed:
@@ -119,8 +122,18 @@ def launch_command(config_path: str | Path, num_processes: int, extra_args: Sequ
     """
     if not isinstance(num_processes, int) or num_processes < 1:
         raise ConfigError(f"num_processes must be a whole number >= 1 (got {num_processes!r})")
-    cmd = ["accelerate", "launch", "--num_processes", str(num_processes), "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd = [
+        "accelerate",
+        "launch",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     if num_processes > 1:
         cmd.append("--multi_gpu")
     return [*cmd, "-m", "llmops.cli", "train", str(config_path), *map(str, extra_args)]

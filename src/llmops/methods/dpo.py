@@ -56,7 +56,7 @@ class DPO(Method):
         check_pairs_from(cfg, records)
         if cfg.dpo.pairs_from == "self":
             return gold_examples(cfg, task, records)
-        return to_preference_examples(records, task.build_prompt, task.format_answer, source=cfg.data)
+        return to_preference_examples(records, task.build_prompt, task.format_answer, source=cfg.data or "data")
 
     def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
         """A frozen copy of the student as the reference of the held-out metrics under full fine-tuning (none under
@@ -71,8 +71,17 @@ class DPO(Method):
             return MethodContext()
         return MethodContext(reference=load_for_inference(cfg.student)[0])
 
-    def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
-              output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:
+    def train(
+        self,
+        cfg: RunConfig,
+        prepared: Any,
+        ctx: MethodContext,
+        model: Any,
+        tokenizer: Any,
+        output_dir: Path,
+        resume_from: str | bool | None,
+        on_log: OnLog,
+    ) -> TrainResult:
         examples = prepared.train
         if cfg.dpo.pairs_from == "self":
             from llmops.methods.dpo_mined import mined_examples
@@ -80,12 +89,15 @@ class DPO(Method):
             examples = mined_examples(cfg, prepared.task, examples, model, tokenizer, output_dir, on_log)
         return train_dpo(model, tokenizer, examples, cfg, output_dir, resume_from=resume_from, on_log=on_log)
 
-    def metrics(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any,
-                tokenizer: Any) -> dict[str, float]:
+    def metrics(
+        self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any
+    ) -> dict[str, float]:
         if not prepared.pairs:
             return {}
-        return preference_metrics(model, tokenizer, prepared.pairs, cfg.dpo.beta, reference=ctx.reference,
-                                  batch_size=cfg.eval.batch_size)
+        return preference_metrics(
+            model, tokenizer, prepared.pairs, cfg.dpo.beta, reference=ctx.reference, batch_size=cfg.eval.batch_size
+        )
+
 
 # TRL (with peft >= 0.20) gives a PeftModel passed without ref_model a frozen copy of its adapter under this name.
 _TRL_REF_ADAPTER = "ref"
@@ -110,8 +122,9 @@ def _messages(value: Any, key: str, index: int) -> list[dict]:
         return [{"role": "assistant", "content": value}]
     if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
         return value
-    raise DataError(f"preference example {index}: '{key}' must be a message list or a string, "
-                    f"got {type(value).__name__}")
+    raise DataError(
+        f"preference example {index}: '{key}' must be a message list or a string, got {type(value).__name__}"
+    )
 
 
 def _pairs(examples: list[dict]) -> list[dict]:
@@ -122,8 +135,13 @@ def _pairs(examples: list[dict]) -> list[dict]:
     for i, ex in enumerate(examples):
         if not isinstance(ex.get("prompt"), list):
             raise DataError(f"preference example {i}: expected a 'prompt' message list")
-        out.append({"prompt": ex["prompt"], "chosen": _messages(ex.get("chosen"), "chosen", i),
-                    "rejected": _messages(ex.get("rejected"), "rejected", i)})
+        out.append(
+            {
+                "prompt": ex["prompt"],
+                "chosen": _messages(ex.get("chosen"), "chosen", i),
+                "rejected": _messages(ex.get("rejected"), "rejected", i),
+            }
+        )
     return out
 
 
@@ -132,10 +150,17 @@ def _with_eos(pairs: list[dict], tokenizer: Any) -> list[dict]:
     first = pairs[0]
     if template_ends_with_eos(tokenizer, {"prompt": first["prompt"], "completion": first["chosen"]}):
         return pairs
-    log.warning("the chat template does not end the assistant turn with %s; appending it to each answer",
-                tokenizer.eos_token)
-    return [{"prompt": p["prompt"], "chosen": append_eos(p["chosen"], tokenizer),
-             "rejected": append_eos(p["rejected"], tokenizer)} for p in pairs]
+    log.warning(
+        "the chat template does not end the assistant turn with %s; appending it to each answer", tokenizer.eos_token
+    )
+    return [
+        {
+            "prompt": p["prompt"],
+            "chosen": append_eos(p["chosen"], tokenizer),
+            "rejected": append_eos(p["rejected"], tokenizer),
+        }
+        for p in pairs
+    ]
 
 
 def _dataset(examples: list[dict], tokenizer: Any) -> Any:
@@ -188,12 +213,21 @@ def _warn_if_adapter_trained(model: Any) -> None:
     import torch
 
     if any(("lora_B" in n) and torch.count_nonzero(p).item() for n, p in model.named_parameters()):
-        log.warning("the LoRA adapter is not at its initial (zero) state; the DPO reference is the base model with "
-                    "the adapter disabled, not the adapter as it is now")
+        log.warning(
+            "the LoRA adapter is not at its initial (zero) state; the DPO reference is the base model with "
+            "the adapter disabled, not the adapter as it is now"
+        )
 
 
-def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
-                 on_log: Callable[[dict], None] | None = None, reference: Any = None) -> Any:
+def make_trainer(
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict],
+    cfg: RunConfig,
+    output_dir: Path,
+    on_log: Callable[[dict], None] | None = None,
+    reference: Any = None,
+) -> Any:
     """The configured DPOTrainer (pairs tokenized), not yet trained; `reference` only for full fine-tuning."""
     from transformers import PrinterCallback
 
@@ -209,19 +243,32 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfi
         reference = reference_copy(model)  # TRL would reload the weights from disk by name instead
     keep = peft and _TRL_REF_ADAPTER in model.peft_config  # a user's own adapter of that name stays
     with quiet_datasets():
-        trainer = _trainer_class()(model=model, ref_model=reference, args=args, keep_ref_adapter=keep,
-                                   train_dataset=_dataset(examples, tokenizer), processing_class=tokenizer,
-                                   callbacks=[RichProgressCallback("dpo"), Relay(on_log)])
+        trainer = _trainer_class()(
+            model=model,
+            ref_model=reference,
+            args=args,
+            keep_ref_adapter=keep,
+            train_dataset=_dataset(examples, tokenizer),
+            processing_class=tokenizer,
+            callbacks=[RichProgressCallback("dpo"), Relay(on_log)],
+        )
     _drop_trl_ref_adapter(trainer.model, keep)
     trainer.remove_callback(PrinterCallback)  # our progress callback prints instead
     keep_adapter_precision(trainer, args.bf16 and has_cuda())
     return trainer
 
 
-def train_dpo(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
-              resume_from: str | bool | None = None,
-              on_log: Callable[[dict], None] | None = None) -> TrainResult:
+def train_dpo(
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict],
+    cfg: RunConfig,
+    output_dir: Path,
+    resume_from: str | bool | None = None,
+    on_log: Callable[[dict], None] | None = None,
+) -> TrainResult:
     """Preference-tune `model` in place on chosen/rejected pairs; checkpoints go to `output_dir`."""
+
     def build(out: Path) -> Any:
         return make_trainer(model, tokenizer, examples, cfg, out, on_log)
 
@@ -239,6 +286,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 def _tokenize_pair(tokenizer: Any, pair: dict) -> tuple[list[int], list[int], int]:
     """prompt+chosen ids, prompt+rejected ids and the prompt length, split the way TRL's DPOTrainer splits them."""
+
     def ids(messages: list[dict], **kwargs: Any) -> list[int]:
         return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"]
 
@@ -259,35 +307,45 @@ def _answer_logps(model: Any, rows: list[tuple[list[int], int]], pad_id: int) ->
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     answer = torch.zeros((len(rows), width), dtype=torch.bool)
     for i, (ids, prompt_len) in enumerate(rows):
-        input_ids[i, width - len(ids):] = torch.tensor(ids)
-        attention[i, width - len(ids):] = 1
-        answer[i, width - len(ids) + prompt_len:] = True
+        input_ids[i, width - len(ids) :] = torch.tensor(ids)
+        attention[i, width - len(ids) :] = 1
+        answer[i, width - len(ids) + prompt_len :] = True
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                   position_ids=positions.to(device), logits_to_keep=keep).logits[:, :-1].float()
-    targets = input_ids[:, width - keep + 1:].to(device)
+    logits = (
+        model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            position_ids=positions.to(device),
+            logits_to_keep=keep,
+        )
+        .logits[:, :-1]
+        .float()
+    )
+    targets = input_ids[:, width - keep + 1 :].to(device)
     token_logps = logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
     # where, not a product: logits at padding positions may be NaN (a fully masked attention row)
-    mask = answer[:, width - keep + 1:].to(device)
+    mask = answer[:, width - keep + 1 :].to(device)
     return torch.where(mask, token_logps, torch.zeros_like(token_logps)).sum(-1).cpu()
 
 
-def _pair_logps(model: Any, tokenized: list[tuple[list[int], list[int], int]], pad_id: int,
-                batch_size: int) -> tuple[Any, Any]:
+def _pair_logps(
+    model: Any, tokenized: list[tuple[list[int], list[int], int]], pad_id: int, batch_size: int
+) -> tuple[Any, Any]:
     import torch
 
     chosen, rejected = [], []
     for start in range(0, len(tokenized), batch_size):
-        batch = tokenized[start: start + batch_size]
+        batch = tokenized[start : start + batch_size]
         rows = [(c, n) for c, _, n in batch] + [(r, n) for _, r, n in batch]
         logps = _answer_logps(model, rows, pad_id)
         chosen.append(logps[: len(batch)])
-        rejected.append(logps[len(batch):])
+        rejected.append(logps[len(batch) :])
     return torch.cat(chosen), torch.cat(rejected)
 
 
-def preference_logps(model: Any, tokenizer: Any, examples: list[dict], batch_size: int = 8,
-                     reference: Any = None) -> dict[str, Any]:
+def preference_logps(
+    model: Any, tokenizer: Any, examples: list[dict], batch_size: int = 8, reference: Any = None
+) -> dict[str, Any]:
     """Summed answer log-probs of chosen and rejected, for the policy and the reference (tensors, one per pair)."""
     import torch
 
@@ -311,17 +369,25 @@ def preference_logps(model: Any, tokenizer: Any, examples: list[dict], batch_siz
     finally:
         for m, mode in zip(models, modes, strict=True):
             m.train(mode)
-    return {"policy_chosen": policy[0], "policy_rejected": policy[1],
-            "reference_chosen": ref[0], "reference_rejected": ref[1]}
+    return {
+        "policy_chosen": policy[0],
+        "policy_rejected": policy[1],
+        "reference_chosen": ref[0],
+        "reference_rejected": ref[1],
+    }
 
 
-def preference_metrics(model: Any, tokenizer: Any, examples: list[dict], beta: float, reference: Any = None,
-                       batch_size: int = 8) -> dict[str, float]:
+def preference_metrics(
+    model: Any, tokenizer: Any, examples: list[dict], beta: float, reference: Any = None, batch_size: int = 8
+) -> dict[str, float]:
     """preference_accuracy (chosen reward > rejected reward; ties wrong) and reward_margin over the pairs."""
     from llmops.methods.losses import dpo_loss
 
     logps = preference_logps(model, tokenizer, examples, batch_size, reference)
-    _, chosen, rejected = dpo_loss(logps["policy_chosen"], logps["policy_rejected"], logps["reference_chosen"],
-                                   logps["reference_rejected"], beta)
-    return {"preference_accuracy": float((chosen > rejected).float().mean()),
-            "reward_margin": float((chosen - rejected).mean())}
+    _, chosen, rejected = dpo_loss(
+        logps["policy_chosen"], logps["policy_rejected"], logps["reference_chosen"], logps["reference_rejected"], beta
+    )
+    return {
+        "preference_accuracy": float((chosen > rejected).float().mean()),
+        "reward_margin": float((chosen - rejected).mean()),
+    }

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from llmops.config import RunConfig
 from llmops.errors import ConfigError
@@ -54,8 +54,17 @@ class GRPO(Method):
     def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
         return MethodContext()
 
-    def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
-              output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:
+    def train(
+        self,
+        cfg: RunConfig,
+        prepared: Any,
+        ctx: MethodContext,
+        model: Any,
+        tokenizer: Any,
+        output_dir: Path,
+        resume_from: str | bool | None,
+        on_log: OnLog,
+    ) -> TrainResult:
         reward = TaskReward(prepared.task, [ex["reference"] for ex in prepared.train], cfg)
         return train_grpo(model, tokenizer, prepared.train, reward, cfg, output_dir, resume_from, on_log)
 
@@ -77,7 +86,8 @@ def check_batch(cfg: RunConfig) -> None:
             f"grpo.num_generations {g.num_generations}: training.per_device_train_batch_size x "
             f"gradient_accumulation_steps ({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} = "
             f"{answers}) counts sampled answers and must be a multiple of it (e.g. per_device_train_batch_size "
-            f"{g.num_generations * max(1, answers // g.num_generations)})")
+            f"{g.num_generations * max(1, answers // g.num_generations)})"
+        )
 
 
 def completion_text(completion: Any) -> str:
@@ -156,8 +166,15 @@ def _dataset(examples: list[dict]) -> Any:
     return Dataset.from_list([{"prompt": ex["prompt"], INDEX: i} for i, ex in enumerate(examples)])
 
 
-def make_trainer(model: Any, tokenizer: Any, examples: list[dict], reward: TaskReward, cfg: RunConfig,
-                 output_dir: Path, on_log: OnLog | None = None) -> Any:
+def make_trainer(
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict],
+    reward: TaskReward,
+    cfg: RunConfig,
+    output_dir: Path,
+    on_log: OnLog | None = None,
+) -> Any:
     """The configured GRPOTrainer (not yet trained); the reward is the task's, on the training examples only."""
     from transformers import PrinterCallback
     from trl import GRPOTrainer
@@ -169,8 +186,14 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], reward: TaskR
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     with quiet_datasets():
-        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=_dataset(examples),
-                              processing_class=tokenizer, callbacks=[RichProgressCallback("grpo"), Relay(on_log)])
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[cast(Any, reward)],  # a callable TRL calls like its reward functions
+            args=args,
+            train_dataset=_dataset(examples),
+            processing_class=tokenizer,
+            callbacks=[RichProgressCallback("grpo"), Relay(on_log)],
+        )
     trainer.remove_callback(PrinterCallback)  # our progress callback prints instead
     keep_adapter_precision(trainer, args.bf16 and has_cuda())
     return trainer
@@ -210,8 +233,16 @@ def constrained_rollouts(model: Any, tokenizer: Any, task: Any, cfg: RunConfig) 
         del model.generate
 
 
-def train_grpo(model: Any, tokenizer: Any, examples: list[dict], reward: TaskReward, cfg: RunConfig,
-               output_dir: Path, resume_from: str | bool | None = None, on_log: OnLog | None = None) -> TrainResult:
+def train_grpo(
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict],
+    reward: TaskReward,
+    cfg: RunConfig,
+    output_dir: Path,
+    resume_from: str | bool | None = None,
+    on_log: OnLog | None = None,
+) -> TrainResult:
     """Train `model` in place with GRPO on the task's reward; checkpoints go to `output_dir`."""
     from llmops.methods.trainer import fit
 
@@ -223,6 +254,10 @@ def train_grpo(model: Any, tokenizer: Any, examples: list[dict], reward: TaskRew
     if "ref" in getattr(model, "peft_config", {}):  # TRL's frozen copy of the starting adapter: the KL reference
         model.delete_adapter("ref")
     answers = sum(reward.judged.values())
-    log.info("GRPO: %d answers judged in %.1f s (%.1f ms each)", answers, reward.seconds,
-             1000 * reward.seconds / max(1, answers))
+    log.info(
+        "GRPO: %d answers judged in %.1f s (%.1f ms each)",
+        answers,
+        reward.seconds,
+        1000 * reward.seconds / max(1, answers),
+    )
     return result

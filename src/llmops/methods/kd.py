@@ -44,21 +44,29 @@ class KD(Method):
         prepared.logit_kd = bool(cfg.use_logit_kd and cfg.teacher)
         for key in ("hidden_weight", "distil_prompt"):
             if getattr(cfg.kd, key) and not (prepared.logit_kd and not cfg.kd.cache):
-                raise ConfigError(f"kd.{key}: the teacher's layers or prompt logits are read while it runs; it "
-                                  "needs logit KD with an online teacher (use_logit_kd: true, --teacher, "
-                                  "kd.cache: false)")
+                raise ConfigError(
+                    f"kd.{key}: the teacher's layers or prompt logits are read while it runs; it "
+                    "needs logit KD with an online teacher (use_logit_kd: true, --teacher, "
+                    "kd.cache: false)"
+                )
         if cfg.kd.on_policy and not prepared.logit_kd:
-            raise ConfigError("kd.on_policy: the teacher scores the student's own answers token by token; it needs "
-                              "logit KD (use_logit_kd: true) and --teacher")
+            raise ConfigError(
+                "kd.on_policy: the teacher scores the student's own answers token by token; it needs "
+                "logit KD (use_logit_kd: true) and --teacher"
+            )
         if cfg.teacher:
             return
         if not all(prepared.teacher_targets):
-            raise ConfigError(f"{cfg.data}: KD without --teacher needs a teacher_output in every record; "
-                              "pass --teacher (hub id or path) so the teacher answers the others")
+            raise ConfigError(
+                f"{cfg.data}: KD without --teacher needs a teacher_output in every record; "
+                "pass --teacher (hub id or path) so the teacher answers the others"
+            )
         if cfg.use_logit_kd:
-            print("warning: use_logit_kd needs the teacher's logits and no --teacher is given: distilling from the "
-                  "data's teacher_output text instead (sequence-level KD); pass --teacher for logit-level KD",
-                  file=sys.stderr)
+            print(
+                "warning: use_logit_kd needs the teacher's logits and no --teacher is given: distilling from the "
+                "data's teacher_output text instead (sequence-level KD); pass --teacher for logit-level KD",
+                file=sys.stderr,
+            )
 
     def student_source(self, cfg: RunConfig, prepared: Any, run_dir: Path) -> str:
         """With `kd.student_from_teacher`: the teacher depth-pruned (importance measured on the training examples),
@@ -69,14 +77,25 @@ class KD(Method):
 
         folder = Path(run_dir) / "student"
         if not (folder / PRUNE_FILE).is_file():
-            print(f"kd: pruning the teacher {cfg.teacher} to {cfg.kd.student_from_teacher} decoder layers "
-                  f"({cfg.kd.prune_importance} importance on {cfg.kd.prune_calibration} training examples)",
-                  file=sys.stderr)
-            report = prune_to_folder(cfg.teacher, cfg.kd.student_from_teacher, folder, records=prepared.train,
-                                     method=cfg.kd.prune_importance, max_len=cfg.training.max_len,
-                                     calibration=cfg.kd.prune_calibration)
-            print(f"kd: student = layers {report.kept} of {report.layers_before} "
-                  f"({report.parameters_after:,} of {report.parameters_before:,} parameters)", file=sys.stderr)
+            print(
+                f"kd: pruning the teacher {cfg.teacher} to {cfg.kd.student_from_teacher} decoder layers "
+                f"({cfg.kd.prune_importance} importance on {cfg.kd.prune_calibration} training examples)",
+                file=sys.stderr,
+            )
+            report = prune_to_folder(
+                str(cfg.teacher),
+                cfg.kd.student_from_teacher,
+                folder,
+                records=prepared.train,
+                method=cfg.kd.prune_importance,
+                max_len=cfg.training.max_len,
+                calibration=cfg.kd.prune_calibration,
+            )
+            print(
+                f"kd: student = layers {report.kept} of {report.layers_before} "
+                f"({report.parameters_after:,} of {report.parameters_before:,} parameters)",
+                file=sys.stderr,
+            )
         return str(folder)
 
     def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
@@ -90,30 +109,45 @@ class KD(Method):
         ctx.teacher, teacher_tokenizer = load_for_inference(cfg.teacher)
         check_same_vocab(tokenizer, teacher_tokenizer, cfg.student, cfg.teacher)
         prompts = [example["prompt"] for example in prepared.eval]
-        ctx.teacher_answers = teacher_answers(ctx.teacher, tokenizer, prompts, cfg.eval.batch_size,
-                                              cfg.eval.answer_tokens, cache_dir=kd_cache_dir(cfg))
+        ctx.teacher_answers = teacher_answers(
+            ctx.teacher, tokenizer, prompts, cfg.eval.batch_size, cfg.eval.answer_tokens, cache_dir=kd_cache_dir(cfg)
+        )
         return ctx
 
-    def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
-              output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:
+    def train(
+        self,
+        cfg: RunConfig,
+        prepared: Any,
+        ctx: MethodContext,
+        model: Any,
+        tokenizer: Any,
+        output_dir: Path,
+        resume_from: str | bool | None,
+        on_log: OnLog,
+    ) -> TrainResult:
         if prepared.logit_kd:
-            return train_kd(model, tokenizer, ctx.teacher, prepared.train, cfg, output_dir, resume_from=resume_from,
-                            on_log=on_log)
+            return train_kd(
+                model, tokenizer, ctx.teacher, prepared.train, cfg, output_dir, resume_from=resume_from, on_log=on_log
+            )
         from llmops.methods.sft import train_sft
 
         examples = _sequence_kd_examples(cfg, prepared, ctx, tokenizer)
         return train_sft(model, tokenizer, examples, cfg, output_dir, resume_from=resume_from, on_log=on_log)
 
-    def metrics(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any,
-                tokenizer: Any) -> dict[str, float]:
+    def metrics(
+        self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any
+    ) -> dict[str, float]:
         """teacher_kl: the student's divergence from the teacher on the teacher's eval answers."""
         from llmops.methods.kd_metrics import teacher_kl
 
         if ctx.teacher is None or not prepared.eval:
             return {}
         prompts = [example["prompt"] for example in prepared.eval]
-        return {"teacher_kl": teacher_kl(model, ctx.teacher, tokenizer, prompts, ctx.teacher_answers,
-                                         batch_size=cfg.eval.batch_size)}
+        return {
+            "teacher_kl": teacher_kl(
+                model, ctx.teacher, tokenizer, prompts, ctx.teacher_answers, batch_size=cfg.eval.batch_size
+            )
+        }
 
 
 def _sequence_kd_examples(cfg: RunConfig, prepared: Any, ctx: MethodContext, tokenizer: Any) -> list[dict]:
@@ -123,10 +157,15 @@ def _sequence_kd_examples(cfg: RunConfig, prepared: Any, ctx: MethodContext, tok
     todo = [i for i, has_target in enumerate(prepared.teacher_targets) if not has_target]
     if not todo:
         return prepared.train
-    print(f"kd: generating teacher answers for {len(todo)} training examples without teacher_output",
-          file=sys.stderr)
-    answers = teacher_answers(ctx.teacher, tokenizer, [prepared.train[i]["prompt"] for i in todo],
-                              cfg.eval.batch_size, cfg.eval.answer_tokens, cache_dir=kd_cache_dir(cfg))
+    print(f"kd: generating teacher answers for {len(todo)} training examples without teacher_output", file=sys.stderr)
+    answers = teacher_answers(
+        ctx.teacher,
+        tokenizer,
+        [prepared.train[i]["prompt"] for i in todo],
+        cfg.eval.batch_size,
+        cfg.eval.answer_tokens,
+        cache_dir=kd_cache_dir(cfg),
+    )
     examples = list(prepared.train)
     for i, answer in zip(todo, answers):
         examples[i] = {**examples[i], "completion": [{"role": "assistant", "content": answer}]}
@@ -157,17 +196,21 @@ def check_same_vocab(student_tokenizer: Any, teacher_tokenizer: Any, student_nam
     for token, token_id in sorted(student_vocab.items(), key=lambda item: item[1]):
         if teacher_vocab.get(token) != token_id:
             other = teacher_vocab.get(token)
-            difference = (f"; token {token!r} is id {token_id} for the student and "
-                          f"{'missing' if other is None else f'id {other}'} for the teacher")
+            difference = (
+                f"; token {token!r} is id {token_id} for the student and "
+                f"{'missing' if other is None else f'id {other}'} for the teacher"
+            )
             break
     else:
         extra = next((t for t in teacher_vocab if t not in student_vocab), None)
         if extra is not None:
             difference = f"; token {extra!r} (id {teacher_vocab[extra]}) exists only for the teacher"
     sizes = f"student {len(student_tokenizer)} tokens, teacher {len(teacher_tokenizer)} tokens{difference}"
-    raise ConfigError(f"teacher '{teacher_name}' and student '{student_name}' have different vocabularies "
-                      f"({sizes}); logit distillation needs the same tokenizer: "
-                      "pick a teacher from the student's model family")
+    raise ConfigError(
+        f"teacher '{teacher_name}' and student '{student_name}' have different vocabularies "
+        f"({sizes}); logit distillation needs the same tokenizer: "
+        "pick a teacher from the student's model family"
+    )
 
 
 def _kd_trainer_class() -> type:
@@ -182,8 +225,9 @@ def _kd_trainer_class() -> type:
         vocab_size: int = 0
         layer_map: list[int] = []  # per student layer, the teacher layer it matches (kd.hidden_weight)
 
-        def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
+        def compute_loss(
+            self, model: Any, inputs: dict, return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
             return _kd_compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
     return KDTrainer
@@ -214,26 +258,33 @@ def _kd_compute_loss(trainer: Any, model: Any, inputs: dict, return_outputs: boo
     keep = answer_columns(distil)
     hidden = settings.hidden_weight > 0 and mode == "train"
     with layer_outputs(model) if hidden else nullcontext() as student_states:
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False,
-                        logits_to_keep=keep)
+        outputs = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False, logits_to_keep=keep
+        )
     logits, kept, distilled = outputs.logits, mask[:, keep], distil[:, keep]
-    student = logits[..., :trainer.vocab_size][kept]  # [answer tokens, vocab]: no copies of prompt positions
+    student = logits[..., : trainer.vocab_size][kept]  # [answer tokens, vocab]: no copies of prompt positions
     count = kept.sum()
     teacher_states: dict = {}
     if not bool(count):
         loss = ce = kd = logits.sum() * 0.0
     elif on_policy:
         teacher = _online_teacher_logits(trainer, inputs, keep, kept, student.device, teacher_states)
-        kd = kd_loss(student, teacher, torch.ones_like(kept[kept]), loss=settings.on_policy_loss,
-                     temperature=settings.temperature, beta=settings.beta)
+        kd = kd_loss(
+            student,
+            teacher,
+            torch.ones_like(kept[kept]),
+            loss=settings.on_policy_loss,
+            temperature=settings.temperature,
+            beta=settings.beta,
+        )
         ce, loss = None, kd
     else:
         ce = completion_ce(logits, targets[:, keep])
-        on = student if distil is mask else logits[..., :trainer.vocab_size][distilled]
+        on = student if distil is mask else logits[..., : trainer.vocab_size][distilled]
         kd = _kd_term(trainer, inputs, on, mask, keep, distilled, teacher_states)
         loss = distillation_total(ce, kd, settings.alpha)
     if hidden and bool(count):
-        loss = loss + settings.hidden_weight * _hidden_term(trainer, inputs, student_states, teacher_states)
+        loss = loss + settings.hidden_weight * _hidden_term(trainer, inputs, student_states or {}, teacher_states)
     if num_items_in_batch is not None:  # token-weighted across gradient accumulation, like SFT's loss
         loss = loss * count / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
     _log_kd_metrics(trainer, mode, inputs, student, targets[:, keep][kept], count, ce, kd, on_policy)
@@ -249,8 +300,9 @@ def _hidden_term(trainer: Any, inputs: dict, student_states: dict, teacher_state
     return value
 
 
-def _log_kd_metrics(trainer: Any, mode: str, inputs: dict, student: Any, targets: Any, count: Any, ce: Any,
-                    kd: Any, on_policy: bool) -> None:
+def _log_kd_metrics(
+    trainer: Any, mode: str, inputs: dict, student: Any, targets: Any, count: Any, ce: Any, kd: Any, on_policy: bool
+) -> None:
     import torch
 
     with torch.no_grad():
@@ -266,8 +318,9 @@ def _log_kd_metrics(trainer: Any, mode: str, inputs: dict, student: Any, targets
     metrics["num_tokens"] = [trainer._total_train_tokens]
 
 
-def _online_teacher_logits(trainer: Any, inputs: dict, keep: Any, kept: Any, device: Any,
-                           states: dict | None = None) -> Any:
+def _online_teacher_logits(
+    trainer: Any, inputs: dict, keep: Any, kept: Any, device: Any, states: dict | None = None
+) -> Any:
     """The teacher's logits at the answer positions of the batch, [answer tokens, vocab], under no_grad; with
     intermediate-state distillation on, its layer outputs are collected into `states` on the way."""
     import torch
@@ -278,16 +331,20 @@ def _online_teacher_logits(trainer: Any, inputs: dict, keep: Any, kept: Any, dev
     teacher_device = next(teacher.parameters()).device
     wanted = sorted(set(trainer.layer_map)) if trainer.kd.hidden_weight > 0 and states is not None else []
     with torch.no_grad(), layer_outputs(teacher, wanted) as collected:
-        logits = teacher(input_ids=inputs["input_ids"].to(teacher_device),
-                         attention_mask=inputs["attention_mask"].to(teacher_device), use_cache=False,
-                         logits_to_keep=keep.to(teacher_device)).logits
+        logits = teacher(
+            input_ids=inputs["input_ids"].to(teacher_device),
+            attention_mask=inputs["attention_mask"].to(teacher_device),
+            use_cache=False,
+            logits_to_keep=keep.to(teacher_device),
+        ).logits
     if states is not None:
         states.update(collected)
-    return logits[..., :trainer.vocab_size][kept.to(teacher_device)].to(device)
+    return logits[..., : trainer.vocab_size][kept.to(teacher_device)].to(device)
 
 
-def _kd_term(trainer: Any, inputs: dict, student: Any, mask: Any, keep: Any, kept: Any,
-             teacher_states: dict | None = None) -> Any:
+def _kd_term(
+    trainer: Any, inputs: dict, student: Any, mask: Any, keep: Any, kept: Any, teacher_states: dict | None = None
+) -> Any:
     """The off-policy distillation loss of a batch (student logits [distilled tokens, vocab]: the answers, or every
     real token with kd.distil_prompt), from the cache (answers only) or from an online teacher forward."""
     import torch
@@ -311,8 +368,10 @@ def _common_vocab(model: Any, teacher: Any, tokenizer: Any) -> int:
     """Logit columns both models share (embeddings are often padded past the tokenizer); all real tokens fit."""
     sizes = [m.get_output_embeddings().weight.shape[0] for m in (model, teacher)]
     if min(sizes) < len(tokenizer):
-        raise ModelError(f"student ({sizes[0]} logits) and teacher ({sizes[1]} logits): one has fewer outputs than "
-                         f"the tokenizer's {len(tokenizer)} tokens; they do not share a vocabulary")
+        raise ModelError(
+            f"student ({sizes[0]} logits) and teacher ({sizes[1]} logits): one has fewer outputs than "
+            f"the tokenizer's {len(tokenizer)} tokens; they do not share a vocabulary"
+        )
     return min(sizes)
 
 
@@ -332,16 +391,32 @@ def _no_packing(cfg: RunConfig) -> RunConfig:
     return cfg.model_copy(update={"training": cfg.training.model_copy(update={"packing": False})})
 
 
-def make_kd_trainer(model: Any, tokenizer: Any, teacher: Any, examples: list[dict], cfg: RunConfig,
-                    output_dir: Path, on_log: Callable[[dict], None] | None = None) -> Any:
+def make_kd_trainer(
+    model: Any,
+    tokenizer: Any,
+    teacher: Any,
+    examples: list[dict],
+    cfg: RunConfig,
+    output_dir: Path,
+    on_log: Callable[[dict], None] | None = None,
+) -> Any:
     """The KD trainer, data tokenized and (with `kd.cache`) the teacher cache built or loaded, not yet trained."""
     from llmops.methods.kd_cache import build_or_load
     from llmops.methods.sft import make_trainer
 
     cfg = _no_packing(cfg)
     # Its compute_loss normalises the loss per rank (no rescaling by the process count): the local token count.
-    trainer = make_trainer(model, tokenizer, examples, cfg, Path(output_dir), on_log,
-                           trainer_cls=_kd_trainer_class(), desc="kd", average_tokens=False)
+    trainer = make_trainer(
+        model,
+        tokenizer,
+        examples,
+        cfg,
+        Path(output_dir),
+        on_log,
+        trainer_cls=_kd_trainer_class(),
+        desc="kd",
+        average_tokens=False,
+    )
     trainer.kd = cfg.kd
     trainer.vocab_size = _common_vocab(model, teacher, tokenizer)
     trainer.teacher = _prepare_teacher(teacher, trainer.args.device)
@@ -350,15 +425,31 @@ def make_kd_trainer(model: Any, tokenizer: Any, teacher: Any, examples: list[dic
 
         trainer.layer_map = layer_map(model, teacher)
     if cfg.kd.cache:
-        trainer.cache = build_or_load(teacher, trainer.train_dataset, trainer.data_collator, kd_cache_dir(cfg),
-                                      cfg.kd.top_k or cfg.kd.cache_top_k, cfg.kd.temperature, trainer.vocab_size,
-                                      batch_size=cfg.training.per_device_train_batch_size)
+        trainer.cache = build_or_load(
+            teacher,
+            trainer.train_dataset,
+            trainer.data_collator,
+            kd_cache_dir(cfg),
+            cfg.kd.top_k or cfg.kd.cache_top_k,
+            cfg.kd.temperature,
+            trainer.vocab_size,
+            batch_size=cfg.training.per_device_train_batch_size,
+        )
     return trainer
 
 
-def train_kd(model: Any, tokenizer: Any, teacher: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
-             resume_from: str | bool | None = None, on_log: Callable[[dict], None] | None = None) -> KDResult:
+def train_kd(
+    model: Any,
+    tokenizer: Any,
+    teacher: Any,
+    examples: list[dict],
+    cfg: RunConfig,
+    output_dir: Path,
+    resume_from: str | bool | None = None,
+    on_log: Callable[[dict], None] | None = None,
+) -> KDResult:
     """Distil `teacher` into `model` (in place) on prompt-completion examples; checkpoints go to `output_dir`."""
+
     def build(out: Path) -> Any:
         return make_kd_trainer(model, tokenizer, teacher, examples, cfg, out, on_log)
 
@@ -366,6 +457,10 @@ def train_kd(model: Any, tokenizer: Any, teacher: Any, examples: list[dict], cfg
 
     trainer, result = fit(build, cfg, output_dir, resume_from)
     cache = trainer.cache
-    return KDResult(**vars(result), cache_path=str(cache.path) if cache else None,
-                    cache_built=bool(cache and cache.built), cache_seconds=cache.build_seconds if cache else 0.0,
-                    cache_bytes_per_token=cache.bytes_per_token if cache else 0.0)
+    return KDResult(
+        **vars(result),
+        cache_path=str(cache.path) if cache else None,
+        cache_built=bool(cache and cache.built),
+        cache_seconds=cache.build_seconds if cache else 0.0,
+        cache_bytes_per_token=cache.bytes_per_token if cache else 0.0,
+    )

@@ -43,8 +43,9 @@ def teacher_fingerprint(teacher: Any) -> str:
     """Identity of a teacher's weights and config without hashing every byte: per tensor its shape, dtype, sum,
     absolute sum and a strided sample of raw values (cheap even for billions of parameters, on any device)."""
     h = hashlib.blake2b(digest_size=16)
-    config = {k: v for k, v in teacher.config.to_dict().items()
-              if not k.startswith("_") and k != "transformers_version"}
+    config = {
+        k: v for k, v in teacher.config.to_dict().items() if not k.startswith("_") and k != "transformers_version"
+    }
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
     with torch.no_grad():
         for name, tensor in [*teacher.named_parameters(), *teacher.named_buffers()]:
@@ -81,8 +82,9 @@ class TeacherCache:
         """Stored bytes per answer token: k * 4 (fp16 value + uint16 id), k * 6 with int32 ids."""
         return self.nbytes / max(1, self.values.shape[0])
 
-    def lookup(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-               answer_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def lookup(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, answer_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher top-k log-probs and ids [batch, seq-1, k] for a batch; `answer_mask` [batch, seq-1] marks the
         positions whose rows are filled (others hold a uniform placeholder the loss masks out)."""
         batch, width = answer_mask.shape
@@ -96,15 +98,19 @@ class TeacherCache:
             row = input_ids[b] if attention_mask is None else input_ids[b][attention_mask[b]]
             key = row_key(row)
             if key not in self.index:
-                raise ModelError(f"teacher cache {self.path}: an example is missing; the cache does not match the "
-                                 "training data (delete the folder to rebuild it)")
+                raise ModelError(
+                    f"teacher cache {self.path}: an example is missing; the cache does not match the "
+                    "training data (delete the folder to rebuild it)"
+                )
             offset, count = self.index[key]
             positions = mask_cpu[b].nonzero().squeeze(-1)
             if positions.numel() != count:
-                raise ModelError(f"teacher cache {self.path}: {count} cached answer tokens for an example that has "
-                                 f"{positions.numel()}; delete the folder to rebuild it")
-            values[b, positions] = self.values[offset:offset + count].float()
-            ids[b, positions] = self.ids[offset:offset + count].long()
+                raise ModelError(
+                    f"teacher cache {self.path}: {count} cached answer tokens for an example that has "
+                    f"{positions.numel()}; delete the folder to rebuild it"
+                )
+            values[b, positions] = self.values[offset : offset + count].float()
+            ids[b, positions] = self.ids[offset : offset + count].long()
         return values.to(answer_mask.device), ids.to(answer_mask.device)
 
 
@@ -138,8 +144,15 @@ def _teacher_device(teacher: Any) -> torch.device:
     return next(teacher.parameters()).device
 
 
-def _compute(teacher: Any, rows: list[dict], collate: Callable[[list[dict]], dict], k: int, temperature: float,
-             vocab_size: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, tuple[int, int]]]:
+def _compute(
+    teacher: Any,
+    rows: list[dict],
+    collate: Callable[[list[dict]], dict],
+    k: int,
+    temperature: float,
+    vocab_size: int,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, tuple[int, int]]]:
     """Run the teacher over all examples (longest first, batched) and keep top-k at answer positions."""
     unique: dict[str, dict] = {}
     for row in rows:
@@ -152,15 +165,18 @@ def _compute(teacher: Any, rows: list[dict], collate: Callable[[list[dict]], dic
     id_dtype = id_dtype_for(vocab_size)
     try:
         for start in range(0, len(order), batch_size):
-            keys = order[start:start + batch_size]
+            keys = order[start : start + batch_size]
             batch = collate([unique[key] for key in keys])
             mask = _answer_positions(batch)
             columns = mask.any(dim=0).nonzero().flatten()
             keep = torch.arange(int(columns[0]), int(columns[-1]) + 1) if columns.numel() else torch.arange(1)
             with torch.no_grad():  # the head only over the answer positions: no [batch, seq, vocab] logits
-                logits = teacher(input_ids=batch["input_ids"].to(device),
-                                 attention_mask=batch["attention_mask"].to(device), use_cache=False,
-                                 logits_to_keep=keep.to(device)).logits
+                logits = teacher(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                    use_cache=False,
+                    logits_to_keep=keep.to(device),
+                ).logits
             top_values, top_ids = topk_logprobs(logits[..., :vocab_size][mask[:, keep].to(device)], k, temperature)
             values.append(top_values.to(torch.float16).cpu())
             ids.append(top_ids.to(id_dtype).cpu())
@@ -198,12 +214,28 @@ def _read(folder: Path, built: bool, seconds: float) -> TeacherCache:
     tensors = load_file(str(folder / TENSORS))
     meta = json.loads((folder / META).read_text())
     index = {key: (int(v[0]), int(v[1])) for key, v in json.loads((folder / INDEX).read_text()).items()}
-    return TeacherCache(path=folder, values=tensors["values"], ids=tensors["ids"], index=index, k=int(meta["k"]),
-                        temperature=float(meta["temperature"]), built=built, build_seconds=seconds)
+    return TeacherCache(
+        path=folder,
+        values=tensors["values"],
+        ids=tensors["ids"],
+        index=index,
+        k=int(meta["k"]),
+        temperature=float(meta["temperature"]),
+        built=built,
+        build_seconds=seconds,
+    )
 
 
-def build_or_load(teacher: Any, dataset: Any, collate: Callable[[list[dict]], dict], cache_dir: Path, k: int,
-                  temperature: float, vocab_size: int, batch_size: int = 8) -> TeacherCache:
+def build_or_load(
+    teacher: Any,
+    dataset: Any,
+    collate: Callable[[list[dict]], dict],
+    cache_dir: Path,
+    k: int,
+    temperature: float,
+    vocab_size: int,
+    batch_size: int = 8,
+) -> TeacherCache:
     """The cache for this teacher and tokenized dataset: read when its key exists, else computed and written."""
     start = time.perf_counter()
     rows = _rows(dataset)
@@ -211,16 +243,30 @@ def build_or_load(teacher: Any, dataset: Any, collate: Callable[[list[dict]], di
     folder = Path(cache_dir) / cache_key(teacher_fingerprint(teacher), rows, k, temperature)
     if (folder / META).is_file():
         cache = _read(folder, built=False, seconds=time.perf_counter() - start)
-        log.info("teacher cache: reusing %s (%d answer tokens, %.0f B/token)", folder, cache.values.shape[0],
-                 cache.bytes_per_token)
+        log.info(
+            "teacher cache: reusing %s (%d answer tokens, %.0f B/token)",
+            folder,
+            cache.values.shape[0],
+            cache.bytes_per_token,
+        )
         return cache
     values, ids, index = _compute(teacher, rows, collate, k, temperature, vocab_size, batch_size)
-    meta = {"k": k, "temperature": temperature, "examples": len(index), "tokens": int(values.shape[0]),
-            "id_dtype": str(ids.dtype).removeprefix("torch."),
-            "bytes_per_token": (values.numel() * values.element_size() + ids.numel() * ids.element_size())
-            / max(1, values.shape[0])}
+    meta = {
+        "k": k,
+        "temperature": temperature,
+        "examples": len(index),
+        "tokens": int(values.shape[0]),
+        "id_dtype": str(ids.dtype).removeprefix("torch."),
+        "bytes_per_token": (values.numel() * values.element_size() + ids.numel() * ids.element_size())
+        / max(1, values.shape[0]),
+    }
     _write(folder, values, ids, index, meta)
     cache = _read(folder, built=True, seconds=time.perf_counter() - start)
-    log.info("teacher cache: built %s in %.1f s (%d answer tokens, %.0f B/token)", folder, cache.build_seconds,
-             cache.values.shape[0], cache.bytes_per_token)
+    log.info(
+        "teacher cache: built %s in %.1f s (%d answer tokens, %.0f B/token)",
+        folder,
+        cache.build_seconds,
+        cache.values.shape[0],
+        cache.bytes_per_token,
+    )
     return cache

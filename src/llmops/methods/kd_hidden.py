@@ -37,10 +37,12 @@ def layer_map(student: Any, teacher: Any) -> list[int]:
         return [int(i) for i in report["kept"]]
     if n_student == n_teacher:
         return list(range(n_student))
-    raise ConfigError(f"kd.hidden_weight: the student has {n_student} decoder layers and the teacher {n_teacher}, "
-                      "and the student is not a pruned copy of the teacher (no llmops_pruned.json naming "
-                      f"{n_teacher} layers in {folder or 'its folder'}); make the student with "
-                      "kd.student_from_teacher or `llmops prune`, or set kd.hidden_weight: 0")
+    raise ConfigError(
+        f"kd.hidden_weight: the student has {n_student} decoder layers and the teacher {n_teacher}, "
+        "and the student is not a pruned copy of the teacher (no llmops_pruned.json naming "
+        f"{n_teacher} layers in {folder or 'its folder'}); make the student with "
+        "kd.student_from_teacher or `llmops prune`, or set kd.hidden_weight: 0"
+    )
 
 
 @contextmanager
@@ -55,6 +57,7 @@ def layer_outputs(model: Any, which: list[int] | None = None) -> Iterator[dict[i
     def hook(index: int) -> Any:
         def fn(module: Any, args: tuple, output: Any) -> None:
             outputs[index] = output[0] if isinstance(output, tuple) else output
+
         return fn
 
     handles = [layers[i].register_forward_hook(hook(i)) for i in wanted]
@@ -65,8 +68,7 @@ def layer_outputs(model: Any, which: list[int] | None = None) -> Iterator[dict[i
             handle.remove()
 
 
-def hidden_loss(student_states: dict[int, Any], teacher_states: dict[int, Any], mapping: list[int],
-                mask: Any) -> Any:
+def hidden_loss(student_states: dict[int, Any], teacher_states: dict[int, Any], mapping: list[int], mask: Any) -> Any:
     """Mean over student layers j of sum ||s_j - t_map[j]||^2 / sum ||t_map[j]||^2 over the tokens in `mask`
     ([batch, seq], True for real tokens)."""
     import torch
@@ -77,6 +79,6 @@ def hidden_loss(student_states: dict[int, Any], teacher_states: dict[int, Any], 
         student = student_states[j].float()
         teacher = teacher_states[t_index].to(student.device).float()
         error = ((student - teacher) ** 2 * weights).sum()
-        scale = (teacher ** 2 * weights).sum().clamp(min=1e-6)
+        scale = (teacher**2 * weights).sum().clamp(min=1e-6)
         losses.append(error / scale)
     return torch.stack(losses).mean()

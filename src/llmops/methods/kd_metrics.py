@@ -30,25 +30,34 @@ def _answer_batch(tokenizer: Any, prompts: list[list[dict]], answers: list[str])
 
     rows, starts = [], []
     for prompt, answer in zip(prompts, answers, strict=True):
-        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                   return_dict=True)["input_ids"]
-        full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=True,
-                                             return_dict=True)["input_ids"]
+        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
+        full = tokenizer.apply_chat_template(
+            [*prompt, {"role": "assistant", "content": answer}], tokenize=True, return_dict=True
+        )["input_ids"]
         rows.append(full)
         starts.append(len(prompt_ids))
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
-    answer = torch.zeros((len(rows), width - 1), dtype=torch.bool)
+    in_answer = torch.zeros((len(rows), width - 1), dtype=torch.bool)
     for i, (row, start) in enumerate(zip(rows, starts, strict=True)):
-        ids[i, :len(row)] = torch.tensor(row)
-        attention[i, :len(row)] = 1
-        answer[i, max(start - 1, 0):len(row) - 1] = True  # logits at t predict token t + 1
-    return ids, attention, answer
+        ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+        in_answer[i, max(start - 1, 0) : len(row) - 1] = True  # logits at t predict token t + 1
+    return ids, attention, in_answer
 
 
-def teacher_kl(student: Any, teacher: Any, tokenizer: Any, prompts: list[list[dict]], answers: list[str],
-               batch_size: int = 8, temperature: float = 1.0) -> float:
+def teacher_kl(
+    student: Any,
+    teacher: Any,
+    tokenizer: Any,
+    prompts: list[list[dict]],
+    answers: list[str],
+    batch_size: int = 8,
+    temperature: float = 1.0,
+) -> float:
     """Mean KL(teacher || student) per answer token, both teacher-forced on prompt + answer (chat template)."""
     import torch
 
@@ -63,12 +72,16 @@ def teacher_kl(student: Any, teacher: Any, tokenizer: Any, prompts: list[list[di
     try:
         with torch.no_grad():
             for start in range(0, len(prompts), batch_size):
-                ids, attention, mask = _answer_batch(tokenizer, prompts[start:start + batch_size],
-                                                     answers[start:start + batch_size])
+                ids, attention, mask = _answer_batch(
+                    tokenizer, prompts[start : start + batch_size], answers[start : start + batch_size]
+                )
                 keep = answer_columns(mask)  # the heads only over the answers: no [batch, seq, vocab] logits
-                logits = [m(input_ids=ids.to(d), attention_mask=attention.to(d), use_cache=False,
-                            logits_to_keep=keep.to(d)).logits
-                          for m, d in ((student, _device(student)), (teacher, _device(teacher)))]
+                logits = [
+                    m(
+                        input_ids=ids.to(d), attention_mask=attention.to(d), use_cache=False, logits_to_keep=keep.to(d)
+                    ).logits
+                    for m, d in ((student, _device(student)), (teacher, _device(teacher)))
+                ]
                 vocab = min(x.shape[-1] for x in logits)
                 s, t = (x[..., :vocab].float().cpu() for x in logits)
                 kept = mask[:, keep]
@@ -85,8 +98,14 @@ def _device(model: Any) -> Any:
     return next(model.parameters()).device
 
 
-def teacher_answers(teacher: Any, tokenizer: Any, prompts: list[list[dict]], batch_size: int,
-                    max_new_tokens: int, cache_dir: str | Path | None = None) -> list[str]:
+def teacher_answers(
+    teacher: Any,
+    tokenizer: Any,
+    prompts: list[list[dict]],
+    batch_size: int,
+    max_new_tokens: int,
+    cache_dir: str | Path | None = None,
+) -> list[str]:
     """Greedy teacher generations (the targets of sequence-level KD, what teacher_kl is measured on). With
     `cache_dir`, kept there as JSON under a key of the teacher's weights, the prompts and the settings, so later runs
     with the same teacher and prompts (the quickstart's KD stages, a resumed run) read them instead of generating."""
@@ -96,8 +115,12 @@ def teacher_answers(teacher: Any, tokenizer: Any, prompts: list[list[dict]], bat
     if cache_dir is not None:
         from llmops.methods.kd_cache import teacher_fingerprint
 
-        key = hashlib.blake2b(json.dumps([teacher_fingerprint(teacher), prompts, batch_size, max_new_tokens],
-                                         sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
+        key = hashlib.blake2b(
+            json.dumps(
+                [teacher_fingerprint(teacher), prompts, batch_size, max_new_tokens], sort_keys=True, default=str
+            ).encode(),
+            digest_size=12,
+        ).hexdigest()
         path = Path(cache_dir) / f"answers-{key}.json"
         if path.is_file():
             answers = json.loads(path.read_text())

@@ -45,8 +45,8 @@ def sample_on_policy(trainer: Any, model: Any, inputs: dict) -> dict:
     left = torch.full((len(prompts), width), pad, dtype=torch.long)
     left_mask = torch.zeros_like(left)
     for row, prompt in enumerate(prompts):
-        left[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        left_mask[row, width - len(prompt):] = 1
+        left[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        left_mask[row, width - len(prompt) :] = 1
     seed, step, micro = getattr(trainer, "_kd_draw", (trainer.args.seed, trainer.state.global_step, 0))
     was_training = student.training
     student.eval()
@@ -54,10 +54,17 @@ def sample_on_policy(trainer: Any, model: Any, inputs: dict) -> dict:
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed * 1_000_003 + step * 101 + micro)
-            generated = student.generate(input_ids=left.to(ids.device), attention_mask=left_mask.to(ids.device),
-                                         do_sample=True, temperature=kd.on_policy_temperature, top_k=0, top_p=1.0,
-                                         max_new_tokens=kd.on_policy_max_new_tokens, eos_token_id=eos,
-                                         pad_token_id=pad)
+            generated = student.generate(
+                input_ids=left.to(ids.device),
+                attention_mask=left_mask.to(ids.device),
+                do_sample=True,
+                temperature=kd.on_policy_temperature,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=kd.on_policy_max_new_tokens,
+                eos_token_id=eos,
+                pad_token_id=pad,
+            )
     finally:
         student.train(was_training)
     rows = []
@@ -65,7 +72,7 @@ def sample_on_policy(trainer: Any, model: Any, inputs: dict) -> dict:
         answer = generated[row, width:].tolist()
         for i, token in enumerate(answer):
             if token in eos:
-                answer = answer[:i + 1]
+                answer = answer[: i + 1]
                 break
         rows.append((prompt, answer))
     length = max(len(p) + len(a) for p, a in rows)
@@ -74,8 +81,11 @@ def sample_on_policy(trainer: Any, model: Any, inputs: dict) -> dict:
     out_labels = torch.full_like(out_ids, -100)
     for row, (prompt, answer) in enumerate(rows):
         full = torch.tensor(prompt + answer, dtype=torch.long)
-        out_ids[row, :len(full)] = full
-        out_mask[row, :len(full)] = 1
-        out_labels[row, len(prompt):len(full)] = full[len(prompt):]
-    return {"input_ids": out_ids.to(ids.device), "attention_mask": out_mask.to(ids.device),
-            "labels": out_labels.to(ids.device)}
+        out_ids[row, : len(full)] = full
+        out_mask[row, : len(full)] = 1
+        out_labels[row, len(prompt) : len(full)] = full[len(prompt) :]
+    return {
+        "input_ids": out_ids.to(ids.device),
+        "attention_mask": out_mask.to(ids.device),
+        "labels": out_labels.to(ids.device),
+    }

@@ -67,8 +67,10 @@ def kd_loss(
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
-                         f"{tuple(teacher_logits.shape)} differ: the two models need the same vocabulary")
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} differ: the two models need the same vocabulary"
+        )
     student_logp = F.log_softmax(student_logits.float() / temperature, dim=-1)
     teacher_logp = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     per_token = _divergence(student_logp, teacher_logp, loss, beta)

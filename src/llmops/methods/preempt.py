@@ -28,7 +28,6 @@ from transformers import TrainerCallback
 from llmops.errors import Interrupted
 from llmops.methods.checkpoints import is_complete
 
-
 EXIT_CODE = Interrupted.exit_code
 
 
@@ -50,16 +49,20 @@ class Preemption(TrainerCallback):
             os._exit(EXIT_CODE)
         self.signum = signum
         self.received_at = time.monotonic()
-        sys.stderr.write(f"llmops: {signal.Signals(signum).name}: finishing this step and writing a checkpoint "
-                         f"(at most {self.grace_s:g} s; send it again to stop now)\n")
+        sys.stderr.write(
+            f"llmops: {signal.Signals(signum).name}: finishing this step and writing a checkpoint "
+            f"(at most {self.grace_s:g} s; send it again to stop now)\n"
+        )
         self._deadline = threading.Timer(self.grace_s, self._out_of_time)
         self._deadline.daemon = True
         self._deadline.start()
 
     def _out_of_time(self) -> None:
-        sys.stderr.write(f"llmops: {self.signal_name}: the step and its checkpoint did not end within "
-                         f"training.preempt_grace_s={self.grace_s:g}; exiting now (resume uses the last complete "
-                         "checkpoint)\n")
+        sys.stderr.write(
+            f"llmops: {self.signal_name}: the step and its checkpoint did not end within "
+            f"training.preempt_grace_s={self.grace_s:g}; exiting now (resume uses the last complete "
+            "checkpoint)\n"
+        )
         sys.stderr.flush()
         os._exit(EXIT_CODE)
 
@@ -75,7 +78,6 @@ class Preemption(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
             control.should_log = True
-
 
     def _peer_signalled(self, args: Any) -> bool:
         """Under several processes, whether any of them was signalled (one all-reduce per step: they must stop
@@ -115,7 +117,9 @@ def interrupted(preemption: Preemption, trainer: Any, output_dir: Path) -> Inter
     checkpoint = output_dir / f"checkpoint-{step}"
     where = str(checkpoint) if is_complete(checkpoint) else None
     took = time.monotonic() - preemption.received_at
-    message = (f"training interrupted by {preemption.signal_name} at step {step}"
-               + (f"; checkpoint written to {where} in {took:.1f} s" if where else "; no checkpoint written")
-               + "; continue with `llmops run --resume RUN_DIR`")
+    message = (
+        f"training interrupted by {preemption.signal_name} at step {step}"
+        + (f"; checkpoint written to {where} in {took:.1f} s" if where else "; no checkpoint written")
+        + "; continue with `llmops run --resume RUN_DIR`"
+    )
     return Interrupted(message, preemption.signal_name, step, where)

@@ -18,8 +18,17 @@ class SFT(Method):
     summary = "supervised fine-tuning on the data's answers"
     adapter_learning_rate = 5e-4
 
-    def train(self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any,
-              output_dir: Path, resume_from: str | bool | None, on_log: OnLog) -> TrainResult:
+    def train(
+        self,
+        cfg: RunConfig,
+        prepared: Any,
+        ctx: MethodContext,
+        model: Any,
+        tokenizer: Any,
+        output_dir: Path,
+        resume_from: str | bool | None,
+        on_log: OnLog,
+    ) -> TrainResult:
         return train_sft(model, tokenizer, prepared.train, cfg, output_dir, resume_from=resume_from, on_log=on_log)
 
 
@@ -52,8 +61,9 @@ def _completion_head_trainer() -> type:
     from trl import SFTTrainer
 
     class CompletionHeadSFTTrainer(SFTTrainer):
-        def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
+        def compute_loss(
+            self, model: Any, inputs: dict, return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
             labels = inputs.get("labels")
             if labels is None or has_cuda() or return_outputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -66,8 +76,9 @@ def _completion_head_trainer() -> type:
             forward = {k: v for k, v in inputs.items() if k not in ("labels", "completion_mask")}
             logits = model(**forward, use_cache=False, logits_to_keep=keep).logits
             kept = targets[:, keep]
-            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), kept.reshape(-1),
-                                                     ignore_index=-100, reduction="sum")
+            loss = torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)), kept.reshape(-1), ignore_index=-100, reduction="sum"
+            )
             count = valid.sum() if num_items_in_batch is None else num_items_in_batch
             loss = loss / torch.as_tensor(count).clamp(min=1)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -89,9 +100,18 @@ def _completion_head_trainer() -> type:
     return CompletionHeadSFTTrainer
 
 
-def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
-                 on_log: Callable[[dict], None] | None = None, *, trainer_cls: type | None = None,
-                 desc: str = "sft", average_tokens: bool = True) -> Any:
+def make_trainer(
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict],
+    cfg: RunConfig,
+    output_dir: Path,
+    on_log: Callable[[dict], None] | None = None,
+    *,
+    trainer_cls: type | None = None,
+    desc: str = "sft",
+    average_tokens: bool = True,
+) -> Any:
     """The configured SFTTrainer (or subclass `trainer_cls`; data tokenized, prompt masked out of the labels)."""
     from transformers import PrinterCallback
 
@@ -103,8 +123,12 @@ def make_trainer(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfi
     with quiet_datasets():
         dataset = tokenized_dataset(examples, tokenizer, cfg.training.max_len)
         trainer = (trainer_cls or _completion_head_trainer())(
-            model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-            callbacks=[RichProgressCallback(desc), Relay(on_log)])
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[RichProgressCallback(desc), Relay(on_log)],
+        )
     trainer.remove_callback(PrinterCallback)  # our progress callback prints instead
     keep_adapter_precision(trainer, args.bf16 and has_cuda())
     return trainer
@@ -116,10 +140,17 @@ def _packing(trainer: Any) -> Any:
     return packed_attention(trainer.model)
 
 
-def train_sft(model: Any, tokenizer: Any, examples: list[dict], cfg: RunConfig, output_dir: Path,
-              resume_from: str | bool | None = None,
-              on_log: Callable[[dict], None] | None = None) -> TrainResult:
+def train_sft(
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict],
+    cfg: RunConfig,
+    output_dir: Path,
+    resume_from: str | bool | None = None,
+    on_log: Callable[[dict], None] | None = None,
+) -> TrainResult:
     """Fine-tune `model` in place on prompt-completion examples; checkpoints go to `output_dir`."""
+
     def build(out: Path) -> Any:
         return make_trainer(model, tokenizer, examples, cfg, out, on_log)
 

@@ -40,7 +40,7 @@ class RichProgressCallback(TrainerCallback):
         self.task: Any = None
         self.start_time = 0.0
         self.start_step = 0
-        self.fields = {"loss": "-", "lr": "-", "tps": "-"}
+        self.fields: dict[str, Any] = {"loss": "-", "lr": "-", "tps": "-"}
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.start_time = time.perf_counter()
@@ -58,8 +58,7 @@ class RichProgressCallback(TrainerCallback):
             console=self.console,
         )
         self.progress.start()
-        self.task = self.progress.add_task(self.desc, total=state.max_steps, completed=state.global_step,
-                                           **self.fields)
+        self.task = self.progress.add_task(self.desc, total=state.max_steps, completed=state.global_step, **self.fields)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.progress is not None:

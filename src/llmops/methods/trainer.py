@@ -132,10 +132,11 @@ def resume_arg(resume_from: str | bool | None, output_dir: Path) -> str | bool |
     if resume_from is True:
         complete = checkpoints.complete_checkpoints(output_dir)  # a half-written one (kill, full disk) is skipped
         if not complete:
-            raise ModelError(f"{output_dir}: no checkpoint to resume from (no complete checkpoint-* folder); "
-                             "start a new run instead")
+            raise ModelError(
+                f"{output_dir}: no checkpoint to resume from (no complete checkpoint-* folder); start a new run instead"
+            )
         return str(complete[-1])
-    if not Path(resume_from).is_dir():
+    if not isinstance(resume_from, str) or not Path(resume_from).is_dir():
         raise ModelError(f"resume_from {resume_from}: no such checkpoint folder")
     return str(resume_from)
 
@@ -153,8 +154,13 @@ def keep_adapter_precision(trainer: Any, bf16: bool) -> None:
             param.data = param.data.float()
 
 
-def fit(build: Callable[[Path], Any], cfg: RunConfig, output_dir: Path, resume_from: str | bool | None,
-        wrap: Callable[[Any], Any] | None = None) -> tuple[Any, TrainResult]:
+def fit(
+    build: Callable[[Path], Any],
+    cfg: RunConfig,
+    output_dir: Path,
+    resume_from: str | bool | None,
+    wrap: Callable[[Any], Any] | None = None,
+) -> tuple[Any, TrainResult]:
     """Build a trainer with `build(output_dir)` and train it (threads, resume, timing): the loop every method shares."""
     import torch
 
@@ -168,8 +174,11 @@ def fit(build: Callable[[Path], Any], cfg: RunConfig, output_dir: Path, resume_f
     preemption = preempt.Preemption(cfg.training.preempt_grace_s)
     trainer.add_callback(preemption)
     start = time.perf_counter()
-    with preempt.signals_to(preemption), checkpoints.checkpoint_saves_are_clear(output_dir), \
-            wrap(trainer) if wrap is not None else contextlib.nullcontext():
+    with (
+        preempt.signals_to(preemption),
+        checkpoints.checkpoint_saves_are_clear(output_dir),
+        wrap(trainer) if wrap is not None else contextlib.nullcontext(),
+    ):
         output = trainer.train(resume_from_checkpoint=resume)
     if preemption.signum is not None:
         raise preempt.interrupted(preemption, trainer, output_dir)
@@ -186,5 +195,10 @@ def train_result(trainer: Any, output: Any, seconds: float) -> TrainResult:
     history = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
     tokens = getattr(trainer, "_total_train_tokens", 0)
     final = history[-1][1] if history else float(output.training_loss)
-    return TrainResult(loss_history=history, final_loss=final, steps=int(trainer.state.global_step),
-                       tokens_per_second=tokens / seconds if seconds > 0 else 0.0, train_seconds=seconds)
+    return TrainResult(
+        loss_history=history,
+        final_loss=final,
+        steps=int(trainer.state.global_step),
+        tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+        train_seconds=seconds,
+    )

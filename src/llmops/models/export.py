@@ -48,8 +48,9 @@ def _quantization_of(model: Any) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else config.to_dict()
 
 
-def save_outputs(model: Any, tokenizer: Any, out_dir: str | Path, merge: bool,
-                 schema: dict[str, Any] | None = None) -> dict[str, Path]:
+def save_outputs(
+    model: Any, tokenizer: Any, out_dir: str | Path, merge: bool, schema: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """Save to out_dir/adapter (LoRA/QLoRA) and out_dir/merged (full, or LoRA when `merge`); returns the paths.
 
     With `schema` (IDP), each folder also holds it as llmops_schema.json.

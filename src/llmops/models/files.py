@@ -12,8 +12,11 @@ QUANTIZATION_FILE = "llmops_quantization.json"  # a QLoRA adapter's base quantis
 PRECISION_FILE = "llmops_precision.json"  # the dtype a saved model generates in when none is asked for
 # A model merged from a QLoRA adapter holds dequantised NF4 weights plus the LoRA delta: rounding those to bf16
 # changed greedy answers on a third of an eval set where fp32 (and the adapter itself) agree on all of them.
-FULL_PRECISION = {"dtype": "float32", "reason": "merged from a 4-bit QLoRA adapter: bf16 rounding of the merged "
-                  "weights changes its greedy answers; fp32 keeps them equal to the adapter's"}
+FULL_PRECISION = {
+    "dtype": "float32",
+    "reason": "merged from a 4-bit QLoRA adapter: bf16 rounding of the merged "
+    "weights changes its greedy answers; fp32 keeps them equal to the adapter's",
+}
 
 
 def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> Path:

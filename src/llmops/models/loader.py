@@ -20,6 +20,7 @@ from llmops.models.device import (
 
 ADAPTER_CONFIG = "adapter_config.json"
 
+
 def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
 
@@ -56,8 +57,9 @@ def _load_error(name: str, err: Exception) -> ModelError:
     return ModelError(f"model '{name}': cannot be loaded ({first})")
 
 
-def load_tokenizer(path: str, *, padding_side: str = "right", chat_template: str | None = None,
-                   name: str | None = None) -> Any:
+def load_tokenizer(
+    path: str, *, padding_side: str = "right", chat_template: str | None = None, name: str | None = None
+) -> Any:
     """The tokenizer with a pad token other than EOS and a chat template (`chat_template` replaces the model's)."""
     from transformers import AutoTokenizer
 
@@ -73,8 +75,10 @@ def load_tokenizer(path: str, *, padding_side: str = "right", chat_template: str
     if chat_template:
         tokenizer.chat_template = read_chat_template(chat_template)
     if not tokenizer.chat_template:
-        raise ModelError(f"model '{name or path}' has no chat template; set training.chat_template to a Jinja "
-                         "template (text or a .jinja file) whose assistant turn ends with the EOS token")
+        raise ModelError(
+            f"model '{name or path}' has no chat template; set training.chat_template to a Jinja "
+            "template (text or a .jinja file) whose assistant turn ends with the EOS token"
+        )
     tokenizer.padding_side = padding_side
     return tokenizer
 
@@ -142,8 +146,11 @@ def _linear_names(model: Any) -> list[str]:
     import torch
 
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear) and module is not head and ".layers." in f".{name}"}
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not head and ".layers." in f".{name}"
+    }
     return sorted(names)
 
 
@@ -177,9 +184,7 @@ def _apply_peft(model: Any, peft: PeftSettings, training: TrainingSettings) -> A
 
     set_seed(training.seed)  # LoRA A matrices are initialised randomly: seeded runs must start alike
     if peft.method == "qlora":
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=use_gradient_checkpointing(training)
-        )
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=use_gradient_checkpointing(training))
     try:
         return get_peft_model(model, lora_config(peft, model))
     except ValueError as e:
@@ -235,8 +240,9 @@ def load_adapter_base(adapter_dir: str | Path, tokenizer_size: int | None = None
         raise _load_error(base_path, e) from None
     same_4bit_math_everywhere(model)
     if tokenizer_size is None:
-        tokenizer_size = len(load_tokenizer(str(adapter_dir) if (adapter_dir / "tokenizer_config.json").is_file()
-                                            else base_path))
+        tokenizer_size = len(
+            load_tokenizer(str(adapter_dir) if (adapter_dir / "tokenizer_config.json").is_file() else base_path)
+        )
     if tokenizer_size > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(tokenizer_size)
     return model
@@ -259,7 +265,7 @@ def saved_inference_dtype(folder: str | Path) -> Any:
         try:
             name = json.loads(precision.read_text()).get("dtype", "")
         except (ValueError, AttributeError):
-            raise ModelError(f"{precision}: not a JSON object; delete it or write {{\"dtype\": \"float32\"}}") from None
+            raise ModelError(f'{precision}: not a JSON object; delete it or write {{"dtype": "float32"}}') from None
         dtype = getattr(torch, str(name), None)
         if not isinstance(dtype, torch.dtype):
             raise ModelError(f"{precision}: dtype '{name}' is not a torch dtype (float32, bfloat16, float16)")

@@ -42,8 +42,9 @@ def packed_sdpa_forward(
     """SDPA over each packed document separately; plain SDPA when the batch is not packed."""
     cu = kwargs.get("cu_seq_lens_q")
     if cu is None or query.shape[0] != 1 or attention_mask is not None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     cu = cu.to(query.device)
     max_len = kwargs.get("max_length_q") or int(cu.diff().max())
     index, valid = _doc_layout(cu, int(max_len))

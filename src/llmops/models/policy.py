@@ -35,8 +35,10 @@ def set_policy(settings: ModelsSettings) -> None:
     global _POLICY
     _POLICY = settings
     if settings.trust_remote_code:
-        log.warning("models.trust_remote_code is on: code inside model folders and hub repos will run when they "
-                    "load; use it only for models you trust")
+        log.warning(
+            "models.trust_remote_code is on: code inside model folders and hub repos will run when they "
+            "load; use it only for models you trust"
+        )
     if settings.allow_pickle:
         log.warning("models.allow_pickle is on: pickle weight files (.bin/.pt) can run code when they load")
 
@@ -77,13 +79,17 @@ def check_folder(folder: str | Path) -> None:
     files = [p for p in folder.rglob("*") if p.is_file() or p.is_symlink()]
     outside = [p for p in files if not _inside(folder, p)]
     if outside:
-        raise ModelError(f"{folder}: {outside[0].relative_to(folder)} links outside the model folder "
-                         f"(to {outside[0].resolve()}); copy the file into the folder instead")
+        raise ModelError(
+            f"{folder}: {outside[0].relative_to(folder)} links outside the model folder "
+            f"(to {outside[0].resolve()}); copy the file into the folder instead"
+        )
     weights = [p for p in files if p.suffix == ".safetensors"]
     pickles = [p for p in files if any(p.match(g) for g in _PICKLE) and p.name != "training_args.bin"]
     if pickles and not weights and not _POLICY.allow_pickle:
-        raise ModelError(f"{folder}: only pickle weights ({pickles[0].name}), which can run code when loaded; "
-                         "convert them to safetensors, or set models.allow_pickle=true for a folder you trust")
+        raise ModelError(
+            f"{folder}: only pickle weights ({pickles[0].name}), which can run code when loaded; "
+            "convert them to safetensors, or set models.allow_pickle=true for a folder you trust"
+        )
     _check_remote_code(folder)
 
 
@@ -99,8 +105,11 @@ def _check_remote_code(folder: Path) -> None:
 
     model_type = data.get("model_type")
     if model_type not in CONFIG_MAPPING_NAMES:
-        raise ModelError(f"{config}: custom modelling code (auto_map) for model_type '{model_type}', which "
-                         "transformers does not know; it is not run. Set models.trust_remote_code=true only for "
-                         "a model you trust")
-    log.warning("%s: custom modelling code (auto_map) is not run; loading transformers' own '%s' class", config,
-                model_type)
+        raise ModelError(
+            f"{config}: custom modelling code (auto_map) for model_type '{model_type}', which "
+            "transformers does not know; it is not run. Set models.trust_remote_code=true only for "
+            "a model you trust"
+        )
+    log.warning(
+        "%s: custom modelling code (auto_map) is not run; loading transformers' own '%s' class", config, model_type
+    )

@@ -80,8 +80,10 @@ def decoder_layers(model: Any) -> Any:
         layers = getattr(owner, "layers", None) if owner is not None else None
         if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
             return owner, layers
-    raise ModelError(f"{type(base).__name__}: no list of decoder layers (model.layers) found; depth pruning "
-                     "supports decoder-only models such as Llama, Mistral, Qwen and SmolLM")
+    raise ModelError(
+        f"{type(base).__name__}: no list of decoder layers (model.layers) found; depth pruning "
+        "supports decoder-only models such as Llama, Mistral, Qwen and SmolLM"
+    )
 
 
 def resolve_keep(requested: int | float, total: int) -> int:
@@ -99,14 +101,14 @@ def _batches(tokenizer: Any, texts: Sequence[str], max_len: int, batch_size: int
 
     out = []
     for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start:start + batch_size])
+        chunk = list(texts[start : start + batch_size])
         enc = tokenizer(chunk, add_special_tokens=False, truncation=True, max_length=max_len)
         width = max(len(ids) for ids in enc["input_ids"])
         ids = torch.full((len(chunk), width), tokenizer.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, row_ids in enumerate(enc["input_ids"]):
-            ids[row, :len(row_ids)] = torch.tensor(row_ids)
-            mask[row, :len(row_ids)] = 1
+            ids[row, : len(row_ids)] = torch.tensor(row_ids)
+            mask[row, : len(row_ids)] = 1
         out.append({"input_ids": ids, "attention_mask": mask})
     return out
 
@@ -129,6 +131,7 @@ def cosine_importance(model: Any, batches: list[dict[str, Any]]) -> list[float]:
             inp = args[0] if args else kwargs["hidden_states"]
             cos = torch.nn.functional.cosine_similarity(inp.float(), _hidden(output).float(), dim=-1)
             totals[index] += float(((1 - cos) * current["mask"]).sum())
+
         return fn
 
     handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
@@ -163,6 +166,7 @@ def block_distances(model: Any, batches: list[dict[str, Any]], size: int) -> tup
             if index == 0:
                 states[0] = (args[0] if args else kwargs["hidden_states"]).float()
             states[index + 1] = _hidden(output).float()
+
         return fn
 
     handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
@@ -210,6 +214,7 @@ def loss_importance(model: Any, batches: list[dict[str, Any]]) -> list[float]:
     full = _calibration_loss(model, batches)
     scores = []
     for layer in layers:
+
         def skip(module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
             inp = args[0] if args else kwargs["hidden_states"]
             return (inp, *output[1:]) if isinstance(output, tuple) else inp
@@ -253,8 +258,17 @@ def _parameters(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def prune(model: Any, tokenizer: Any, texts: Sequence[str], keep: int | float, *, method: Importance = "cosine",
-          max_len: int = 512, batch_size: int = 4, source: str = "") -> PruneReport:
+def prune(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    keep: int | float,
+    *,
+    method: Importance = "cosine",
+    max_len: int = 512,
+    batch_size: int = 4,
+    source: str = "",
+) -> PruneReport:
     """Measure layer importance on `texts` and prune `model` in place to its `keep` most important layers."""
     if not texts:
         raise ConfigError("pruning needs calibration texts: pass calibration data (training examples)")
@@ -283,10 +297,19 @@ def prune(model: Any, tokenizer: Any, texts: Sequence[str], keep: int | float, *
         raise ConfigError(f"importance '{method}': use {', '.join(IMPORTANCE)}")
     keep_layers(model, kept)
     model.train(was_training)
-    return PruneReport(source=source, layers_before=total, kept=kept,
-                       removed=[i for i in range(total) if i not in kept], importance=[round(s, 6) for s in scores],
-                       method=method, calibration_texts=len(texts), parameters_before=before,
-                       parameters_after=_parameters(model), seconds=time.perf_counter() - start, extra=extra)
+    return PruneReport(
+        source=source,
+        layers_before=total,
+        kept=kept,
+        removed=[i for i in range(total) if i not in kept],
+        importance=[round(s, 6) for s in scores],
+        method=method,
+        calibration_texts=len(texts),
+        parameters_before=before,
+        parameters_after=_parameters(model),
+        seconds=time.perf_counter() - start,
+        extra=extra,
+    )
 
 
 def calibration_texts(tokenizer: Any, records: Sequence[dict[str, Any]], limit: int = 64) -> list[str]:
@@ -319,9 +342,17 @@ def read_report(folder: str | Path) -> dict[str, Any] | None:
         raise ModelError(f"{path}: not valid JSON; delete the folder and prune again") from None
 
 
-def prune_to_folder(source: str, keep: int | float, output: str | Path, texts: Sequence[str] | None = None,
-                    records: Sequence[dict[str, Any]] | None = None, *, method: Importance = "cosine",
-                    max_len: int = 512, calibration: int = 64) -> PruneReport:
+def prune_to_folder(
+    source: str,
+    keep: int | float,
+    output: str | Path,
+    texts: Sequence[str] | None = None,
+    records: Sequence[dict[str, Any]] | None = None,
+    *,
+    method: Importance = "cosine",
+    max_len: int = 512,
+    calibration: int = 64,
+) -> PruneReport:
     """Load `source`, prune it on calibration `texts` (or `records`), write a loadable model folder atomically."""
     import torch
 
@@ -343,6 +374,7 @@ def prune_to_folder(source: str, keep: int | float, output: str | Path, texts: S
         (folder / PRUNE_FILE).write_text(json.dumps(asdict(report), indent=1))
 
     write_folder_atomically(Path(output), write)
-    log.info("pruned %s: kept %d of %d layers %s -> %s", source, len(report.kept), report.layers_before,
-             report.kept, output)
+    log.info(
+        "pruned %s: kept %d of %d layers %s -> %s", source, len(report.kept), report.layers_before, report.kept, output
+    )
     return report

@@ -73,8 +73,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> object:
     )
 
 
-def _model(tokenizer: object, hidden_size: int, num_layers: int, num_heads: int,
-           intermediate_size: int | None, max_position_embeddings: int) -> object:
+def _model(
+    tokenizer: object,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    intermediate_size: int | None,
+    max_position_embeddings: int,
+) -> object:
     """A randomly initialised Llama causal LM sized to the tokenizer."""
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 

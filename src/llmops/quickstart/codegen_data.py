@@ -118,8 +118,14 @@ def make_task(template: Template, rng: random.Random, held_out: bool, task_id: s
     if template.arg == "xs" and "count" in template.body:
         inputs.append([consts["a"], 1, consts["a"]])
     asserts = "".join(f"    assert candidate({value!r}) == {namespace[name](value)!r}\n" for value in inputs)
-    return {"task_id": task_id, "prompt": prompt, "canonical_solution": solution,
-            "test": f"def check(candidate):\n{asserts}", "entry_point": name, "class": template.cls}
+    return {
+        "task_id": task_id,
+        "prompt": prompt,
+        "canonical_solution": solution,
+        "test": f"def check(candidate):\n{asserts}",
+        "entry_point": name,
+        "class": template.cls,
+    }
 
 
 def generate_codegen_dataset(out_dir: Path, n_train: int, n_eval_per_class: int, seed: int) -> CodegenDataset:
@@ -144,8 +150,9 @@ def generate_codegen_dataset(out_dir: Path, n_train: int, n_eval_per_class: int,
     _write_jsonl(out_dir / "eval.jsonl", evals)
     _write_jsonl(out_dir / "train_problems.jsonl", problems)
     sample = make_task(TEMPLATES[4], random.Random(seed + 7), held_out=True, task_id="sample")["prompt"]
-    return CodegenDataset(out_dir, out_dir / "train.jsonl", out_dir / "eval.jsonl", sample,
-                          out_dir / "train_problems.jsonl")
+    return CodegenDataset(
+        out_dir, out_dir / "train.jsonl", out_dir / "eval.jsonl", sample, out_dir / "train_problems.jsonl"
+    )
 
 
 def tokenizer_corpus(dataset: CodegenDataset, build_prompt: Callable[[str], str], limit: int = 3000) -> list[str]:

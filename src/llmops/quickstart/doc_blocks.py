@@ -190,8 +190,11 @@ def parties_columns(p: Ctx, recipient_first: bool) -> None:
     blocks = [(p.lab(f"from.{kind}"), p.issuer, True), (p.lab(f"to.{kind}"), p.recipient, False)]
     blocks = blocks[::-1] if recipient_first else blocks
     half = (c.right - c.left) / 2
-    ends = [_party(p, c.left + i * half, c.y, party, heading, half - 6, contact)
-            for i, (heading, party, contact) in enumerate(blocks) if party]
+    ends = [
+        _party(p, c.left + i * half, c.y, party, heading, half - 6, contact)
+        for i, (heading, party, contact) in enumerate(blocks)
+        if party
+    ]
     c.y = max(ends) + 3
 
 
@@ -203,9 +206,14 @@ def parties_stacked(p: Ctx) -> None:
 
 def _cell(p: Ctx, key: str, index: int, item: LineItem) -> str:
     qty = format_decimal(item.quantity, p.lang) + (" x" if p.doc.kind == "receipt" else "")
-    return {"pos": str(index + 1), "desc": item.description, "qty": qty,
-            "unit": p.lab(f"unit.{item.unit}"), "price": p.money(item.unit_price, True),
-            "amount": p.money(item.amount, True)}[key]
+    return {
+        "pos": str(index + 1),
+        "desc": item.description,
+        "qty": qty,
+        "unit": p.lab(f"unit.{item.unit}"),
+        "price": p.money(item.unit_price, True),
+        "amount": p.money(item.amount, True),
+    }[key]
 
 
 def items_table(p: Ctx) -> None:

@@ -78,8 +78,18 @@ class Canvas:
         self._use(family or self.family, bold, size)
         return float(self._pdf.get_string_width(text))
 
-    def text(self, x: float, y: float, text: str, size: float = 9.5, bold: bool = False, align: str = "L",
-             width: float | None = None, gray: int = 0, family: str | None = None) -> float:
+    def text(
+        self,
+        x: float,
+        y: float,
+        text: str,
+        size: float = 9.5,
+        bold: bool = False,
+        align: str = "L",
+        width: float | None = None,
+        gray: int = 0,
+        family: str | None = None,
+    ) -> float:
         """Draw one run at baseline `y`; `x` is its left, right ("R") or centre ("C"); shrinks to fit `width`."""
         family = family or self.family
         w = self.measure(text, size, bold, family)
@@ -104,8 +114,19 @@ class Canvas:
                 lines.append(word)
         return lines
 
-    def block(self, x: float, y: float, lines: list[str], size: float, pitch: float, width: float,
-              align: str = "L", bold_first: bool = False, family: str | None = None, gray: int = 0) -> float:
+    def block(
+        self,
+        x: float,
+        y: float,
+        lines: list[str],
+        size: float,
+        pitch: float,
+        width: float,
+        align: str = "L",
+        bold_first: bool = False,
+        family: str | None = None,
+        gray: int = 0,
+    ) -> float:
         """Draw lines (each wrapped to `width`) from baseline `y` down; returns the baseline after the last."""
         for i, line in enumerate(lines):
             bold = bold_first and i == 0
@@ -191,7 +212,7 @@ def _check_layout(runs: list[_Run], width: float, height: float) -> None:
     for i, (y0, x0, y1, x1, text) in enumerate(boxes):
         if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
             raise ValueError(f"text {text!r} runs off the page")
-        for v0, u0, _, u1, other in boxes[i + 1:]:
+        for v0, u0, _, u1, other in boxes[i + 1 :]:
             if v0 >= y1:
                 break
             if x0 < u1 - 0.2 and u0 < x1 - 0.2:
@@ -208,5 +229,3 @@ def _check_line_gaps(lines: list[list[_Run]]) -> None:
         gap = lower[0].y - upper[0].y
         if gap < 0.6 * max(r.size for r in upper + lower) * _PT:
             raise ValueError(f"lines {upper[0].text!r} and {lower[0].text!r} are only {gap:.1f} mm apart")
-
-

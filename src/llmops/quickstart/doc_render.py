@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pypdfium2 as pdfium
@@ -13,6 +13,7 @@ from PIL import Image, ImageChops, ImageEnhance, ImageFilter
 from llmops.quickstart.doc_canvas import Canvas
 from llmops.quickstart.doc_layouts import LAYOUTS
 from llmops.quickstart.doc_values import Document
+
 SCAN_FORMATS = ("png", "jpeg", "pdf")
 
 
@@ -31,7 +32,7 @@ def render_pdf(doc: Document, layout: int, language: str, font_dir: Path | None 
     width, height, margin = page_size(doc.kind)
     canvas = Canvas(width, height, margin, font_dir)
     LAYOUTS[layout](canvas, doc, language)
-    when = datetime(doc.issue_date.year, doc.issue_date.month, doc.issue_date.day, 9, tzinfo=timezone.utc)
+    when = datetime(doc.issue_date.year, doc.issue_date.month, doc.issue_date.day, 9, tzinfo=UTC)
     return canvas.finish(when)
 
 
@@ -65,8 +66,9 @@ def scan(pdf_bytes: bytes, rng: random.Random, fmt: str) -> bytes:
     try:
         if fmt != "pdf" and len(source) != 1:
             raise ValueError(f"a {len(source)}-page document can only be scanned to pdf, not {fmt}")
-        pages = [_degrade(source[i].render(scale=dpi / 72, grayscale=grayscale).to_pil(), rng)
-                 for i in range(len(source))]
+        pages = [
+            _degrade(source[i].render(scale=dpi / 72, grayscale=grayscale).to_pil(), rng) for i in range(len(source))
+        ]
     finally:
         source.close()
     buf = io.BytesIO()
@@ -75,6 +77,7 @@ def scan(pdf_bytes: bytes, rng: random.Random, fmt: str) -> bytes:
     elif fmt == "jpeg":
         pages[0].save(buf, "JPEG", quality=rng.randint(55, 85), dpi=(dpi, dpi))
     else:
-        pages[0].save(buf, "PDF", save_all=True, append_images=pages[1:], resolution=float(dpi),
-                      quality=rng.randint(55, 85))
+        pages[0].save(
+            buf, "PDF", save_all=True, append_images=pages[1:], resolution=float(dpi), quality=rng.randint(55, 85)
+        )
     return buf.getvalue()

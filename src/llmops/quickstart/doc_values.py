@@ -16,51 +16,136 @@ from llmops.quickstart.values import SplitValues
 
 REGIONS = {"en": ("GB", "US", "IE"), "de": ("DE", "AT", "CH"), "fr": ("FR", "BE", "CH")}
 CURRENCY = {"GB": "GBP", "US": "USD", "IE": "EUR", "DE": "EUR", "AT": "EUR", "CH": "CHF", "FR": "EUR", "BE": "EUR"}
-VAT_RATES = {"GB": ("20",), "US": ("7", "8.25", "6.5", None), "IE": ("23", "13.5"), "DE": ("19", "19", "7"),
-        "AT": ("20", "10"), "CH": ("8.1", "2.6"), "FR": ("20", "20", "10", "5.5"), "BE": ("21", "6")}
+VAT_RATES = {
+    "GB": ("20",),
+    "US": ("7", "8.25", "6.5", None),
+    "IE": ("23", "13.5"),
+    "DE": ("19", "19", "7"),
+    "AT": ("20", "10"),
+    "CH": ("8.1", "2.6"),
+    "FR": ("20", "20", "10", "5.5"),
+    "BE": ("21", "6"),
+}
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "tr", "st", "gr", "pl")
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou")
 _CODAS = ("", "", "", "n", "r", "s", "x", "l")
-_WORDS = {"de": ("Handel", "Technik", "Systeme", "Logistik", "Bau", "Consulting", "Druck", "Elektro", "Software"),
-          "fr": ("Distribution", "Services", "Conseil", "Industrie", "Bâtiment", "Informatique", "Logistique"),
-          "en": ("Trading", "Systems", "Logistics", "Supplies", "Partners", "Engineering", "Consulting", "Print")}
-_LEGAL = {"DE": ("GmbH", "AG", "KG", "GmbH & Co. KG", "e.K."), "AT": ("GmbH", "AG", "OG", "KG"),
-          "CH-de": ("AG", "GmbH"), "CH-fr": ("SA", "Sàrl"), "FR": ("SARL", "SAS", "SA", "EURL"),
-          "BE": ("SRL", "SA", "SC"), "GB": ("Ltd", "Limited", "PLC", "LLP"), "US": ("Inc.", "LLC", "Corp."),
-          "IE": ("Ltd", "Limited", "DAC")}
-_SHOPS = {"en": ("Market", "Cafe", "Pharmacy", "Bakery", "Hardware", "Books", "Deli"),
-          "de": ("Bäckerei", "Apotheke", "Markt", "Café", "Buchhandlung", "Eisenwaren"),
-          "fr": ("Boulangerie", "Pharmacie", "Épicerie", "Café", "Librairie", "Quincaillerie")}
+_WORDS = {
+    "de": ("Handel", "Technik", "Systeme", "Logistik", "Bau", "Consulting", "Druck", "Elektro", "Software"),
+    "fr": ("Distribution", "Services", "Conseil", "Industrie", "Bâtiment", "Informatique", "Logistique"),
+    "en": ("Trading", "Systems", "Logistics", "Supplies", "Partners", "Engineering", "Consulting", "Print"),
+}
+_LEGAL = {
+    "DE": ("GmbH", "AG", "KG", "GmbH & Co. KG", "e.K."),
+    "AT": ("GmbH", "AG", "OG", "KG"),
+    "CH-de": ("AG", "GmbH"),
+    "CH-fr": ("SA", "Sàrl"),
+    "FR": ("SARL", "SAS", "SA", "EURL"),
+    "BE": ("SRL", "SA", "SC"),
+    "GB": ("Ltd", "Limited", "PLC", "LLP"),
+    "US": ("Inc.", "LLC", "Corp."),
+    "IE": ("Ltd", "Limited", "DAC"),
+}
+_SHOPS = {
+    "en": ("Market", "Cafe", "Pharmacy", "Bakery", "Hardware", "Books", "Deli"),
+    "de": ("Bäckerei", "Apotheke", "Markt", "Café", "Buchhandlung", "Eisenwaren"),
+    "fr": ("Boulangerie", "Pharmacie", "Épicerie", "Café", "Librairie", "Quincaillerie"),
+}
 _CITIES = {
-    "DE": (("Berlin", "10"), ("Hamburg", "20"), ("München", "80"), ("Köln", "50"), ("Leipzig", "04"),
-           ("Düsseldorf", "40"), ("Stuttgart", "70"), ("Nürnberg", "90")),
+    "DE": (
+        ("Berlin", "10"),
+        ("Hamburg", "20"),
+        ("München", "80"),
+        ("Köln", "50"),
+        ("Leipzig", "04"),
+        ("Düsseldorf", "40"),
+        ("Stuttgart", "70"),
+        ("Nürnberg", "90"),
+    ),
     "AT": (("Wien", "1"), ("Graz", "8"), ("Linz", "4"), ("Salzburg", "5"), ("Innsbruck", "6")),
     "CH-de": (("Zürich", "80"), ("Bern", "30"), ("Basel", "40"), ("Luzern", "60"), ("St. Gallen", "90")),
     "CH-fr": (("Genève", "12"), ("Lausanne", "10"), ("Neuchâtel", "20"), ("Fribourg", "17"), ("Sion", "19")),
-    "FR": (("Paris", "75"), ("Lyon", "69"), ("Marseille", "13"), ("Toulouse", "31"), ("Bordeaux", "33"),
-           ("Lille", "59"), ("Nantes", "44"), ("Strasbourg", "67")),
+    "FR": (
+        ("Paris", "75"),
+        ("Lyon", "69"),
+        ("Marseille", "13"),
+        ("Toulouse", "31"),
+        ("Bordeaux", "33"),
+        ("Lille", "59"),
+        ("Nantes", "44"),
+        ("Strasbourg", "67"),
+    ),
     "BE": (("Bruxelles", "10"), ("Liège", "40"), ("Namur", "50"), ("Charleroi", "60"), ("Mons", "70")),
-    "GB": (("London", "EC1A"), ("Manchester", "M1"), ("Leeds", "LS1"), ("Bristol", "BS1"), ("Birmingham", "B1"),
-           ("Edinburgh", "EH1")),
-    "US": (("Springfield, IL", "627"), ("Austin, TX", "787"), ("Denver, CO", "802"), ("Portland, OR", "972"),
-           ("Columbus, OH", "432"), ("Boston, MA", "021")),
+    "GB": (
+        ("London", "EC1A"),
+        ("Manchester", "M1"),
+        ("Leeds", "LS1"),
+        ("Bristol", "BS1"),
+        ("Birmingham", "B1"),
+        ("Edinburgh", "EH1"),
+    ),
+    "US": (
+        ("Springfield, IL", "627"),
+        ("Austin, TX", "787"),
+        ("Denver, CO", "802"),
+        ("Portland, OR", "972"),
+        ("Columbus, OH", "432"),
+        ("Boston, MA", "021"),
+    ),
     "IE": (("Dublin", "D02"), ("Cork", "T12"), ("Galway", "H91"), ("Limerick", "V94")),
 }
 _STREETS = {
-    "de": (("Haupt", "Bahnhof", "Schiller", "Goethe", "Linden", "Garten", "Kirch", "Mühlen", "Wald", "Rosen",
-            "Industrie"), ("straße", "weg", "gasse", "allee", "ring", "platz")),
-    "fr": (("rue", "avenue", "boulevard", "place", "allée", "chemin", "quai"),
-           ("de la Paix", "Victor Hugo", "des Lilas", "du Général Leclerc", "Jean Jaurès", "de la République",
-            "des Écoles", "Pasteur", "du Château", "Émile Zola", "du Moulin", "Saint-Honoré")),
-    "en": (("High", "Church", "Station", "Mill", "King", "Queen", "Victoria", "Park", "Albert", "Bridge", "Oak",
-            "Maple", "Market", "Cedar", "Lake"), ("Street", "Road", "Lane", "Avenue", "Way", "Drive")),
+    "de": (
+        ("Haupt", "Bahnhof", "Schiller", "Goethe", "Linden", "Garten", "Kirch", "Mühlen", "Wald", "Rosen", "Industrie"),
+        ("straße", "weg", "gasse", "allee", "ring", "platz"),
+    ),
+    "fr": (
+        ("rue", "avenue", "boulevard", "place", "allée", "chemin", "quai"),
+        (
+            "de la Paix",
+            "Victor Hugo",
+            "des Lilas",
+            "du Général Leclerc",
+            "Jean Jaurès",
+            "de la République",
+            "des Écoles",
+            "Pasteur",
+            "du Château",
+            "Émile Zola",
+            "du Moulin",
+            "Saint-Honoré",
+        ),
+    ),
+    "en": (
+        (
+            "High",
+            "Church",
+            "Station",
+            "Mill",
+            "King",
+            "Queen",
+            "Victoria",
+            "Park",
+            "Albert",
+            "Bridge",
+            "Oak",
+            "Maple",
+            "Market",
+            "Cedar",
+            "Lake",
+        ),
+        ("Street", "Road", "Lane", "Avenue", "Way", "Drive"),
+    ),
 }
-_EXTRA_LINE = {"en": ("Suite {n}", "Unit {n}", "Floor {n}"), "de": ("Gebäude {l}", "Haus {l}"),
-               "fr": ("Bâtiment {l}", "BP {n}")}
-_PEOPLE = {"en": (("Emma", "James", "Olivia", "Daniel", "Sophie"), ("Clarke", "Hughes", "Turner", "Walsh", "Foster")),
-           "de": (("Anna", "Jonas", "Lena", "Felix", "Sabine"), ("Krüger", "Becker", "Hoffmann", "Schäfer", "Weiß")),
-           "fr": (("Camille", "Julien", "Élodie", "Nicolas", "Chloé"), ("Lefèvre", "Moreau", "Girard", "Dubois",
-                                                                     "Rousseau"))}
+_EXTRA_LINE = {
+    "en": ("Suite {n}", "Unit {n}", "Floor {n}"),
+    "de": ("Gebäude {l}", "Haus {l}"),
+    "fr": ("Bâtiment {l}", "BP {n}"),
+}
+_PEOPLE = {
+    "en": (("Emma", "James", "Olivia", "Daniel", "Sophie"), ("Clarke", "Hughes", "Turner", "Walsh", "Foster")),
+    "de": (("Anna", "Jonas", "Lena", "Felix", "Sabine"), ("Krüger", "Becker", "Hoffmann", "Schäfer", "Weiß")),
+    "fr": (("Camille", "Julien", "Élodie", "Nicolas", "Chloé"), ("Lefèvre", "Moreau", "Girard", "Dubois", "Rousseau")),
+}
 _LANG_INDEX = {"en": 0, "de": 1, "fr": 2}
 # (unit kind, lowest and highest unit price, description in en / de / fr)
 _ITEMS = (
@@ -86,7 +171,8 @@ _ITEMS = (
     ("pc", 400, 2500, "Industrial shelving unit", "Schwerlastregal", "Rayonnage industriel"),
 )
 _RECEIPT_ITEMS = (
-    (1, 5, "Coffee", "Kaffee", "Café"), (1, 4, "Croissant", "Croissant", "Croissant"),
+    (1, 5, "Coffee", "Kaffee", "Café"),
+    (1, 4, "Croissant", "Croissant", "Croissant"),
     (2, 6, "Whole grain bread", "Vollkornbrot", "Pain complet"),
     (1, 3, "Mineral water 1.5 l", "Mineralwasser 1,5 l", "Eau minérale 1,5 l"),
     (2, 9, "Notebook A5", "Notizbuch A5", "Carnet A5"),
@@ -95,15 +181,25 @@ _RECEIPT_ITEMS = (
     (2, 7, "Paracetamol 500 mg", "Paracetamol 500 mg", "Paracétamol 500 mg"),
     (3, 8, "Sandwich", "Belegtes Brötchen", "Sandwich jambon"),
     (2, 5, "Orange juice 1 l", "Orangensaft 1 l", "Jus d'orange 1 l"),
-    (2, 6, "Apples 1 kg", "Äpfel 1 kg", "Pommes 1 kg"), (3, 9, "Cheese 200 g", "Käse 200 g", "Fromage 200 g"),
+    (2, 6, "Apples 1 kg", "Äpfel 1 kg", "Pommes 1 kg"),
+    (3, 9, "Cheese 200 g", "Käse 200 g", "Fromage 200 g"),
     (4, 15, "Wood screws (100)", "Holzschrauben (100)", "Vis à bois (100)"),
-    (2, 9, "Light bulb E27", "Glühbirne E27", "Ampoule E27"), (5, 25, "Paperback", "Taschenbuch", "Livre de poche"),
+    (2, 9, "Light bulb E27", "Glühbirne E27", "Ampoule E27"),
+    (5, 25, "Paperback", "Taschenbuch", "Livre de poche"),
 )
-_NUMBERS = {"invoice": {"en": ("INV-{y}-{n4}", "{n6}", "INV{n5}"), "de": ("RE-{y}-{n4}", "R{y}{n4}", "{n5}"),
-                         "fr": ("FA-{y}-{n4}", "F{y}-{n5}", "FAC{n6}")},
-            "purchase_order": {"en": ("PO-{y}-{n4}", "PO{n6}"), "de": ("BE-{y}-{n4}", "B{n6}"),
-                               "fr": ("BC-{y}-{n4}", "CMD{n6}")},
-            "receipt": {"en": ("{n4}", "{n3}-{n4}"), "de": ("{n4}", "{n6}"), "fr": ("{n6}", "{n3}-{n4}")}}
+_NUMBERS = {
+    "invoice": {
+        "en": ("INV-{y}-{n4}", "{n6}", "INV{n5}"),
+        "de": ("RE-{y}-{n4}", "R{y}{n4}", "{n5}"),
+        "fr": ("FA-{y}-{n4}", "F{y}-{n5}", "FAC{n6}"),
+    },
+    "purchase_order": {
+        "en": ("PO-{y}-{n4}", "PO{n6}"),
+        "de": ("BE-{y}-{n4}", "B{n6}"),
+        "fr": ("BC-{y}-{n4}", "CMD{n6}"),
+    },
+    "receipt": {"en": ("{n4}", "{n3}-{n4}"), "de": ("{n4}", "{n6}"), "fr": ("{n6}", "{n3}-{n4}")},
+}
 
 
 @dataclass(frozen=True)
@@ -192,13 +288,29 @@ def gold_fields(doc: Document) -> dict[str, Any]:
     def iso(d: date | None) -> str | None:
         return None if d is None else d.isoformat()
 
-    items = [{"description": i.description, "quantity": int(i.quantity) if i.quantity == i.quantity.to_integral()
-              else float(i.quantity), "unit_price": _json_money(i.unit_price), "amount": _json_money(i.amount)}
-             for i in doc.items]
-    return {"document_type": doc.kind, "document_number": doc.number, "issue_date": doc.issue_date.isoformat(),
-            "due_date": iso(doc.due_date), "delivery_date": iso(doc.delivery_date), "currency": doc.currency,
-            "seller": party(doc.seller), "buyer": party(doc.buyer), "line_items": items,
-            "subtotal": _json_money(doc.subtotal), "tax": _json_money(doc.tax), "total": _json_money(doc.total)}
+    items = [
+        {
+            "description": i.description,
+            "quantity": int(i.quantity) if i.quantity == i.quantity.to_integral() else float(i.quantity),
+            "unit_price": _json_money(i.unit_price),
+            "amount": _json_money(i.amount),
+        }
+        for i in doc.items
+    ]
+    return {
+        "document_type": doc.kind,
+        "document_number": doc.number,
+        "issue_date": doc.issue_date.isoformat(),
+        "due_date": iso(doc.due_date),
+        "delivery_date": iso(doc.delivery_date),
+        "currency": doc.currency,
+        "seller": party(doc.seller),
+        "buyer": party(doc.buyer),
+        "line_items": items,
+        "subtotal": _json_money(doc.subtotal),
+        "tax": _json_money(doc.tax),
+        "total": _json_money(doc.total),
+    }
 
 
 class DocValues(SplitValues):
@@ -248,9 +360,11 @@ class DocValues(SplitValues):
             street = f"{number} {r.choice(first)} {r.choice(second)}"
         city, prefix = r.choice(_CITIES[place])
         letters = "".join(r.choice("ABDEFHJNPRTWXY") for _ in range(2))
-        code = {"GB": f"{prefix} {r.randint(1, 9)}{letters}", "IE": f"{prefix} {letters[0]}{r.randint(100, 999)}",
-                "US": f"{prefix}{r.randint(10, 99)}"}.get(region, prefix + self.digits(5 - len(prefix) - (
-                    region in ("AT", "CH", "BE"))))
+        code = {
+            "GB": f"{prefix} {r.randint(1, 9)}{letters}",
+            "IE": f"{prefix} {letters[0]}{r.randint(100, 999)}",
+            "US": f"{prefix}{r.randint(10, 99)}",
+        }.get(region, prefix + self.digits(5 - len(prefix) - (region in ("AT", "CH", "BE"))))
         lines = [street]
         if r.random() < 0.2:
             lines.append(r.choice(_EXTRA_LINE[language]).format(n=r.randint(2, 40), l=r.choice("ABCDE")))
@@ -263,18 +377,30 @@ class DocValues(SplitValues):
         if region == "CH":
             n = d(9)
             return f"CHE-{n[:3]}.{n[3:6]}.{n[6:]} {'MWST' if language == 'de' else 'TVA'}"
-        return {"DE": lambda: "DE" + d(9), "AT": lambda: "ATU" + d(8), "FR": lambda: "FR" + d(11),
-                "BE": lambda: "BE0" + d(9), "GB": lambda: "GB" + d(9), "IE": lambda: "IE" + d(7) + "W",
-                "US": lambda: f"{d(2)}-{d(7)}"}[region]()
+        return {
+            "DE": lambda: "DE" + d(9),
+            "AT": lambda: "ATU" + d(8),
+            "FR": lambda: "FR" + d(11),
+            "BE": lambda: "BE0" + d(9),
+            "GB": lambda: "GB" + d(9),
+            "IE": lambda: "IE" + d(7) + "W",
+            "US": lambda: f"{d(2)}-{d(7)}",
+        }[region]()
 
     def phone(self, region: str) -> str:
         """A phone number in the country's style."""
         r = self.rng
         n = "".join(r.choice(string.digits) for _ in range(8))
-        return {"DE": f"+49 30 {n[:6]}-{n[6:]}", "AT": f"+43 1 {n[:3]} {n[3:5]} {n[5:7]}",
-                "CH": f"+41 44 {n[:3]} {n[3:5]} {n[5:7]}", "FR": f"+33 1 {n[:2]} {n[2:4]} {n[4:6]} {n[6:]}",
-                "BE": f"+32 2 {n[:3]} {n[3:5]} {n[5:7]}", "GB": f"+44 20 {n[:4]} {n[4:]}",
-                "US": f"({n[:3]}) {n[3:6]}-{n[6:]}{n[:2]}", "IE": f"+353 1 {n[:3]} {n[3:7]}"}[region]
+        return {
+            "DE": f"+49 30 {n[:6]}-{n[6:]}",
+            "AT": f"+43 1 {n[:3]} {n[3:5]} {n[5:7]}",
+            "CH": f"+41 44 {n[:3]} {n[3:5]} {n[5:7]}",
+            "FR": f"+33 1 {n[:2]} {n[2:4]} {n[4:6]} {n[6:]}",
+            "BE": f"+32 2 {n[:3]} {n[3:5]} {n[5:7]}",
+            "GB": f"+44 20 {n[:4]} {n[4:]}",
+            "US": f"({n[:3]}) {n[3:6]}-{n[6:]}{n[:2]}",
+            "IE": f"+353 1 {n[:3]} {n[3:7]}",
+        }[region]
 
     def party(self, region: str, language: str, shop: bool, tax_chance: float) -> Party:
         """A company with address, contact details and (with probability `tax_chance`) a printed tax id."""
@@ -282,12 +408,21 @@ class DocValues(SplitValues):
         place = f"CH-{language}" if region == "CH" else region
         name = self.company(place, language, shop)
         domain = name.split()[0 if language == "en" or not shop else -1].lower() + {
-            "GB": ".co.uk", "US": ".com", "IE": ".ie"}.get(region, "." + region.lower())
-        local = r.choice({"en": ("info", "accounts", "billing"), "de": ("info", "rechnung", "buchhaltung"),
-                          "fr": ("contact", "factures", "compta")}[language])
+            "GB": ".co.uk",
+            "US": ".com",
+            "IE": ".ie",
+        }.get(region, "." + region.lower())
+        local = r.choice(
+            {
+                "en": ("info", "accounts", "billing"),
+                "de": ("info", "rechnung", "buchhaltung"),
+                "fr": ("contact", "factures", "compta"),
+            }[language]
+        )
         tax = self.tax_id(region, language) if r.random() < tax_chance else None
-        return Party(name, self.address(region, place, language), tax, self.phone(region), f"{local}@{domain}",
-                     f"www.{domain}")
+        return Party(
+            name, self.address(region, place, language), tax, self.phone(region), f"{local}@{domain}", f"www.{domain}"
+        )
 
     def items(self, kind: str, language: str, count: int) -> tuple[LineItem, ...]:
         """`count` different line items with consistent amounts (amount = quantity x unit price, rounded half up)."""
@@ -299,9 +434,11 @@ class DocValues(SplitValues):
                 unit, qty, price = "pc", Decimal(r.choice((1, 1, 1, 2, 2, 3, 4))), self.price(low, high, False)
             else:
                 unit, low, high, *names = entry
-                qty = {"h": Decimal(r.randint(1, 32)) + (Decimal("0.5") if r.random() < 0.2 else 0),
-                       "flat": Decimal(r.choice((1, 1, 1, 2, 3))),
-                       "pc": Decimal(r.randint(1, 60 if high < 20 else 12))}[unit]
+                qty = {
+                    "h": Decimal(r.randint(1, 32)) + (Decimal("0.5") if r.random() < 0.2 else 0),
+                    "flat": Decimal(r.choice((1, 1, 1, 2, 3))),
+                    "pc": Decimal(r.randint(1, 60 if high < 20 else 12)),
+                }[unit]
                 price = self.price(low, high, unit != "pc")
             out.append(LineItem(names[lang], qty, unit, price, round_cents(qty * price)))
         return tuple(out)
@@ -314,8 +451,11 @@ class DocValues(SplitValues):
     def number(self, kind: str, language: str, year: int) -> str:
         """A document number in one of the class's and language's patterns, e.g. "RE-2021-0815"."""
         pattern = self.rng.choice(_NUMBERS[kind][language])
-        return self._draw(lambda: pattern.format(y=year, **{f"n{k}": "".join(
-            self.rng.choice(string.digits) for _ in range(k)) for k in (3, 4, 5, 6)}))
+        return self._draw(
+            lambda: pattern.format(
+                y=year, **{f"n{k}": "".join(self.rng.choice(string.digits) for _ in range(k)) for k in (3, 4, 5, 6)}
+            )
+        )
 
     def bank(self, region: str, language: str) -> tuple[str, str, str] | None:
         """Bank name, IBAN (grouped by four, valid check digits) and BIC; None for US companies."""
@@ -331,17 +471,31 @@ class DocValues(SplitValues):
         check = 98 - int("".join(str(int(ch, 36)) for ch in bban + region + "00")) % 97
         iban = f"{region}{check:02d}{bban}"
         bic = "".join(r.choice(string.ascii_uppercase) for _ in range(4)) + region + r.choice(("FF", "MM", "2X", "22"))
-        name = r.choice({"en": ("{c} Savings Bank", "Bank of {c}"), "de": ("Sparkasse {c}", "Volksbank {c}"),
-                         "fr": ("Caisse Régionale de {c}", "Banque de {c}")}[language]).format(c=city)
-        return name, " ".join(iban[i:i + 4] for i in range(0, len(iban), 4)), bic + ("XXX" if r.random() < 0.5 else "")
+        name = r.choice(
+            {
+                "en": ("{c} Savings Bank", "Bank of {c}"),
+                "de": ("Sparkasse {c}", "Volksbank {c}"),
+                "fr": ("Caisse Régionale de {c}", "Banque de {c}"),
+            }[language]
+        ).format(c=city)
+        return (
+            name,
+            " ".join(iban[i : i + 4] for i in range(0, len(iban), 4)),
+            bic + ("XXX" if r.random() < 0.5 else ""),
+        )
 
     def register(self, region: str, language: str) -> str | None:
         """The commercial-register entry printed in a legal footer; None for US companies."""
         place = f"CH-{language}" if region == "CH" else region
         city = self.rng.choice(_CITIES[place])[0]
         d = self.digits
-        return {"DE": lambda: f"Amtsgericht {city}, HRB {d(5)}", "AT": lambda: f"FN {d(6)} x, Handelsgericht {city}",
-                "CH": lambda: f"Handelsregister {city}" if language == "de" else f"Registre du commerce de {city}",
-                "FR": lambda: f"RCS {city} {d(3)} {d(3)} {d(3)}", "BE": lambda: f"RPM {city} 0{d(3)}.{d(3)}.{d(3)}",
-                "GB": lambda: f"Registered in England and Wales No. {d(8)}",
-                "IE": lambda: f"Registered in Ireland No. {d(6)}", "US": lambda: None}[region]()
+        return {
+            "DE": lambda: f"Amtsgericht {city}, HRB {d(5)}",
+            "AT": lambda: f"FN {d(6)} x, Handelsgericht {city}",
+            "CH": lambda: f"Handelsregister {city}" if language == "de" else f"Registre du commerce de {city}",
+            "FR": lambda: f"RCS {city} {d(3)} {d(3)} {d(3)}",
+            "BE": lambda: f"RPM {city} 0{d(3)}.{d(3)}.{d(3)}",
+            "GB": lambda: f"Registered in England and Wales No. {d(8)}",
+            "IE": lambda: f"Registered in Ireland No. {d(6)}",
+            "US": lambda: None,
+        }[region]()

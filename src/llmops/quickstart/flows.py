@@ -28,16 +28,24 @@ def _tracking_uri(workdir: Path) -> str:
     return resolve_tracking_uri(default=sqlite_uri(workdir / "mlflow.db"))
 
 
-def _build_model(workdir: Path, flow: str, role: str, texts: list[str], settings: Any, hidden: int, layers: int,
-                 heads: int) -> Path:
+def _build_model(
+    workdir: Path, flow: str, role: str, texts: list[str], settings: Any, hidden: int, layers: int, heads: int
+) -> Path:
     """Build (once per workdir, flow and size) a tiny model; the same texts and vocab give the same tokenizer."""
     from llmops.models.tiny import build_tiny_model
 
     out = workdir / "models" / f"tiny-{flow}-{role}-v{settings.vocab_size}-h{hidden}-l{layers}"
     if (out / "config.json").exists():
         return out
-    return build_tiny_model(out, texts, vocab_size=settings.vocab_size, hidden_size=hidden, num_layers=layers,
-                            num_heads=heads, seed=settings.seed)
+    return build_tiny_model(
+        out,
+        texts,
+        vocab_size=settings.vocab_size,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        seed=settings.seed,
+    )
 
 
 def _document_inputs(workdir: Path, settings: Any, console: Any) -> tuple[dict[str, Any], list[str]]:
@@ -46,12 +54,19 @@ def _document_inputs(workdir: Path, settings: Any, console: Any) -> tuple[dict[s
 
     n_eval = settings.n_eval_per_class * 3
     with _console().status(f"writing {settings.n_train + n_eval} documents (PDFs and scans)"):
-        data = generate_document_dataset(workdir / "data", settings.n_train, n_eval, settings.seed,
-                                         settings.scan_fraction)
-    console.print(f"data: {data.train} (train: PDFs and scans of {settings.n_train} documents, 12 layouts), "
-                  f"{data.eval} (held-out: {n_eval} documents in 4 layouts and with values never seen in training)")
-    entries = {"data": str(data.train), "eval_data": str(data.eval), "schema": str(data.schema),
-               "document": str(data.sample_document)}
+        data = generate_document_dataset(
+            workdir / "data", settings.n_train, n_eval, settings.seed, settings.scan_fraction
+        )
+    console.print(
+        f"data: {data.train} (train: PDFs and scans of {settings.n_train} documents, 12 layouts), "
+        f"{data.eval} (held-out: {n_eval} documents in 4 layouts and with values never seen in training)"
+    )
+    entries = {
+        "data": str(data.train),
+        "eval_data": str(data.eval),
+        "schema": str(data.schema),
+        "document": str(data.sample_document),
+    }
     return entries, []
 
 
@@ -59,11 +74,16 @@ def _idp_inputs(workdir: Path, settings: Any, console: Any) -> tuple[dict[str, A
     """Synthetic IDP data: config entries for it and the tokenizer's training texts."""
     from llmops.quickstart.idp_data import generate_idp_dataset, tokenizer_corpus
 
-    data = generate_idp_dataset(workdir / "data", settings.n_train, settings.n_eval_per_class, settings.seed,
-                                settings.mini_fraction)
+    data = generate_idp_dataset(
+        workdir / "data", settings.n_train, settings.n_eval_per_class, settings.seed, settings.mini_fraction
+    )
     console.print(f"data: {data.train} (train), {data.eval} (held-out, unseen names/numbers/dates)")
-    entries = {"data": str(data.train), "eval_data": str(data.eval), "schema": str(data.schema),
-               "document": str(data.sample_document)}
+    entries = {
+        "data": str(data.train),
+        "eval_data": str(data.eval),
+        "schema": str(data.schema),
+        "document": str(data.sample_document),
+    }
     return entries, tokenizer_corpus(data)
 
 
@@ -92,8 +112,15 @@ def _model_tag(model: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "-" for c in Path(model.rstrip("/")).name.lower())[:48]
 
 
-def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
-                   sizes: dict[str, int] | None = None, model: str = DEFAULT_MODEL, pairs: str = "gold") -> Any:
+def run_quickstart(
+    flow: str,
+    train: str,
+    workdir: Path,
+    overrides: list[str],
+    sizes: dict[str, int] | None = None,
+    model: str = DEFAULT_MODEL,
+    pairs: str = "gold",
+) -> Any:
     """Generate data, resolve the student (or build the tiny models), run the pipeline (stages), print the
     comparison. `model` is the SmolLM2 default, `tiny`, or any model `student:` accepts (a pretrained student gets
     the LoRA recipes in recipes/; `tiny` the from-scratch recipes in recipes/tiny/)."""
@@ -112,8 +139,10 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
     workdir.mkdir(parents=True, exist_ok=True)
     tiny = model.lower() == "tiny"
     if tiny and (train == "grpo" or pairs == "self"):
-        raise ConfigError("quickstart --model tiny: GRPO and mined pairs learn from the model's own samples, which "
-                          "a model trained from scratch for a few minutes cannot give; use the default model")
+        raise ConfigError(
+            "quickstart --model tiny: GRPO and mined pairs learn from the model's own samples, which "
+            "a model trained from scratch for a few minutes cannot give; use the default model"
+        )
     settings = replace(settings_for(flow, pretrained=not tiny), **(sizes or {}))
     started = time.time()
     console.print(f"[bold]llmops quickstart[/] ({flow}/{train}) in {workdir.resolve()}")
@@ -127,8 +156,9 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
     entries.update({"save_dir": str(workdir / "runs"), "tracking": {"tracking_uri": _tracking_uri(workdir)}})
     if tiny:
         recipes = TINY_RECIPES
-        student: str | Path = _build_model(workdir, flow, "student", corpus, s, s.hidden_size, s.num_layers,
-                                           s.num_heads)
+        student: str | Path = _build_model(
+            workdir, flow, "student", corpus, s, s.hidden_size, s.num_layers, s.num_heads
+        )
         small: str | Path = student
         console.print(f"tiny student: {student}")
         tag = f"-n{s.n_train}"  # stages are reused only for the same data (and model)
@@ -143,22 +173,39 @@ def run_quickstart(flow: str, train: str, workdir: Path, overrides: list[str],
         summary = run_pruned_kd(workdir, flow, recipes, entries, str(student), overrides, console, tag)
     elif train == "kd":
         if tiny:
-            small = _build_model(workdir, flow, "student", corpus, s, s.kd_student_hidden_size,
-                                 s.kd_student_num_layers, s.kd_student_num_heads)
+            small = _build_model(
+                workdir,
+                flow,
+                "student",
+                corpus,
+                s,
+                s.kd_student_hidden_size,
+                s.kd_student_num_layers,
+                s.kd_student_num_heads,
+            )
         console.print(f"KD: teacher = {student} fine-tuned by the SFT recipe; distilled into {small}")
-        summary = stages.run_kd(workdir, flow, recipes, entries, student=small, teacher=student,
-                                overrides=overrides, console=console, tag=tag)
+        summary = stages.run_kd(
+            workdir,
+            flow,
+            recipes,
+            entries,
+            student=small,
+            teacher=student,
+            overrides=overrides,
+            console=console,
+            tag=tag,
+        )
     elif train == "grpo" or (train == "dpo" and pairs == "self"):
         from llmops.quickstart import rl
 
         run = rl.run_grpo if train == "grpo" else rl.run_dpo_self
         summary = run(workdir, flow, recipes, entries, str(student), s.rl_start_steps, overrides, console, tag)
     elif train == "dpo":
-        summary = stages.run_dpo(workdir, flow, recipes, entries, student, _pairs(flow, entries, s.seed),
-                                 overrides, console, tag)
+        summary = stages.run_dpo(
+            workdir, flow, recipes, entries, student, _pairs(flow, entries, s.seed), overrides, console, tag
+        )
     else:
-        summary = stages.run_stage(stages.recipe(recipes, flow, "sft"), {**entries, "student": str(student)},
-                                   overrides)
+        summary = stages.run_stage(stages.recipe(recipes, flow, "sft"), {**entries, "student": str(student)}, overrides)
         if not overrides and summary.model_dir:  # the teacher of a later --train kd, the start of --train dpo
             stages.remember(workdir, f"{flow}-sft{tag}", summary.model_dir)
     console.print(f"quickstart finished in {time.time() - started:.0f} s")

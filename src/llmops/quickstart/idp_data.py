@@ -30,12 +30,27 @@ _STR = {"type": "string"}
 _DATE = {"type": "string", "format": "date"}
 _AMOUNT = {"type": "string", "pattern": "^[0-9]+\\.[0-9]{2}$"}
 _FIELDS: dict[str, dict[str, dict[str, Any]]] = {
-    "invoice": {"invoice_number": _STR, "invoice_date": _DATE, "vendor_name": _STR,
-                "total_amount": _AMOUNT, "currency": {"enum": list(CURRENCIES)}},
-    "receipt": {"merchant_name": _STR, "receipt_date": _DATE, "total_amount": _AMOUNT,
-                "currency": {"enum": list(CURRENCIES)}, "payment_method": {"enum": list(PAYMENTS)}},
-    "purchase_order": {"po_number": _STR, "order_date": _DATE, "supplier_name": _STR,
-                       "total_amount": _AMOUNT, "currency": {"enum": list(CURRENCIES)}},
+    "invoice": {
+        "invoice_number": _STR,
+        "invoice_date": _DATE,
+        "vendor_name": _STR,
+        "total_amount": _AMOUNT,
+        "currency": {"enum": list(CURRENCIES)},
+    },
+    "receipt": {
+        "merchant_name": _STR,
+        "receipt_date": _DATE,
+        "total_amount": _AMOUNT,
+        "currency": {"enum": list(CURRENCIES)},
+        "payment_method": {"enum": list(PAYMENTS)},
+    },
+    "purchase_order": {
+        "po_number": _STR,
+        "order_date": _DATE,
+        "supplier_name": _STR,
+        "total_amount": _AMOUNT,
+        "currency": {"enum": list(CURRENCIES)},
+    },
 }
 
 
@@ -54,9 +69,14 @@ class IdpDataset:
 def class_schema(cls: str) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one document class's fields."""
     fields = _FIELDS[cls]
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": cls, "type": "object",
-            "properties": {"document_type": {"const": cls}, **fields},
-            "required": ["document_type", *fields], "additionalProperties": False}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": cls,
+        "type": "object",
+        "properties": {"document_type": {"const": cls}, **fields},
+        "required": ["document_type", *fields],
+        "additionalProperties": False,
+    }
 
 
 def combined_schema() -> dict[str, Any]:
@@ -64,8 +84,7 @@ def combined_schema() -> dict[str, Any]:
     props: dict[str, Any] = {"document_type": {"enum": list(CLASSES)}}
     for fields in _FIELDS.values():
         props.update({name: {} for name in fields})
-    return {"type": "object", "properties": props, "required": ["document_type"],
-            "additionalProperties": False}
+    return {"type": "object", "properties": props, "required": ["document_type"], "additionalProperties": False}
 
 
 class _Values(SplitValues):
@@ -107,53 +126,96 @@ Line = tuple[str, bool]  # (text, carries a labelled field)
 
 def _invoice(v: _Values, layout: int) -> tuple[list[Line], dict[str, Any]]:
     r = v.rng
-    f = {"invoice_number": v.number(r.choice(("INV-", "IN")), 5), "invoice_date": v.day().isoformat(),
-         "vendor_name": v.company(), "total_amount": v.amount(), "currency": r.choice(CURRENCIES)}
+    f = {
+        "invoice_number": v.number(r.choice(("INV-", "IN")), 5),
+        "invoice_date": v.day().isoformat(),
+        "vendor_name": v.company(),
+        "total_amount": v.amount(),
+        "currency": r.choice(CURRENCIES),
+    }
     total = _money(f["total_amount"])
     tax = total * r.choice((0, 7, 19, 20)) // 120
     due = (date.fromisoformat(f["invoice_date"]) + timedelta(r.choice((14, 30)))).isoformat()
     if layout == 0:
-        lines = [("INVOICE", True), (f"Invoice No: {f['invoice_number']}", True),
-                 (f"Date: {f['invoice_date']}", True), (f"From: {f['vendor_name']}", True),
-                 (f"Bill to: {v.company()}", False), (f"Tax: {_fmt(tax)}", False),
-                 (f"Total: {f['total_amount']} {f['currency']}", True)]
+        lines = [
+            ("INVOICE", True),
+            (f"Invoice No: {f['invoice_number']}", True),
+            (f"Date: {f['invoice_date']}", True),
+            (f"From: {f['vendor_name']}", True),
+            (f"Bill to: {v.company()}", False),
+            (f"Tax: {_fmt(tax)}", False),
+            (f"Total: {f['total_amount']} {f['currency']}", True),
+        ]
     else:
-        lines = [(f["vendor_name"], True), (f"Tax Invoice {f['invoice_number']}", True),
-                 (f"Issued {f['invoice_date']} | Due {due}", True),
-                 (f"Subtotal {_fmt(total - tax)} | VAT {_fmt(tax)}", False),
-                 (f"Amount due: {f['currency']} {f['total_amount']}", True)]
+        lines = [
+            (f["vendor_name"], True),
+            (f"Tax Invoice {f['invoice_number']}", True),
+            (f"Issued {f['invoice_date']} | Due {due}", True),
+            (f"Subtotal {_fmt(total - tax)} | VAT {_fmt(tax)}", False),
+            (f"Amount due: {f['currency']} {f['total_amount']}", True),
+        ]
     return lines, f
 
 
 def _receipt(v: _Values, layout: int) -> tuple[list[Line], dict[str, Any]]:
     r = v.rng
-    f = {"merchant_name": v.shop(), "receipt_date": v.day().isoformat(), "total_amount": v.amount(1, 300),
-         "currency": r.choice(CURRENCIES), "payment_method": r.choice(PAYMENTS)}
-    items = [(f"{r.choice(('Tea', 'Bread', 'Soap', 'Pens', 'Rice', 'Milk'))} x{r.randint(1, 4)} "
-              f"{v.amount(1, 40)}", False) for _ in range(r.randint(1, 2))]
+    f = {
+        "merchant_name": v.shop(),
+        "receipt_date": v.day().isoformat(),
+        "total_amount": v.amount(1, 300),
+        "currency": r.choice(CURRENCIES),
+        "payment_method": r.choice(PAYMENTS),
+    }
+    items = [
+        (f"{r.choice(('Tea', 'Bread', 'Soap', 'Pens', 'Rice', 'Milk'))} x{r.randint(1, 4)} {v.amount(1, 40)}", False)
+        for _ in range(r.randint(1, 2))
+    ]
     if layout == 0:
-        lines = [(f["merchant_name"], True), (f"Receipt {f['receipt_date']}", True), *items,
-                 (f"TOTAL {f['total_amount']} {f['currency']}", True), (f"Paid: {f['payment_method']}", True)]
+        lines = [
+            (f["merchant_name"], True),
+            (f"Receipt {f['receipt_date']}", True),
+            *items,
+            (f"TOTAL {f['total_amount']} {f['currency']}", True),
+            (f"Paid: {f['payment_method']}", True),
+        ]
     else:
-        lines = [("RECEIPT", True), (f"Store: {f['merchant_name']}", True), (f"Date: {f['receipt_date']}", True),
-                 *items, (f"Payment: {f['payment_method']}", True),
-                 (f"Total ({f['currency']}): {f['total_amount']}", True)]
+        lines = [
+            ("RECEIPT", True),
+            (f"Store: {f['merchant_name']}", True),
+            (f"Date: {f['receipt_date']}", True),
+            *items,
+            (f"Payment: {f['payment_method']}", True),
+            (f"Total ({f['currency']}): {f['total_amount']}", True),
+        ]
     return lines, f
 
 
 def _purchase_order(v: _Values, layout: int) -> tuple[list[Line], dict[str, Any]]:
     r = v.rng
-    f = {"po_number": v.number("PO-", 6), "order_date": v.day().isoformat(), "supplier_name": v.company(),
-         "total_amount": v.amount(), "currency": r.choice(CURRENCIES)}
+    f = {
+        "po_number": v.number("PO-", 6),
+        "order_date": v.day().isoformat(),
+        "supplier_name": v.company(),
+        "total_amount": v.amount(),
+        "currency": r.choice(CURRENCIES),
+    }
     buyer = v.company()
     if layout == 0:
-        lines = [("PURCHASE ORDER", True), (f"PO: {f['po_number']}", True), (f"Buyer: {buyer}", False),
-                 (f"Supplier: {f['supplier_name']}", True), (f"Order date: {f['order_date']}", True),
-                 (f"Total: {f['total_amount']} {f['currency']}", True)]
+        lines = [
+            ("PURCHASE ORDER", True),
+            (f"PO: {f['po_number']}", True),
+            (f"Buyer: {buyer}", False),
+            (f"Supplier: {f['supplier_name']}", True),
+            (f"Order date: {f['order_date']}", True),
+            (f"Total: {f['total_amount']} {f['currency']}", True),
+        ]
     else:
-        lines = [(f"Purchase Order {f['po_number']} ({f['order_date']})", True),
-                 (f"Ship to: {buyer}", False), (f"Vendor: {f['supplier_name']}", True),
-                 (f"Order total: {f['currency']} {f['total_amount']}", True)]
+        lines = [
+            (f"Purchase Order {f['po_number']} ({f['order_date']})", True),
+            (f"Ship to: {buyer}", False),
+            (f"Vendor: {f['supplier_name']}", True),
+            (f"Order total: {f['currency']} {f['total_amount']}", True),
+        ]
     return lines, f
 
 
@@ -187,8 +249,9 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def generate_idp_dataset(out_dir: Path, n_train: int, n_eval_per_class: int, seed: int,
-                         mini_fraction: float = 0.25) -> IdpDataset:
+def generate_idp_dataset(
+    out_dir: Path, n_train: int, n_eval_per_class: int, seed: int, mini_fraction: float = 0.25
+) -> IdpDataset:
     """Write train.jsonl, eval.jsonl (held-out values), the schemas and a sample document under `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,8 +278,9 @@ def generate_idp_dataset(out_dir: Path, n_train: int, n_eval_per_class: int, see
     tmp = sample.with_name(sample.name + ".tmp")
     tmp.write_text(make_document("invoice", random.Random(seed + 7), held_out=True)[0] + "\n", encoding="utf-8")
     os.replace(tmp, sample)
-    return IdpDataset(out_dir, out_dir / "train.jsonl", out_dir / "eval.jsonl", out_dir / "schema.json",
-                      class_paths, sample)
+    return IdpDataset(
+        out_dir, out_dir / "train.jsonl", out_dir / "eval.jsonl", out_dir / "schema.json", class_paths, sample
+    )
 
 
 def tokenizer_corpus(dataset: IdpDataset, limit: int = 3000) -> list[str]:

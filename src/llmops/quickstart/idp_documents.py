@@ -22,8 +22,8 @@ from llmops.quickstart.doc_values import (
     CURRENCY,
     REGIONS,
     VAT_RATES,
-    DocValues,
     Document,
+    DocValues,
     gold_fields,
     round_cents,
 )
@@ -53,19 +53,32 @@ def document_schema() -> dict[str, Any]:
     nullable_date = {"type": ["string", "null"], "format": "date"}
 
     def strict(properties: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "object", "properties": properties, "required": list(properties),
-                "additionalProperties": False}
+        return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
     party = {"name": {"type": "string"}, "address": {"type": "string"}, "tax_id": {"type": ["string", "null"]}}
-    item = strict({"description": {"type": "string"}, "quantity": {"type": "number"}, "unit_price": amount,
-                   "amount": amount})
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "business_document", **strict({
-        "document_type": {"enum": list(CLASSES)}, "document_number": {"type": "string"},
-        "issue_date": {"type": "string", "format": "date"}, "due_date": nullable_date,
-        "delivery_date": nullable_date, "currency": {"enum": list(CURRENCIES)},
-        "seller": strict(party), "buyer": {**strict(party), "type": ["object", "null"]},
-        "line_items": {"type": "array", "maxItems": 12, "items": item},
-        "subtotal": nullable_amount, "tax": nullable_amount, "total": amount})}
+    item = strict(
+        {"description": {"type": "string"}, "quantity": {"type": "number"}, "unit_price": amount, "amount": amount}
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "business_document",
+        **strict(
+            {
+                "document_type": {"enum": list(CLASSES)},
+                "document_number": {"type": "string"},
+                "issue_date": {"type": "string", "format": "date"},
+                "due_date": nullable_date,
+                "delivery_date": nullable_date,
+                "currency": {"enum": list(CURRENCIES)},
+                "seller": strict(party),
+                "buyer": {**strict(party), "type": ["object", "null"]},
+                "line_items": {"type": "array", "maxItems": 12, "items": item},
+                "subtotal": nullable_amount,
+                "tax": nullable_amount,
+                "total": amount,
+            }
+        ),
+    }
 
 
 def _item_count(rng: random.Random, kind: str, long: bool) -> int:
@@ -107,17 +120,40 @@ def build_document(values: DocValues, kind: str, language: str, long: bool = Fal
     register = values.register(region, language) if not receipt and r.random() < 0.8 else None
     customer = r.choice(("", "K-", "C")) + values.digits(r.choice((5, 6))) if not receipt and r.random() < 0.5 else None
     return Document(
-        kind=kind, language=language, region=region, number=values.number(kind, language, issue.year),
-        issue_date=issue, due_date=due, delivery_date=delivery, currency=CURRENCY[region], seller=seller, buyer=buyer,
-        items=items, discount_pct=pct, discount=discount, shipping=shipping,
-        tax_rate=None if rate is None else Decimal(rate), subtotal=None if rate is None else net, tax=tax,
-        total=total, payment_days=days, customer_number=customer,
-        order_reference=values.number("purchase_order", language, issue.year) if kind == "invoice" and r.random() < 0.3
+        kind=kind,
+        language=language,
+        region=region,
+        number=values.number(kind, language, issue.year),
+        issue_date=issue,
+        due_date=due,
+        delivery_date=delivery,
+        currency=CURRENCY[region],
+        seller=seller,
+        buyer=buyer,
+        items=items,
+        discount_pct=pct,
+        discount=discount,
+        shipping=shipping,
+        tax_rate=None if rate is None else Decimal(rate),
+        subtotal=None if rate is None else net,
+        tax=tax,
+        total=total,
+        payment_days=days,
+        customer_number=customer,
+        order_reference=values.number("purchase_order", language, issue.year)
+        if kind == "invoice" and r.random() < 0.3
         else None,
-        iban=bank and bank[1], bic=bank and bank[2], bank=bank and bank[0], register=register,
-        director=values.person(language) if register and region != "US" else None, contact=values.person(language),
-        time=f"{r.randint(7, 21):02d}:{r.randrange(60):02d}", paid_by=r.choice(("card", "cash")),
-        cash_given=next((n for n in _NOTES if n >= total), total), long=long)
+        iban=bank and bank[1],
+        bic=bank and bank[2],
+        bank=bank and bank[0],
+        register=register,
+        director=values.person(language) if register and region != "US" else None,
+        contact=values.person(language),
+        time=f"{r.randint(7, 21):02d}:{r.randrange(60):02d}",
+        paid_by=r.choice(("card", "cash")),
+        cash_given=next((n for n in _NOTES if n >= total), total),
+        long=long,
+    )
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -153,13 +189,23 @@ def _split(out_dir: Path, split: str, n: int, seed: int, opts: dict[str, Any]) -
         doc_id = f"{split}-{i:04d}"
         name = f"docs/{doc_id}.{_EXTENSIONS[fmt]}"
         _write(out_dir / name, data)
-        records.append({"id": doc_id, "file": name, "fields": gold_fields(doc), "class": kind,
-                        "language": language, "layout": layout, "scanned": i in scanned})
+        records.append(
+            {
+                "id": doc_id,
+                "file": name,
+                "fields": gold_fields(doc),
+                "class": kind,
+                "language": language,
+                "layout": layout,
+                "scanned": i in scanned,
+            }
+        )
     return records
 
 
-def _check_options(n_train: int, n_eval: int, scan_fraction: float, languages: tuple[str, ...],
-                   classes: tuple[str, ...]) -> None:
+def _check_options(
+    n_train: int, n_eval: int, scan_fraction: float, languages: tuple[str, ...], classes: tuple[str, ...]
+) -> None:
     """Raise ConfigError naming the first bad option and its allowed values."""
     if min(n_train, n_eval) < 0:
         raise ConfigError(f"n_train and n_eval must be 0 or more, not {n_train} and {n_eval}")
@@ -171,19 +217,31 @@ def _check_options(n_train: int, n_eval: int, scan_fraction: float, languages: t
         raise ConfigError(f"classes {list(classes)}: use one or more of {list(CLASSES)}")
 
 
-def generate_document_dataset(out_dir: Path, n_train: int, n_eval: int, seed: int, scan_fraction: float = 0.25,
-                              languages: tuple[str, ...] = ("en", "de", "fr"),
-                              classes: tuple[str, ...] = CLASSES, held_out_layouts: bool = True) -> DocumentDataset:
+def generate_document_dataset(
+    out_dir: Path,
+    n_train: int,
+    n_eval: int,
+    seed: int,
+    scan_fraction: float = 0.25,
+    languages: tuple[str, ...] = ("en", "de", "fr"),
+    classes: tuple[str, ...] = CLASSES,
+    held_out_layouts: bool = True,
+) -> DocumentDataset:
     """Write docs/*, train.jsonl, eval.jsonl, schema.json and sample_document.pdf under `out_dir`.
 
-    Deterministic from `seed`. `scan_fraction` of each split is scanned (png, jpeg and image-only pdf in equal shares; multi-page ones as pdf);
-    without `held_out_layouts`, evaluation documents use the training layouts (still with held-out values).
+    Deterministic from `seed`. `scan_fraction` of each split is scanned (png, jpeg and image-only pdf in equal
+    shares; multi-page ones as pdf); without `held_out_layouts`, evaluation documents use the training layouts
+    (still with held-out values).
     """
     _check_options(n_train, n_eval, scan_fraction, languages, classes)
     out_dir = Path(out_dir)
     (out_dir / "docs").mkdir(parents=True, exist_ok=True)
-    opts = {"scan_fraction": scan_fraction, "languages": languages, "classes": classes,
-            "held_out_layouts": held_out_layouts}
+    opts = {
+        "scan_fraction": scan_fraction,
+        "languages": languages,
+        "classes": classes,
+        "held_out_layouts": held_out_layouts,
+    }
     train = _split(out_dir, "train", n_train, seed, opts)
     evals = _split(out_dir, "eval", n_eval, seed, opts)
     _write(out_dir / "train.jsonl", _jsonl(train))
@@ -192,5 +250,11 @@ def generate_document_dataset(out_dir: Path, n_train: int, n_eval: int, seed: in
     rng = random.Random(f"{seed}-sample")
     sample = build_document(DocValues(rng, True), "invoice", languages[0])
     _write(out_dir / "sample_document.pdf", render_pdf(sample, HELD_OUT_LAYOUTS[0], languages[0])[0])
-    return DocumentDataset(out_dir, out_dir / "train.jsonl", out_dir / "eval.jsonl", out_dir / "schema.json",
-                           out_dir / "docs", out_dir / "sample_document.pdf")
+    return DocumentDataset(
+        out_dir,
+        out_dir / "train.jsonl",
+        out_dir / "eval.jsonl",
+        out_dir / "schema.json",
+        out_dir / "docs",
+        out_dir / "sample_document.pdf",
+    )

@@ -14,8 +14,20 @@ from typing import Any
 
 from llmops.quickstart.idp_data import _write_jsonl
 
-_SWAPS = {" + ": " - ", " - ": " + ", " * ": " + ", " % ": " // ", " > ": " < ", "max(": "min(", "min(": "max(",
-          "[:": "[1:", ".count(": ".index(", " in s": " not in s", ".replace(": ".split(", "sum(": "len("}
+_SWAPS = {
+    " + ": " - ",
+    " - ": " + ",
+    " * ": " + ",
+    " % ": " // ",
+    " > ": " < ",
+    "max(": "min(",
+    "min(": "max(",
+    "[:": "[1:",
+    ".count(": ".index(",
+    " in s": " not in s",
+    ".replace(": ".split(",
+    "sum(": "len(",
+}
 
 
 def _compact(fields: dict[str, Any]) -> str:
@@ -27,7 +39,7 @@ def _wrong_value(value: str, rng: random.Random) -> str:
     digits = [i for i, ch in enumerate(value) if ch.isdigit()]
     if digits:
         i = rng.choice(digits)
-        return value[:i] + str((int(value[i]) + rng.randint(1, 9)) % 10) + value[i + 1:]
+        return value[:i] + str((int(value[i]) + rng.randint(1, 9)) % 10) + value[i + 1 :]
     letters = list(value)
     rng.shuffle(letters)
     wrong = "".join(letters)
@@ -58,7 +70,7 @@ def codegen_rejected(solution: str, rng: random.Random) -> str:
         return solution.replace(a, b, 1)
     if numbers and kind < 0.9:
         m = rng.choice(numbers)
-        return solution[:m.start()] + str(int(m.group()) + rng.randint(1, 9)) + solution[m.end():]
+        return solution[: m.start()] + str(int(m.group()) + rng.randint(1, 9)) + solution[m.end() :]
     return solution.replace("return ", "return (", 1)
 
 
@@ -68,8 +80,14 @@ def write_idp_pairs(train: Path, out: Path, seed: int) -> Path:
     pairs = []
     for line in train.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
-        pairs.append({"prompt": record["document"], "chosen": _compact(record["fields"]),
-                      "rejected": idp_rejected(record["fields"], rng), "class": record["class"]})
+        pairs.append(
+            {
+                "prompt": record["document"],
+                "chosen": _compact(record["fields"]),
+                "rejected": idp_rejected(record["fields"], rng),
+                "class": record["class"],
+            }
+        )
     _write_jsonl(out, pairs)
     return out
 
@@ -82,7 +100,8 @@ def write_codegen_pairs(train: Path, out: Path, seed: int) -> Path:
         record = json.loads(line)
         rejected = codegen_rejected(record["output"], rng)
         if rejected != record["output"]:
-            pairs.append({"prompt": record["input"], "chosen": record["output"], "rejected": rejected,
-                          "class": record["class"]})
+            pairs.append(
+                {"prompt": record["input"], "chosen": record["output"], "rejected": rejected, "class": record["class"]}
+            )
     _write_jsonl(out, pairs)
     return out

@@ -63,8 +63,15 @@ def run_stage(base: dict[str, Any], entries: dict[str, Any], overrides: list[str
     return summary
 
 
-def trained_once(workdir: Path, name: str, base: dict[str, Any], entries: dict[str, Any], overrides: list[str],
-                 console: Any, what: str = "the SFT recipe") -> str:
+def trained_once(
+    workdir: Path,
+    name: str,
+    base: dict[str, Any],
+    entries: dict[str, Any],
+    overrides: list[str],
+    console: Any,
+    what: str = "the SFT recipe",
+) -> str:
     """The model folder of stage `name`: trained now with the SFT recipe, or reused from an earlier quickstart.
 
     `--set` overrides apply to every stage; a stage trained with overrides is not kept for reuse.
@@ -80,21 +87,34 @@ def trained_once(workdir: Path, name: str, base: dict[str, Any], entries: dict[s
     return summary.model_dir
 
 
-def run_kd(workdir: Path, flow: str, recipes: Path, entries: dict[str, Any], student: Path, teacher: Path,
-           overrides: list[str], console: Any, tag: str = "") -> Any:
+def run_kd(
+    workdir: Path,
+    flow: str,
+    recipes: Path,
+    entries: dict[str, Any],
+    student: Path,
+    teacher: Path,
+    overrides: list[str],
+    console: Any,
+    tag: str = "",
+) -> Any:
     """Train (or reuse) the teacher, distil it into the (smaller) student, and train the student by SFT alone.
 
     The teacher is `teacher` fine-tuned by the flow's SFT recipe: the plain quickstart's model, reused when present.
     """
     sft = recipe(recipes, flow, "sft")
     kd = recipe(recipes, flow, "kd")
-    teacher_dir = trained_once(workdir, f"{flow}-sft{tag}", sft, {**entries, "student": str(teacher)}, overrides,
-                               console)
+    teacher_dir = trained_once(
+        workdir, f"{flow}-sft{tag}", sft, {**entries, "student": str(teacher)}, overrides, console
+    )
     console.print("[bold]distilled student[/] (logit KD from the teacher)")
     distilled = run_stage(kd, {**entries, "student": str(student), "teacher": teacher_dir}, overrides)
     console.print("[bold]SFT-only student[/] (same student, data and steps, no teacher)")
-    steps = {"training": {"max_steps": kd["training"]["max_steps"]}, "peft": kd["peft"],
-             "tracking": {"registered_model": f"quickstart-{flow}-sft-only"}}
+    steps = {
+        "training": {"max_steps": kd["training"]["max_steps"]},
+        "peft": kd["peft"],
+        "tracking": {"registered_model": f"quickstart-{flow}-sft-only"},
+    }
     alone = run_stage(sft, merge({**entries, "student": str(student)}, steps), overrides)
     _print_side_by_side(console, distilled, alone)
     return distilled
@@ -114,8 +134,17 @@ def _print_side_by_side(console: Any, distilled: Any, alone: Any) -> None:
     console.print(table)
 
 
-def run_dpo(workdir: Path, flow: str, recipes: Path, entries: dict[str, Any], student: Path, pairs: Path,
-            overrides: list[str], console: Any, tag: str = "") -> Any:
+def run_dpo(
+    workdir: Path,
+    flow: str,
+    recipes: Path,
+    entries: dict[str, Any],
+    student: Path,
+    pairs: Path,
+    overrides: list[str],
+    console: Any,
+    tag: str = "",
+) -> Any:
     """Fine-tune (or reuse) the SFT start, then train it with DPO on the preference pairs."""
     sft = recipe(recipes, flow, "sft")
     start = trained_once(workdir, f"{flow}-sft{tag}", sft, {**entries, "student": str(student)}, overrides, console)

@@ -30,8 +30,19 @@ def python() -> str:
 def bwrap_base() -> tuple[str, ...]:
     """bwrap with its namespaces, session and read-only system mounts (the same for every run)."""
     if os.geteuid() == 0:  # no user namespace: the wrapper drops to the run's uid, so RLIMIT_NPROC holds
-        ns = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-              "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        ns = [
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+        ]
     else:
         ns = ["--unshare-all"]
     mounts = ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]

@@ -92,10 +92,10 @@ class Capture:
             del self.streams[fd]
             return False
         if self.streams[fd] == 3:  # the report channel: keep a bounded tail, look for the nonce
-            self.out[3] = (self.out[3] + chunk)[-(1 << 16):]
+            self.out[3] = (self.out[3] + chunk)[-(1 << 16) :]
             self.report = self.report or _parse_report(bytes(self.out[3]), self.nonce)
             return True
-        self.out[self.streams[fd]] += chunk[:max(0, self.cap - self.total)]
+        self.out[self.streams[fd]] += chunk[: max(0, self.cap - self.total)]
         self.total += len(chunk)
         return True
 
@@ -110,11 +110,11 @@ def _parse_report(data: bytes, nonce: bytes) -> tuple[str, str] | None:
     at = data.find(nonce + b" ")
     if at < 0:
         return None
-    header, newline, rest = data[at + len(nonce) + 1:].partition(b"\n")
+    header, newline, rest = data[at + len(nonce) + 1 :].partition(b"\n")
     status, _, length = header.partition(b" ")
     if not newline or status not in (b"ok", b"error", b"memory") or not length.isdigit() or len(rest) < int(length):
         return None
-    return status.decode(), rest[:int(length)].decode("utf-8", "replace")
+    return status.decode(), rest[: int(length)].decode("utf-8", "replace")
 
 
 def exec_result(reason: str, capture: Capture, returncode: int | None, duration: float) -> ExecResult:

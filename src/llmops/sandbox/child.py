@@ -14,15 +14,35 @@ import sys
 _CLONE_NEWNS, _CLONE_NEWIPC = 0x00020000, 0x08000000
 _MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 2, 4, 0x4000, 1 << 18
 # What a warm sandbox imports once, so that its programs need not: what HumanEval-style programs import most.
-_PRELOAD = ("typing", "collections", "math", "re", "itertools", "functools", "heapq", "string", "bisect",
-            "operator", "random", "fractions", "statistics", "copy", "json", "dataclasses", "hashlib",
-            "datetime", "decimal", "ctypes")  # ctypes: the children need it for their mounts
+_PRELOAD = (
+    "typing",
+    "collections",
+    "math",
+    "re",
+    "itertools",
+    "functools",
+    "heapq",
+    "string",
+    "bisect",
+    "operator",
+    "random",
+    "fractions",
+    "statistics",
+    "copy",
+    "json",
+    "dataclasses",
+    "hashlib",
+    "datetime",
+    "decimal",
+    "ctypes",
+)  # ctypes: the children need it for their mounts
 
 
 def _secure(uid, mode):
     """Drop to the run's uid; mode 0/1 (fallback backend): also no-new-privs and the parent-death signal."""
     if mode >= 0:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(8, mode, 0, 0, 0)  # PR_SET_KEEPCAPS
     if uid >= 0:
@@ -30,9 +50,14 @@ def _secure(uid, mode):
         posix.setresgid(uid, uid, uid)
         posix.setresuid(uid, uid, uid)
     # capset v3: effective = permitted = inheritable = {CAP_DAC_READ_SEARCH}, + ambient
-    if mode == 1 and uid >= 0 and (libc.capset((ctypes.c_uint32 * 2)(0x20080522, 0),
-                                               (ctypes.c_uint32 * 6)(4, 4, 4, 0, 0, 0))
-                                   or libc.prctl(47, 2, 2, 0, 0)):
+    if (
+        mode == 1
+        and uid >= 0
+        and (
+            libc.capset((ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)(4, 4, 4, 0, 0, 0))
+            or libc.prctl(47, 2, 2, 0, 0)
+        )
+    ):
         raise OSError(ctypes.get_errno(), "capset")
     if mode >= 0:
         libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
@@ -64,12 +89,18 @@ def _main(fd, uid, mode, as_main, mem, cpu, nproc, fsize):
     posix.dup2(null, 0)
     posix.close(null)
     _secure(uid, mode)
-    for res, lim in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_FSIZE, fsize),
-                     (resource.RLIMIT_CORE, 0), (resource.RLIMIT_CPU, cpu)):
+    for res, lim in (
+        (resource.RLIMIT_AS, mem),
+        (resource.RLIMIT_NPROC, nproc),
+        (resource.RLIMIT_FSIZE, fsize),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_CPU, cpu),
+    ):
         resource.setrlimit(res, (lim, lim + (res == resource.RLIMIT_CPU)))
     posix.set_inheritable(fd, False)
     me, write, exit_, pause, len_, str_ = posix.getpid(), posix.write, posix._exit, _signal.pause, len, str
     import builtins
+
     module = type(sys)("__main__")
     module.__builtins__ = builtins
     sys.modules["__main__"] = module
@@ -101,6 +132,7 @@ def _main(fd, uid, mode, as_main, mem, cpu, nproc, fsize):
 def _fresh_mounts(tmpfs_bytes):
     """In a new mount and IPC namespace: empty size-limited tmpfs at /tmp and /sandbox, the working directory."""
     import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(_CLONE_NEWNS | _CLONE_NEWIPC) or libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None):
         raise OSError(ctypes.get_errno(), "unshare")
@@ -125,6 +157,7 @@ def _child(fds, uid, as_main, mem, cpu, nproc, fsize, tmpfs_bytes):
 def _kill_all(child):
     """SIGKILL every process in the pid namespace but ours and pid 1 until none is left (reaping `child`)."""
     import time
+
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         try:
@@ -142,6 +175,7 @@ def _kill_all(child):
 def _run_one(sock, uid, header, fds):
     """Fork the child for one run; tell the evaluator when it exits; on "kill", kill everything, say "clean"."""
     import select
+
     pid = posix.fork()
     if pid == 0:
         try:
@@ -169,10 +203,12 @@ def _run_one(sock, uid, header, fds):
 def _serve(sock_fd, uid):
     """A warm sandbox's server (root in the sandbox, never running a program itself): one run per request."""
     import socket
+
     sock = socket.socket(fileno=sock_fd)
     for name in _PRELOAD:
         __import__(name)
     import gc
+
     gc.freeze()  # the children's collections then skip (and do not copy on write) the server's objects
     pid = posix.fork()  # check once that a child can make its fresh mounts here
     if pid == 0:

@@ -27,9 +27,16 @@ def run_cold(code: str, limits: Limits, backend: str, uid: int | None, as_main: 
         argv = _command(backend, info_w, limits) + _wrapper_args(backend, status_w, uid, limits, as_main)
         start = time.monotonic()
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    cwd=cwd, env=program_env(backend, cwd, marker), start_new_session=True,
-                                    pass_fds=[fd for fd in (status_w, info_w) if fd >= 0])
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=program_env(backend, cwd, marker),
+                start_new_session=True,
+                pass_fds=[fd for fd in (status_w, info_w) if fd >= 0],
+            )
         except BaseException:
             for fd in (status_r, info_r):
                 if fd >= 0:
@@ -58,8 +65,22 @@ def _command(backend: str, info_w: int, limits: Limits) -> list[str]:
     if backend == "rlimits":
         return interpreter
     size = str(TMPFS_FILES * limits.max_file_mb << 20)
-    tmpfs = ["--perms", "1777", "--size", size, "--tmpfs", "/tmp",
-             "--perms", "1777", "--size", size, "--tmpfs", BOX, "--chdir", BOX]
+    tmpfs = [
+        "--perms",
+        "1777",
+        "--size",
+        size,
+        "--tmpfs",
+        "/tmp",
+        "--perms",
+        "1777",
+        "--size",
+        size,
+        "--tmpfs",
+        BOX,
+        "--chdir",
+        BOX,
+    ]
     return [*bwrap_base(), "--json-status-fd", str(info_w), *tmpfs, *python_binds(), "--", *interpreter]
 
 

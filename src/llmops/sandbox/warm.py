@@ -56,9 +56,16 @@ class WarmSandbox:
         info_r, info_w = os.pipe()
         argv = _command(theirs.fileno(), info_w, uid)
         try:
-            proc = _spawn(lambda: subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=program_env("bwrap", "/", "warm"),
-                start_new_session=True, pass_fds=[theirs.fileno(), info_w]))
+            proc = _spawn(
+                lambda: subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    env=program_env("bwrap", "/", "warm"),
+                    start_new_session=True,
+                    pass_fds=[theirs.fileno(), info_w],
+                )
+            )
         except BaseException:
             self.sock.close()
             os.close(info_r)
@@ -227,10 +234,28 @@ def _command(sock_fd: int, info_w: int, uid: int) -> list[str]:
     mounts = [arg for path in ("/tmp", BOX) for arg in ("--perms", "0755", "--size", "65536", "--tmpfs", path)]
     # CAP_SYS_ADMIN: each child's new mount and IPC namespaces; CAP_KILL: the server kills the run's processes.
     # The child loses every capability when it drops to `uid`, before any of the program runs.
-    return [*bwrap_base(), "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_KILL", "--json-status-fd",
-            str(info_w), *mounts, "--chdir", "/", *python_binds(), "--",
-            python(), "-I", "-S", "-B", "-c", child_source() + "\n_serve(*map(int, sys.argv[1:]))",
-            str(sock_fd), str(uid)]
+    return [
+        *bwrap_base(),
+        "--cap-add",
+        "CAP_SYS_ADMIN",
+        "--cap-add",
+        "CAP_KILL",
+        "--json-status-fd",
+        str(info_w),
+        *mounts,
+        "--chdir",
+        "/",
+        *python_binds(),
+        "--",
+        python(),
+        "-I",
+        "-S",
+        "-B",
+        "-c",
+        child_source() + "\n_serve(*map(int, sys.argv[1:]))",
+        str(sock_fd),
+        str(uid),
+    ]
 
 
 def _feed(fd: int, data: bytes) -> None:
@@ -238,7 +263,7 @@ def _feed(fd: int, data: bytes) -> None:
     with suppress(OSError):  # the child is gone already: the run ends as "exited"
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     os.close(fd)
 
 

@@ -49,8 +49,16 @@ _ENDPOINTS = {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/
 class Server:
     """What the routes share: the engine, the names it is served as, the request limits and the API key."""
 
-    def __init__(self, engine: Engine, name: str, api_key: str | None, max_body_bytes: int, max_tokens_limit: int,
-                 default_max_tokens: int, default_schema: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        api_key: str | None,
+        max_body_bytes: int,
+        max_tokens_limit: int,
+        default_max_tokens: int,
+        default_schema: dict[str, Any] | None,
+    ) -> None:
         self.engine, self.name = engine, name
         self.key_bytes = api_key.encode() if api_key else None
         self.max_body_bytes, self.max_tokens_limit = max_body_bytes, max_tokens_limit
@@ -100,20 +108,26 @@ class Server:
         """The 503 of a draining server, the 401 of a missing or wrong API key, or the 413 of a declared body over
         the limit; None if none."""
         if self.draining:
-            response = error_response(503, "the server is shutting down; retry on another replica",
-                                      "server_error", code="server_shutting_down")
+            response = error_response(
+                503,
+                "the server is shutting down; retry on another replica",
+                "server_error",
+                code="server_shutting_down",
+            )
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             return response
         if self.key_bytes is not None:
             auth = request.headers.get("authorization", "")
             given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
             if not hmac.compare_digest(given, self.key_bytes):
-                return error_response(401, "missing or invalid API key (send 'Authorization: Bearer KEY')",
-                                      code="invalid_api_key")
+                return error_response(
+                    401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key"
+                )
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            return error_response(413, f"request body larger than {self.max_body_bytes} bytes",
-                                  code="request_too_large")
+            return error_response(
+                413, f"request body larger than {self.max_body_bytes} bytes", code="request_too_large"
+            )
         return None
 
     async def body(self, request: Request, model: type[SamplingRequest]) -> Any:
@@ -135,16 +149,24 @@ class Server:
             message, param = validation_message(e)
             raise ApiError(400, message, param=param) from None
         if parsed.model is not None and parsed.model not in self.names():
-            raise ApiError(404, f"model '{parsed.model}' is not served here (served: {', '.join(self.names())})",
-                           code="model_not_found", param="model")
+            raise ApiError(
+                404,
+                f"model '{parsed.model}' is not served here (served: {', '.join(self.names())})",
+                code="model_not_found",
+                param="model",
+            )
         return parsed
 
     def max_tokens(self, req: SamplingRequest) -> int:
         """The request's token budget (its own or the default), at most the server's limit."""
         value = req.max_completion_tokens or req.max_tokens or min(self.default_max_tokens, self.max_tokens_limit)
         if value > self.max_tokens_limit:
-            raise ApiError(400, f"max_tokens {value} is over this server's limit {self.max_tokens_limit}",
-                           param="max_tokens", code="max_tokens_too_large")
+            raise ApiError(
+                400,
+                f"max_tokens {value} is over this server's limit {self.max_tokens_limit}",
+                param="max_tokens",
+                code="max_tokens_too_large",
+            )
         return value
 
     def constraint(self, fmt: ResponseFormat | None, max_tokens: int) -> JsonConstraint | None:
@@ -174,8 +196,10 @@ class Server:
                 raise ApiError(400, f"response_format.json_schema.schema: {e}", param="response_format") from None
 
         builder = prompt_for if schema is not None else None
-        return [{"role": m.role, "content": message_text(m, i, builder if m.role == "user" else None)}
-                for i, m in enumerate(req.messages)]
+        return [
+            {"role": m.role, "content": message_text(m, i, builder if m.role == "user" else None)}
+            for i, m in enumerate(req.messages)
+        ]
 
     def gen_request(self, req: SamplingRequest, prompt_ids: list[int], fmt: ResponseFormat | None) -> GenRequest:
         """The engine request for a validated body and its prompt tokens."""
@@ -183,10 +207,17 @@ class Server:
             adapter = req.model if req.model in self.engine.adapters else None
             max_tokens = self.max_tokens(req)
             constraint = self.constraint(fmt, max_tokens)
-            return GenRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=req.temperature,
-                              top_p=req.top_p, stop=req.stops(), stream=req.stream, adapter=adapter,
-                              grammar=constraint.grammar if constraint else None,
-                              min_tokens=constraint.min_tokens if constraint else 0)
+            return GenRequest(
+                prompt_ids=prompt_ids,
+                max_tokens=max_tokens,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                stop=req.stops(),
+                stream=req.stream,
+                adapter=adapter,
+                grammar=constraint.grammar if constraint else None,
+                min_tokens=constraint.min_tokens if constraint else 0,
+            )
         except RequestError as e:
             raise ApiError(400, str(e), code=e.code, param=e.param) from None
 
@@ -218,16 +249,22 @@ def server_of(request: Request) -> Server:
 
 def usage_of(c: Completion) -> dict[str, int]:
     """The OpenAI `usage` object of a completion."""
-    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-            "total_tokens": c.prompt_tokens + c.completion_tokens}
+    return {
+        "prompt_tokens": c.prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "total_tokens": c.prompt_tokens + c.completion_tokens,
+    }
 
 
 @router.get("/health")
 async def health(request: Request) -> Any:
     server = server_of(request)
     if server.draining:  # not ready: the load balancer stops sending here
-        return JSONResponse({"status": "draining", "model": server.name, "inflight": server.inflight},
-                            status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return JSONResponse(
+            {"status": "draining", "model": server.name, "inflight": server.inflight},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     return {"status": "ok", "model": server.name, "queue_depth": server.engine.queue_depth()}
 
 
@@ -242,8 +279,12 @@ async def prometheus(request: Request) -> Response:
 @router.get("/v1/models")
 async def models(request: Request) -> dict[str, Any]:
     created = int(time.time())
-    return {"object": "list", "data": [{"id": n, "object": "model", "created": created, "owned_by": "llmops"}
-                                       for n in server_of(request).names()]}
+    return {
+        "object": "list",
+        "data": [
+            {"id": n, "object": "model", "created": created, "owned_by": "llmops"} for n in server_of(request).names()
+        ],
+    }
 
 
 @router.post("/v1/chat/completions")
@@ -261,21 +302,39 @@ async def chat(request: Request) -> Response:
     if req.stream:
         head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model or server.name}
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(chat_events(server.engine, gen, head, include_usage), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            chat_events(server.engine, gen, head, include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     c = await server.finish(gen)
-    return JSONResponse({
-        "id": cid, "object": "chat.completion", "created": created, "model": req.model or server.name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
-                     "logprobs": None, "finish_reason": c.finish_reason}],
-        "usage": usage_of(c)})
+    return JSONResponse(
+        {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": req.model or server.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": c.text},
+                    "logprobs": None,
+                    "finish_reason": c.finish_reason,
+                }
+            ],
+            "usage": usage_of(c),
+        }
+    )
 
 
-def chat_chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None, usage: Any = None,
-               choices: bool = True) -> str:
+def chat_chunk(
+    head: dict[str, Any], delta: dict[str, Any], finish: str | None = None, usage: Any = None, choices: bool = True
+) -> str:
     """One SSE event of a streamed chat completion: `head` (id, object, created, model) plus the delta."""
-    body: dict[str, Any] = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                 "finish_reason": finish}] if choices else []}
+    body: dict[str, Any] = {
+        **head,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else [],
+    }
     if usage is not None:
         body["usage"] = usage
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
@@ -293,8 +352,14 @@ async def chat_events(engine: Engine, gen: GenRequest, head: dict[str, Any], inc
                 if include_usage:
                     yield chat_chunk(head, {}, usage=usage_of(value), choices=False)
     except Exception as e:  # noqa: BLE001 - headers are sent: report in-band
-        err = {"error": {"message": f"generation failed: {type(e).__name__}", "type": "server_error",
-                         "code": None, "param": None}}
+        err = {
+            "error": {
+                "message": f"generation failed: {type(e).__name__}",
+                "type": "server_error",
+                "code": None,
+                "param": None,
+            }
+        }
         yield f"data: {json.dumps(err)}\n\n"
     yield "data: [DONE]\n\n"
 
@@ -304,17 +369,21 @@ async def completions(request: Request) -> Response:
     server = server_of(request)
     req: CompletionRequest = await server.body(request, CompletionRequest)
     if req.stream:
-        raise ApiError(400, "stream is not supported on /v1/completions yet; use /v1/chat/completions",
-                       param="stream")
+        raise ApiError(400, "stream is not supported on /v1/completions yet; use /v1/chat/completions", param="stream")
     prompt_ids = await run_in_threadpool(server.engine.encode_text, req.prompt)
     gen = await run_in_threadpool(server.gen_request, req, prompt_ids, req.response_format)
     server.start(gen)
     c = await server.finish(gen)
-    return JSONResponse({
-        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-        "model": req.model or server.name,
-        "choices": [{"index": 0, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}],
-        "usage": usage_of(c)})
+    return JSONResponse(
+        {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": req.model or server.name,
+            "choices": [{"index": 0, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}],
+            "usage": usage_of(c),
+        }
+    )
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -335,22 +404,35 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, f"internal error: {type(exc).__name__}", "server_error")
 
 
-def create_app(engine: Engine, api_key: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT, served_name: str | None = None,
-               default_max_tokens: int = 256, default_schema: dict[str, Any] | None = None) -> FastAPI:
+def create_app(
+    engine: Engine,
+    api_key: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
+    served_name: str | None = None,
+    default_max_tokens: int = 256,
+    default_schema: dict[str, Any] | None = None,
+) -> FastAPI:
     """The FastAPI app serving `engine` (as `served_name`); with `api_key`, /v1 routes need `Bearer KEY`.
 
     With `default_schema` (an IDP model's schema) a request without `response_format` is constrained to it;
     `response_format: {"type": "text"}` opts out.
     """
-    server = Server(engine, served_name or engine.name, api_key, max_body_bytes, max_tokens_limit,
-                    default_max_tokens, default_schema)
+    server = Server(
+        engine,
+        served_name or engine.name,
+        api_key,
+        max_body_bytes,
+        max_tokens_limit,
+        default_max_tokens,
+        default_schema,
+    )
     app = FastAPI(title="llmops serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
     app.state.server = server
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     app.middleware("http")(server.observe)
     app.include_router(router)

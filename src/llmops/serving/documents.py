@@ -23,15 +23,25 @@ from llmops.data.documents import document_text
 from llmops.errors import DataError
 from llmops.serving.protocol import ApiError, ContentPart, Message
 
-_MIME_SUFFIXES = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg", "image/jpg": ".jpg",
-                  "image/tiff": ".tif", "text/plain": ".txt"}
+_MIME_SUFFIXES = {
+    "application/pdf": ".pdf",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/tiff": ".tif",
+    "text/plain": ".txt",
+}
 
 
 def _decode(data_url: str, param: str) -> tuple[str, bytes]:
     """(mime type, bytes) of a base64 `data:` URL."""
     if not data_url.startswith("data:"):
-        raise ApiError(400, f"{param}: send the document inline as a base64 data: URL (data:application/pdf;base64,"
-                            "...); this server fetches no URLs", param=param)
+        raise ApiError(
+            400,
+            f"{param}: send the document inline as a base64 data: URL (data:application/pdf;base64,"
+            "...); this server fetches no URLs",
+            param=param,
+        )
     head, sep, payload = data_url[5:].partition(",")
     if not sep or not head.endswith(";base64"):
         raise ApiError(400, f"{param}: expected data:<mime type>;base64,<data>", param=param)

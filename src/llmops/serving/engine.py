@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from llmops.errors import ConfigError, LlmopsError, ModelError
-from llmops.serving import metrics
-from llmops.serving.rows import BatchState, Completion, RowProcessor, RowStopper
 from llmops.evaluation.constrained import CAP_STEPS, JsonConstraint, JsonGrammar
 from llmops.evaluation.schema_bounds import MAX_STRING_REPEAT, UNTYPED_AS, narrow_schema
+from llmops.serving import metrics
+from llmops.serving.rows import BatchState, Completion, RowProcessor, RowStopper
 
 
 class QueueFullError(LlmopsError):
@@ -77,9 +77,18 @@ class GenRequest:
 class Engine:
     """A model served by a background batching worker. Thread-safe `submit`; results arrive on asyncio queues."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 8, batch_wait_s: float = 0.01,
-                 max_queue: int = 64, json_string_max: int | None = MAX_STRING_REPEAT, name: str = "model",
-                 adapters: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_batch_size: int = 8,
+        batch_wait_s: float = 0.01,
+        max_queue: int = 64,
+        json_string_max: int | None = MAX_STRING_REPEAT,
+        name: str = "model",
+        adapters: dict[str, str] | None = None,
+    ) -> None:
         from llmops.evaluation.generate import eos_ids
 
         if max_batch_size < 1 or max_queue < 1:
@@ -111,10 +120,9 @@ class Engine:
     @classmethod
     def load(cls, model: str, **kwargs: Any) -> Engine:
         """Load a local folder or `models:/NAME@ALIAS` (resolved through the tracking registry)."""
+        from llmops.models.builtin import converts_offline
         from llmops.models.loader import load_for_inference
         from llmops.tracking import resolve_model
-
-        from llmops.models.builtin import converts_offline
 
         if not model.startswith("models:/") and not converts_offline(model) and not Path(model).expanduser().is_dir():
             raise ConfigError(f"serve: model folder '{model}' does not exist")
@@ -175,14 +183,17 @@ class Engine:
 
     def check(self, req: GenRequest) -> None:
         if self.max_positions and len(req.prompt_ids) + req.max_tokens > self.max_positions:
-            raise RequestError(f"prompt ({len(req.prompt_ids)} tokens) + max_tokens ({req.max_tokens}) exceeds "
-                               f"the model's context length {self.max_positions}")
+            raise RequestError(
+                f"prompt ({len(req.prompt_ids)} tokens) + max_tokens ({req.max_tokens}) exceeds "
+                f"the model's context length {self.max_positions}"
+            )
         if not req.prompt_ids:
             raise RequestError("the prompt is empty")
         if req.max_tokens < req.min_tokens:
             raise MaxTokensTooSmallError(
                 f"max_tokens {req.max_tokens} is too small for this response_format: its shortest valid answer "
-                f"takes {req.min_tokens} tokens; set max_tokens to at least {req.min_tokens}")
+                f"takes {req.min_tokens} tokens; set max_tokens to at least {req.min_tokens}"
+            )
 
     def submit(self, req: GenRequest) -> None:
         """Queue a request (QueueFullError when the queue is full)."""
@@ -291,10 +302,15 @@ class Engine:
         metrics.BATCH_SIZE.observe(len(batch))
         extra = {"adapter_names": [r.adapter or "__base__" for r in batch]} if self.adapters else {}
         with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config, **extra,
-                                      logits_processor=LogitsProcessorList([RowProcessor(state)]),
-                                      stopping_criteria=StoppingCriteriaList([RowStopper(state)]))
-        for row, req in enumerate(batch):
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                generation_config=config,
+                **extra,
+                logits_processor=LogitsProcessorList([RowProcessor(state)]),
+                stopping_criteria=StoppingCriteriaList([RowStopper(state)]),
+            )
+        for row in range(len(batch)):
             state.finish(row, out[row, width:].tolist())
 
 
@@ -316,5 +332,16 @@ def _with_adapters(model: Any, adapters: dict[str, str]) -> Any:
     return peft_model.eval()
 
 
-__all__ = ["CAP_STEPS", "MAX_STRING_REPEAT", "Completion", "Engine", "GenRequest", "JsonConstraint", "MaxTokensTooSmallError",
-           "ModelError", "QueueFullError", "RequestError", "narrow_schema"]
+__all__ = [
+    "CAP_STEPS",
+    "MAX_STRING_REPEAT",
+    "Completion",
+    "Engine",
+    "GenRequest",
+    "JsonConstraint",
+    "MaxTokensTooSmallError",
+    "ModelError",
+    "QueueFullError",
+    "RequestError",
+    "narrow_schema",
+]

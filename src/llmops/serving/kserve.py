@@ -75,8 +75,11 @@ def _model_location(source: str, tracking_uri: str) -> tuple[str, dict[str, Any]
                 names = _list_names(target, tracking_uri)
             except TrackingError:
                 names = set()  # a store MLflow cannot list: treat as a merged model
-            adapter = _read_artifact_json(f"{target.rstrip('/')}/{ADAPTER_CONFIG}", tracking_uri) \
-                if ADAPTER_CONFIG in names else None
+            adapter = (
+                _read_artifact_json(f"{target.rstrip('/')}/{ADAPTER_CONFIG}", tracking_uri)
+                if ADAPTER_CONFIG in names
+                else None
+            )
             return target, adapter
         folder = Path(target)
         if not folder.is_dir():
@@ -107,7 +110,8 @@ def manifest_for_registered(model_uri: str, tracking_uri: str | None = None, **o
         raise ConfigError(
             f"kserve: {model_uri} is stored at {mv.source}, which only the MLflow server can read; run the tracking "
             "server with an artifact root the cluster can fetch (--default-artifact-root s3://... "
-            "--no-serve-artifacts)")
+            "--no-serve-artifacts)"
+        )
     location, adapter = _model_location(str(mv.source), uri)
     from_store = location == str(mv.source)  # in the artifact store (not a referenced folder): always fetched
     name = validate_name(opts.pop("name", None) or service_name(mv.name))
@@ -116,14 +120,20 @@ def manifest_for_registered(model_uri: str, tracking_uri: str | None = None, **o
     if adapter is not None:
         base = opts.pop("base_storage_uri", None) or base_uri(str(adapter.get("base_model_name_or_path") or ""))
         lora = {lora_name: location, **lora}
-        manifest = inference_service(name, base, lora_modules=lora, base_storage_uri=base,
-                                     mount_lora=[lora_name] if from_store else (), **opts)
+        manifest = inference_service(
+            name, base, lora_modules=lora, base_storage_uri=base, mount_lora=[lora_name] if from_store else (), **opts
+        )
     else:
         manifest = inference_service(name, location, lora_modules=lora or None, **opts)
     annotations = manifest["metadata"].setdefault("annotations", {})
-    annotations.update({"llmops/model-uri": model_uri, "llmops/registered-model": str(mv.name),
-                        "llmops/model-version": str(mv.version), "llmops/model-kind": "adapter" if adapter
-                        else "merged"})
+    annotations.update(
+        {
+            "llmops/model-uri": model_uri,
+            "llmops/registered-model": str(mv.name),
+            "llmops/model-version": str(mv.version),
+            "llmops/model-kind": "adapter" if adapter else "merged",
+        }
+    )
     return manifest
 
 
@@ -169,7 +179,8 @@ def _load_cluster_config() -> str | None:
         raise LlmopsError(
             "kserve: no Kubernetes cluster configuration found (not running in a pod, and no usable kubeconfig: "
             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}); set KUBECONFIG or write the manifest with "
-            "--output and apply it with kubectl") from None
+            "--output and apply it with kubectl"
+        ) from None
 
 
 def apply(manifest: Mapping[str, Any], namespace: str | None = None, api: Any = None) -> dict[str, Any]:
@@ -180,8 +191,8 @@ def apply(manifest: Mapping[str, Any], namespace: str | None = None, api: Any = 
     """
     from kubernetes.client.exceptions import ApiException
 
-    manifest = json.loads(json.dumps(dict(manifest)))  # a deep copy we may edit
-    ns = namespace or manifest.get("metadata", {}).get("namespace")
+    body: dict[str, Any] = json.loads(json.dumps(dict(manifest)))  # a deep copy we may edit
+    ns = namespace or body.get("metadata", {}).get("namespace")
     if api is None:
         from kubernetes import client
 
@@ -189,22 +200,24 @@ def apply(manifest: Mapping[str, Any], namespace: str | None = None, api: Any = 
         ns = ns or context_ns
         api = client.CustomObjectsApi()
     ns = ns or "default"
-    manifest.setdefault("metadata", {})["namespace"] = ns
-    name = validate_name(manifest["metadata"].get("name", ""))
+    body.setdefault("metadata", {})["namespace"] = ns
+    name = validate_name(body["metadata"].get("name", ""))
     try:
-        obj = api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, manifest)
+        obj = api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
         return {"action": "created", "namespace": ns, "object": obj}
     except ApiException as e:
         if e.status != 409:
-            raise LlmopsError(f"kserve: creating InferenceService {ns}/{name} failed: {e.status} {e.reason}; "
-                              f"{_api_message(e)}") from None
+            raise LlmopsError(
+                f"kserve: creating InferenceService {ns}/{name} failed: {e.status} {e.reason}; {_api_message(e)}"
+            ) from None
     try:
         current = api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
-        manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        obj = api.replace_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, manifest)
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        obj = api.replace_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, body)
     except ApiException as e:
-        raise LlmopsError(f"kserve: replacing InferenceService {ns}/{name} failed: {e.status} {e.reason}; "
-                          f"{_api_message(e)}") from None
+        raise LlmopsError(
+            f"kserve: replacing InferenceService {ns}/{name} failed: {e.status} {e.reason}; {_api_message(e)}"
+        ) from None
     return {"action": "replaced", "namespace": ns, "object": obj}
 
 
@@ -217,19 +230,36 @@ def _api_message(err: Any) -> str:
 
 def kfp_options(kfp: Any) -> dict[str, Any]:
     """`inference_service` options from the run config's `kfp` section (KfpSettings): GPUs and placement."""
-    return {"gpus": kfp.gpus, "gpu_resource": kfp.gpu_resource, "cpu": kfp.cpu_request,
-            "memory": kfp.memory_request, "node_selector": dict(kfp.node_selector) if kfp.gpus else None,
-            "tolerations": list(kfp.tolerations) if kfp.gpus else None}
+    return {
+        "gpus": kfp.gpus,
+        "gpu_resource": kfp.gpu_resource,
+        "cpu": kfp.cpu_request,
+        "memory": kfp.memory_request,
+        "node_selector": dict(kfp.node_selector) if kfp.gpus else None,
+        "tolerations": list(kfp.tolerations) if kfp.gpus else None,
+    }
 
 
-def deploy_kserve(model_uri: str, output_path: str | Path | None = None, apply_now: bool = False,
-                  namespace: str | None = None, tracking_uri: str | None = None, api: Any = None,
-                  **opts: Any) -> dict[str, Any]:
+def deploy_kserve(
+    model_uri: str,
+    output_path: str | Path | None = None,
+    apply_now: bool = False,
+    namespace: str | None = None,
+    tracking_uri: str | None = None,
+    api: Any = None,
+    **opts: Any,
+) -> dict[str, Any]:
     """Build the InferenceService for a registered model, write it (when `output_path`) and apply it (when
     `apply_now`). Returns {name, namespace, manifest, yaml, output, applied (created/replaced or None)}."""
     manifest = manifest_for_registered(model_uri, tracking_uri=tracking_uri, namespace=namespace, **opts)
-    result: dict[str, Any] = {"name": manifest["metadata"]["name"], "namespace": namespace, "manifest": manifest,
-                              "yaml": to_yaml(manifest), "output": None, "applied": None}
+    result: dict[str, Any] = {
+        "name": manifest["metadata"]["name"],
+        "namespace": namespace,
+        "manifest": manifest,
+        "yaml": to_yaml(manifest),
+        "output": None,
+        "applied": None,
+    }
     if output_path:
         result["output"] = str(write_manifest(manifest, output_path))
     if apply_now:

@@ -51,7 +51,8 @@ def validate_name(name: str) -> str:
     if not isinstance(name, str) or len(name) > 63 or not _NAME.match(name):
         raise ConfigError(
             f"kserve: '{name}' is not a valid InferenceService name: use at most 63 lowercase letters, digits and "
-            "'-', starting with a letter and ending with a letter or digit (e.g. llmops-idp-sft)")
+            "'-', starting with a letter and ending with a letter or digit (e.g. llmops-idp-sft)"
+        )
     return name
 
 
@@ -78,7 +79,8 @@ def base_uri(base: str) -> str:
         return f"hf://{base}"
     raise ConfigError(
         f"kserve: the adapter's base model '{base}' is a local path the cluster cannot fetch; pass the base model's "
-        "storage URI (--base-storage-uri s3://... or hf://ORG/NAME)")
+        "storage URI (--base-storage-uri s3://... or hf://ORG/NAME)"
+    )
 
 
 def _resources(gpus: int, gpu_resource: str, cpu: str, memory: str) -> dict[str, dict[str, str]]:
@@ -139,12 +141,22 @@ def inference_service(
         model["image"] = image
     model["resources"] = _resources(gpus, gpu_resource, cpu, memory)
     predictor = _predictor(model, service_account, node_selector, tolerations)
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": _metadata(name, namespace),
-            "spec": {"predictor": predictor}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": _metadata(name, namespace),
+        "spec": {"predictor": predictor},
+    }
 
 
-def _check_service(name: str, namespace: str | None, gpus: int, storage_uri: str, base_storage_uri: str | None,
-                   max_model_len: int | None) -> None:
+def _check_service(
+    name: str,
+    namespace: str | None,
+    gpus: int,
+    storage_uri: str,
+    base_storage_uri: str | None,
+    max_model_len: int | None,
+) -> None:
     validate_name(name)
     if namespace is not None and (len(namespace) > 63 or not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", namespace)):
         raise ConfigError(f"kserve: '{namespace}' is not a valid Kubernetes namespace")
@@ -160,12 +172,16 @@ def _lora_modules(lora_modules: Mapping[str, str] | None, gpus: int) -> dict[str
     """The LoRA modules as a dict {name: path}, checked: well-formed names and paths, and a GPU to serve them."""
     lora = dict(lora_modules or {})
     if lora and gpus == 0:
-        raise ConfigError("kserve: LoRA adapters are served by the vLLM backend, which needs a GPU (gpus >= 1); "
-                          "merge the adapter to serve it on CPU")
+        raise ConfigError(
+            "kserve: LoRA adapters are served by the vLLM backend, which needs a GPU (gpus >= 1); "
+            "merge the adapter to serve it on CPU"
+        )
     for lora_name, path in lora.items():
         if not _LORA_NAME.match(lora_name) or not path:
-            raise ConfigError(f"kserve: bad LoRA module '{lora_name}={path}': expected NAME=PATH (NAME: letters, "
-                              "digits, '.', '_', '-')")
+            raise ConfigError(
+                f"kserve: bad LoRA module '{lora_name}={path}': expected NAME=PATH (NAME: letters, "
+                "digits, '.', '_', '-')"
+            )
     return lora
 
 
@@ -176,8 +192,10 @@ def _lora_storage(lora: dict[str, str], base: str, mount_lora: Iterable[str]) ->
     args: list[str] = []
     if remote:
         # The storage initializer fetches base and adapters; storageUri and storageUris are mutually exclusive.
-        storage: dict[str, Any] = {"storageUris": [{"uri": base, "mountPath": BASE_MOUNT}] + [
-            {"uri": uri, "mountPath": f"{ADAPTER_MOUNT}/{k}"} for k, uri in remote.items()]}
+        storage: dict[str, Any] = {
+            "storageUris": [{"uri": base, "mountPath": BASE_MOUNT}]
+            + [{"uri": uri, "mountPath": f"{ADAPTER_MOUNT}/{k}"} for k, uri in remote.items()]
+        }
         args.append(f"--model_dir={BASE_MOUNT}")
     else:
         storage = {"storageUri": base}
@@ -188,8 +206,12 @@ def _lora_storage(lora: dict[str, str], base: str, mount_lora: Iterable[str]) ->
     return storage, args
 
 
-def _predictor(model: dict[str, Any], service_account: str | None, node_selector: Mapping[str, str] | None,
-               tolerations: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]:
+def _predictor(
+    model: dict[str, Any],
+    service_account: str | None,
+    node_selector: Mapping[str, str] | None,
+    tolerations: Iterable[Mapping[str, Any]] | None,
+) -> dict[str, Any]:
     predictor: dict[str, Any] = {"model": model}
     if service_account:
         predictor["serviceAccountName"] = service_account

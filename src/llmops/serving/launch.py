@@ -18,8 +18,10 @@ def api_key_from_env(api_key_env: str | None) -> str | None:
         return None
     key = os.environ.get(api_key_env, "").strip()
     if not key:
-        raise ConfigError(f"serve: --api-key-env names {api_key_env}, but that environment variable is empty or "
-                          "unset; export it or leave the option out to serve without a key")
+        raise ConfigError(
+            f"serve: --api-key-env names {api_key_env}, but that environment variable is empty or "
+            "unset; export it or leave the option out to serve without a key"
+        )
     return key
 
 
@@ -37,10 +39,20 @@ def _parse_adapters(adapters: Any) -> dict[str, str]:
     return out
 
 
-def build(model: str, *, api_key_env: str | None = None, adapters: Any = (), max_batch_size: int = 8,
-          batch_wait_ms: float = 10.0, max_queue: int = 64, max_body_bytes: int = 1 << 20,
-          max_tokens_limit: int = 2048, served_name: str | None = None,
-          json_string_max: int | None = 128, schema: str | None = None) -> Any:
+def build(
+    model: str,
+    *,
+    api_key_env: str | None = None,
+    adapters: Any = (),
+    max_batch_size: int = 8,
+    batch_wait_ms: float = 10.0,
+    max_queue: int = 64,
+    max_body_bytes: int = 1 << 20,
+    max_tokens_limit: int = 2048,
+    served_name: str | None = None,
+    json_string_max: int | None = 128,
+    schema: str | None = None,
+) -> Any:
     """The FastAPI app serving MODEL (a folder or models:/NAME@ALIAS); ConfigError on bad settings.
 
     `schema` (a JSON Schema file), else the schema an IDP model was trained with (`llmops_schema.json` in its
@@ -51,15 +63,28 @@ def build(model: str, *, api_key_env: str | None = None, adapters: Any = (), max
 
     key = api_key_from_env(api_key_env)
     if not model.startswith("models:/") and not Path(model).expanduser().is_dir():
-        raise ConfigError(f"serve: model folder '{model}' does not exist; pass a saved model folder or "
-                          "models:/NAME@ALIAS")
+        raise ConfigError(
+            f"serve: model folder '{model}' does not exist; pass a saved model folder or models:/NAME@ALIAS"
+        )
     adapter_map = _parse_adapters(adapters)
     if max_tokens_limit < 1 or max_body_bytes < 1:
         raise ConfigError("serve: max_tokens_limit and max_body_bytes must be positive")
-    engine = Engine.load(model, max_batch_size=max_batch_size, batch_wait_s=batch_wait_ms / 1000,
-                         max_queue=max_queue, json_string_max=json_string_max, adapters=adapter_map)
-    return create_app(engine, api_key=key, max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit,
-                      served_name=served_name or model, default_schema=_default_schema(schema, engine.folder))
+    engine = Engine.load(
+        model,
+        max_batch_size=max_batch_size,
+        batch_wait_s=batch_wait_ms / 1000,
+        max_queue=max_queue,
+        json_string_max=json_string_max,
+        adapters=adapter_map,
+    )
+    return create_app(
+        engine,
+        api_key=key,
+        max_body_bytes=max_body_bytes,
+        max_tokens_limit=max_tokens_limit,
+        served_name=served_name or model,
+        default_schema=_default_schema(schema, engine.folder),
+    )
 
 
 def _default_schema(schema: str | None, folder: str | None) -> dict | None:
@@ -78,9 +103,17 @@ def _default_schema(schema: str | None, folder: str | None) -> dict | None:
         raise ConfigError(f"serve: {path}: not a JSON Schema ({e})") from None
 
 
-def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
-          adapters: Any = (), max_batch_size: int = 8, log_level: str = "info", drain_timeout_s: float = 25.0,
-          **options: Any) -> None:
+def serve(
+    model: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key_env: str | None = None,
+    adapters: Any = (),
+    max_batch_size: int = 8,
+    log_level: str = "info",
+    drain_timeout_s: float = 25.0,
+    **options: Any,
+) -> None:
     """Load MODEL and serve it until interrupted (SIGTERM: drain, then exit 0). `options` go to `build`
     (batch_wait_ms, max_queue, ...)."""
     import uvicorn
@@ -91,8 +124,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
     app = build(model, api_key_env=api_key_env, adapters=adapters, max_batch_size=max_batch_size, **options)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key_env:
         print(f"warning: serving on {host} without an API key (--api-key-env)", file=sys.stderr)
-    server = draining_server_class()(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                           timeout_graceful_shutdown=5), app.state.server, drain_timeout_s)
+    server = draining_server_class()(
+        uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5),
+        app.state.server,
+        drain_timeout_s,
+    )
     try:
         server.run()
     finally:
@@ -123,13 +159,20 @@ def draining_server_class() -> Any:
 
         def _drain(self) -> None:
             start = time.monotonic()
-            print(f"llmops serve: SIGTERM: draining {self.app_server.inflight} request(s) in flight "
-                  f"(at most {self.drain_s:g} s)", file=sys.stderr, flush=True)
+            print(
+                f"llmops serve: SIGTERM: draining {self.app_server.inflight} request(s) in flight "
+                f"(at most {self.drain_s:g} s)",
+                file=sys.stderr,
+                flush=True,
+            )
             while self.app_server.inflight > 0 and time.monotonic() - start < self.drain_s:
                 time.sleep(0.05)
             if self.app_server.inflight:
-                print(f"llmops serve: drain timeout: {self.app_server.inflight} request(s) cut", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"llmops serve: drain timeout: {self.app_server.inflight} request(s) cut",
+                    file=sys.stderr,
+                    flush=True,
+                )
             self.should_exit = True
 
     return DrainingServer

@@ -13,17 +13,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 class ApiError(Exception):
     """A client error the server answers with an OpenAI-style error body and `status`."""
 
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
 
 
-def error_response(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                   param: str | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, type_: str = "invalid_request_error", code: str | None = None, param: str | None = None
+) -> JSONResponse:
     """The OpenAI-style error body `{"error": {message, type, code, param}}` with `status`."""
-    return JSONResponse({"error": {"message": message, "type": type_, "code": code, "param": param}},
-                        status_code=status)
+    return JSONResponse(
+        {"error": {"message": message, "type": type_, "code": code, "param": param}}, status_code=status
+    )
 
 
 class _Strict(BaseModel):

@@ -79,13 +79,13 @@ class BatchState:
         text = text[:cut]
         matcher = self.matchers[row]
         if matcher is not None and not matcher.is_terminated():
-            for token in ids[self.accepted[row]:]:  # the last token is sampled after the processor's last call
+            for token in ids[self.accepted[row] :]:  # the last token is sampled after the processor's last call
                 if not matcher.accept_token(token):
                     break
         complete = matcher is not None and (matcher.is_terminated() or matcher.is_completed())
         reason = "stop" if (eos or stopped or complete) else "length"
         if req.stream and len(text) > req.emitted:
-            req.push("delta", text[req.emitted:])
+            req.push("delta", text[req.emitted :])
             req.emitted = len(text)
         n = min(len(raw), req.max_tokens, len(ids) + (1 if eos else 0))
         req.push("done", Completion(text, reason, len(req.prompt_ids), n))
@@ -118,8 +118,9 @@ class RowProcessor:
                 matcher.fill_next_token_bitmask(st.bitmask, row)
                 rows.append(row)
             if rows:
-                xgr.apply_token_bitmask_inplace(scores, st.bitmask.to(scores.device), vocab_size=scores.shape[1],
-                                                indices=rows)
+                xgr.apply_token_bitmask_inplace(
+                    scores, st.bitmask.to(scores.device), vocab_size=scores.shape[1], indices=rows
+                )
         self.step += 1
         for row, req in enumerate(st.batch):
             scores[row] = sample_filter(scores[row], req.temperature, req.top_p)
@@ -139,11 +140,15 @@ class RowStopper:
         flags = []
         for row, req in enumerate(st.batch):
             if not req.done:
-                raw = input_ids[row, st.width:].tolist()
+                raw = input_ids[row, st.width :].tolist()
                 ids, eos = st.generated(row, raw)
                 matcher = st.matchers[row]
-                if eos or len(raw) >= req.max_tokens or req.cancelled or (matcher is not None
-                                                                          and matcher.is_terminated()):
+                if (
+                    eos
+                    or len(raw) >= req.max_tokens
+                    or req.cancelled
+                    or (matcher is not None and matcher.is_terminated())
+                ):
                     req.done = True
                 if req.stream or req.stop:
                     text = st.text(ids[: req.max_tokens])
@@ -153,7 +158,7 @@ class RowStopper:
                     if req.stream and not req.done:
                         end = safe_len(text[:cut], req.stop)
                         if end > req.emitted:
-                            req.push("delta", text[req.emitted:end])
+                            req.push("delta", text[req.emitted : end])
                             req.emitted = end
             flags.append(req.done)
         return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)

@@ -124,8 +124,9 @@ class CodeGenTask:
             metrics[f"{cls}/pass_at_1"] = _mean([passed[i] for i in idx])
         return metrics
 
-    def rewards(self, answers: list[str], problems: list[dict[str, Any]], format_reward: float = 0.0,
-                desc: str | None = None) -> list[float]:
+    def rewards(
+        self, answers: list[str], problems: list[dict[str, Any]], format_reward: float = 0.0, desc: str | None = None
+    ) -> list[float]:
         """The training reward of each answer (GRPO, mined pairs): 1.0 when its program passes the problem's tests
         in the sandbox (all answers run in parallel in the warm pool, as in evaluation), else `format_reward` when
         its code compiles and its run ended by an exception of its own (a failed assert, an error: not a timeout,
@@ -145,8 +146,9 @@ class CodeGenTask:
                 out.append(0.0)
         return out
 
-    def score_samples(self, samples: list[list[str]], references: list[Any], classes: list[str],
-                      ks: list[int]) -> dict[str, float]:
+    def score_samples(
+        self, samples: list[list[str]], references: list[Any], classes: list[str], ks: list[int]
+    ) -> dict[str, float]:
         """pass_at_<k> from n sampled answers per problem (unbiased estimator), overall and per class."""
         flat_answers = [a for answers in samples for a in answers]
         flat_problems = [ref for answers, ref in zip(samples, references) for _ in answers]

@@ -15,9 +15,10 @@ Exact match compares the whole normalised documents (list order kept) and needs 
 Per-field F1 groups pairs by their top-level key (keys found only in predictions are left out there; they still
 count as false positives overall).
 
-Extraction from model output (`json_answers`): the JSON in the first ```-fenced block that holds some, else in the whole text: the
-first top-level balanced {...} that parses (brackets matched outside strings, surrounding text ignored), else the
-first such [...]. An unclosed object (output cut at max_new_tokens) yields None rather than an inner fragment.
+Extraction from model output (`json_answers`): the JSON in the first ```-fenced block that holds some, else in the
+whole text: the first top-level balanced {...} that parses (brackets matched outside strings, surrounding text
+ignored), else the first such [...]. An unclosed object (output cut at max_new_tokens) yields None rather than an
+inner fragment.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ __all__ = ["IDPTask", "extract_json", "flatten", "load_schema", "match", "normal
 
 INSTRUCTION = "Extract the fields from the document as JSON matching the schema. Answer with JSON only."
 METRIC_KEYS = (
-    "field_f1", "field_precision", "field_recall", "exact_match", "json_valid_rate", "schema_valid_rate",
+    "field_f1",
+    "field_precision",
+    "field_recall",
+    "exact_match",
+    "json_valid_rate",
+    "schema_valid_rate",
 )
 ROOT_FIELD = "(root)"
 
@@ -294,11 +300,14 @@ class IDPTask:
                 pred = Counter({k: v for k, v in judged.predicted_pairs.items() if k[0] == path})
                 gold = Counter({k: v for k, v in judged.gold_pairs.items() if k[0] == path})
                 totals.setdefault(path or ROOT_FIELD, Counts()).add(match(pred, gold))
-        return {path: {"precision": c.precision, "recall": c.recall, "f1": c.f1, "support": float(c.tp + c.fn)}
-                for path, c in sorted(totals.items())}
+        return {
+            path: {"precision": c.precision, "recall": c.recall, "f1": c.f1, "support": float(c.tp + c.fn)}
+            for path, c in sorted(totals.items())
+        }
 
-    def errors(self, predictions: list[str], references: list[Any], ids: list[str], fields: list[str],
-               per_field: int = 5) -> list[dict[str, Any]]:
+    def errors(
+        self, predictions: list[str], references: list[Any], ids: list[str], fields: list[str], per_field: int = 5
+    ) -> list[dict[str, Any]]:
         """Up to `per_field` wrong extractions of each of `fields` (dotted paths): document id, field, expected and
         predicted values (missing on one side: null)."""
         rows: list[dict[str, Any]] = []
@@ -310,8 +319,9 @@ class IDPTask:
                 pred = sorted(v for (p, v), n in judged.predicted_pairs.items() if p == field for _ in range(n))
                 if gold == pred:
                     continue
-                rows.append({"document": ident, "field": field, "expected": _one_or_list(gold),
-                             "predicted": _one_or_list(pred)})
+                rows.append(
+                    {"document": ident, "field": field, "expected": _one_or_list(gold), "predicted": _one_or_list(pred)}
+                )
                 found += 1
                 if found >= per_field:
                     break

@@ -13,7 +13,6 @@ _FENCE = re.compile(r"```[^\n`]*\n?(.*?)```", re.DOTALL)
 _CLOSER = {"{": "}", "[": "]"}
 
 
-
 def _balanced_end(text: str, start: int) -> int | None:
     """Index after the bracket closing text[start] (string-aware); None if never closed; -j-1 on a mismatch at j."""
     stack: list[str] = []

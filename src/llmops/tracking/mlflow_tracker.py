@@ -181,16 +181,23 @@ class MlflowTracker:
         self._resend()
 
     def _retry(self, fn: Any, what: str) -> Any:
-        return outage.retrying(fn, what, self._uri, self._retry_s, hint=(
-            "; the trained model stays in the run folder and nothing more is registered. When the server is back, "
-            "`llmops run --resume RUN_DIR` sends the metrics kept in the run folder and finishes the run"))
+        return outage.retrying(
+            fn,
+            what,
+            self._uri,
+            self._retry_s,
+            hint=(
+                "; the trained model stays in the run folder and nothing more is registered. When the server is back, "
+                "`llmops run --resume RUN_DIR` sends the metrics kept in the run folder and finishes the run"
+            ),
+        )
 
     def _send_batch(self, batch: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
         rows = [Metric(k, v, ts, step) for k, v, ts, step in batch["metrics"]]
         for i in range(0, len(rows), 1000):  # MLflow's log_batch limit
-            self._client.log_batch(batch["run_id"], metrics=rows[i:i + 1000], synchronous=True)
+            self._client.log_batch(batch["run_id"], metrics=rows[i : i + 1000], synchronous=True)
 
     def _resend(self) -> None:
         """Try the kept metrics once (at most every few seconds during an outage)."""
@@ -203,8 +210,9 @@ class MlflowTracker:
                 raise
             return
         if sent and not self._spool:
-            log.warning("MLflow at %s answers again: the %d metric batches kept meanwhile are sent", self._where(),
-                        sent)
+            log.warning(
+                "MLflow at %s answers again: the %d metric batches kept meanwhile are sent", self._where(), sent
+            )
             self._warned_outage = False
 
     def flush(self) -> None:
@@ -243,8 +251,12 @@ class MlflowTracker:
             self._spool.add(run_id, rows)
             self._spool.last_try = time.monotonic()
             if not self._warned_outage:
-                log.warning("MLflow at %s does not answer (%s); training goes on and metrics are kept in %s "
-                            "until it does", self._where(), error_summary(e), self._spool.path or "memory")
+                log.warning(
+                    "MLflow at %s does not answer (%s); training goes on and metrics are kept in %s until it does",
+                    self._where(),
+                    error_summary(e),
+                    self._spool.path or "memory",
+                )
                 self._warned_outage = True
 
     def set_tags(self, tags: dict[str, str]) -> None:
@@ -261,8 +273,7 @@ class MlflowTracker:
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
         """Upload a folder's contents under `artifact_path`."""
         run_id = self._require_run()
-        self._retry(lambda: self._client.log_artifacts(run_id, str(local_dir), artifact_path),
-                    f"uploading {local_dir}")
+        self._retry(lambda: self._client.log_artifacts(run_id, str(local_dir), artifact_path), f"uploading {local_dir}")
 
     def log_loss_curve(self, history: Sequence[tuple[int, float]], path: str | Path) -> Path | None:
         """Write the loss-curve PNG and upload it under `plots/`; None (nothing written) without history."""
@@ -278,8 +289,9 @@ class MlflowTracker:
             self.log_artifact(written, "plots")
         return written
 
-    def _gate(self, cfg: RunConfig, metrics: dict[str, float], baseline: dict[str, float] | None,
-              run_id: str | None) -> tuple[GateResult, float | None]:
+    def _gate(
+        self, cfg: RunConfig, metrics: dict[str, float], baseline: dict[str, float] | None, run_id: str | None
+    ) -> tuple[GateResult, float | None]:
         metric, name = cfg.gate_metric(), cfg.registered_model_name()
         new_value = _lookup(metrics, metric, "eval")
         base = _lookup(baseline or {}, metric, "baseline")
@@ -287,14 +299,17 @@ class MlflowTracker:
             base = self._client.get_run(run_id).data.metrics.get(f"baseline/{metric}")
         return registry.gate_new_version(self._client, name, metric, new_value, base), base
 
-    def preview_gate(self, cfg: RunConfig, metrics: dict[str, float],
-                     baseline: dict[str, float] | None = None) -> GateResult:
+    def preview_gate(
+        self, cfg: RunConfig, metrics: dict[str, float], baseline: dict[str, float] | None = None
+    ) -> GateResult:
         """The gate's decision for these metrics against the current champion, registering nothing."""
         try:
             return self._gate(cfg, metrics, baseline, self._run_id)[0]
         except MlflowException as e:
-            raise TrackingError(f"MLflow at {self._where()}: reading the champion of "
-                                f"'{cfg.registered_model_name()}' failed: {error_summary(e)}") from e
+            raise TrackingError(
+                f"MLflow at {self._where()}: reading the champion of "
+                f"'{cfg.registered_model_name()}' failed: {error_summary(e)}"
+            ) from e
 
     def register(
         self, model_dir: str | Path, cfg: RunConfig, metrics: dict[str, float], baseline: dict[str, float] | None = None
@@ -310,11 +325,16 @@ class MlflowTracker:
         self.flush()  # every metric is in MLflow before a version exists (else: TrackingError, nothing registered)
         try:
             result, base = self._retry(lambda: self._gate(cfg, metrics, baseline, run_id), "reading the champion")
-            result.version = self._retry(lambda: registry.create_version(
-                self._client, run_id, Path(model_dir), name, cfg.tracking.log_model, gate_tags(result)
-            ), "registering the model")
-            self._retry(lambda: self._client.set_tag(run_id, "llmops.registered_model", f"{name}/{result.version}"),
-                        "tagging the run")
+            result.version = self._retry(
+                lambda: registry.create_version(
+                    self._client, run_id, Path(model_dir), name, cfg.tracking.log_model, gate_tags(result)
+                ),
+                "registering the model",
+            )
+            self._retry(
+                lambda: self._client.set_tag(run_id, "llmops.registered_model", f"{name}/{result.version}"),
+                "tagging the run",
+            )
         except MlflowException as e:
             raise TrackingError(f"MLflow at {self._where()}: registering '{name}' failed: {error_summary(e)}") from e
         self._pending.append((result, base))

@@ -43,8 +43,19 @@ def unreachable(error: BaseException) -> bool:
         code = getattr(error, "error_code", "")
         text = str(error)
         return code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED") or any(
-            k in text for k in ("Max retries exceeded", "Connection refused", "Read timed out", "503", "502",
-                                "504", "ConnectionError", "NewConnectionError", "RemoteDisconnected"))
+            k in text
+            for k in (
+                "Max retries exceeded",
+                "Connection refused",
+                "Read timed out",
+                "503",
+                "502",
+                "504",
+                "ConnectionError",
+                "NewConnectionError",
+                "RemoteDisconnected",
+            )
+        )
     return False
 
 
@@ -67,11 +78,17 @@ def retrying(fn: Callable[[], T], what: str, uri: str, budget_s: float, hint: st
             if not unreachable(e):
                 raise
             if time.monotonic() + delay > deadline:
-                raise TrackingError(f"MLflow at {display_uri(uri)} did not answer for {budget_s:.0f} s "
-                                    f"(tracking.retry_s) while {what}: {error_summary(e)}{hint}") from None
+                raise TrackingError(
+                    f"MLflow at {display_uri(uri)} did not answer for {budget_s:.0f} s "
+                    f"(tracking.retry_s) while {what}: {error_summary(e)}{hint}"
+                ) from None
             if not warned:
-                log.warning("MLflow at %s does not answer (%s); retrying for up to %.0f s", display_uri(uri),
-                            error_summary(e), budget_s)
+                log.warning(
+                    "MLflow at %s does not answer (%s); retrying for up to %.0f s",
+                    display_uri(uri),
+                    error_summary(e),
+                    budget_s,
+                )
                 warned = True
             time.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, 8.0)

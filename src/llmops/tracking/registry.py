@@ -133,8 +133,9 @@ def _set_alias_racing(client: Any, name: str, alias: str, version: str, tries: i
             client.set_registered_model_alias(name, alias, version)
             return
         except MlflowException as e:
-            collided = already_exists(e) or any(k in str(e) for k in ("UNIQUE constraint", "IntegrityError",
-                                                                      "duplicate key", "Duplicate entry"))
+            collided = already_exists(e) or any(
+                k in str(e) for k in ("UNIQUE constraint", "IntegrityError", "duplicate key", "Duplicate entry")
+            )
             if not collided or attempt == tries - 1:
                 raise
             time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
@@ -171,8 +172,9 @@ def champion_lock(client: Any, name: str, timeout_s: float = 120.0, stale_s: flo
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            client.create_registered_model(lock, tags={LOCK_HOLDER_TAG: holder},
-                                           description=f"llmops: held while the champion of {name} moves")
+            client.create_registered_model(
+                lock, tags={LOCK_HOLDER_TAG: holder}, description=f"llmops: held while the champion of {name} moves"
+            )
             break
         except MlflowException as e:
             # Held: RESOURCE_ALREADY_EXISTS. Released just as we asked: the store's insert failed on the holder's
@@ -181,8 +183,10 @@ def champion_lock(client: Any, name: str, timeout_s: float = 120.0, stale_s: flo
                 raise
         _take_over_if_stale(client, lock, stale_s)
         if time.monotonic() > deadline:
-            raise TrackingError(f"registry: the champion lock of '{name}' ({lock}) stayed held for {timeout_s:.0f} s;"
-                                f" if no run is registering '{name}' now, delete the registered model {lock}")
+            raise TrackingError(
+                f"registry: the champion lock of '{name}' ({lock}) stayed held for {timeout_s:.0f} s;"
+                f" if no run is registering '{name}' now, delete the registered model {lock}"
+            )
         time.sleep(random.uniform(0.05, 0.3))
     try:
         yield
@@ -217,8 +221,12 @@ def _take_over_if_stale(client: Any, lock: str, stale_s: float) -> None:
         return  # released meanwhile
     age = time.time() - held.creation_timestamp / 1000
     if age > stale_s:
-        log.warning("registry: champion lock %s held by %s for %.0f s; taking it over", lock,
-                    held.tags.get(LOCK_HOLDER_TAG, "?"), age)
+        log.warning(
+            "registry: champion lock %s held by %s for %.0f s; taking it over",
+            lock,
+            held.tags.get(LOCK_HOLDER_TAG, "?"),
+            age,
+        )
         with contextlib.suppress(MlflowException):
             client.delete_registered_model(lock)
 

@@ -43,7 +43,7 @@ def resolve_tracking_uri(configured: str | None = None, default: str | None = No
         from mlflow.store.tracking import DEFAULT_TRACKING_URI
 
         uri = DEFAULT_TRACKING_URI
-    path = uri[len(SQLITE):]
+    path = uri[len(SQLITE) :]
     if uri.startswith(SQLITE) and not path.startswith("/") and path not in ("", ":memory:"):
         # Absolute, so the location printed at the end of a run works from any folder.
         uri = sqlite_uri(path)
