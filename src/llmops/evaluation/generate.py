@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from copy import deepcopy
 from typing import Any
 
 from llmops.errors import ModelError
@@ -9,8 +12,9 @@ from llmops.evaluation.stops import eos_ids
 from llmops.progress import progress_bar
 
 
-def _encode(tokenizer: Any, prompts: list[list[dict[str, str]]], limit: int | None = None,
-            names: list[str] | None = None) -> list[list[int]]:
+def _encode(
+    tokenizer: Any, prompts: list[list[dict[str, str]]], limit: int | None = None, names: list[str] | None = None
+) -> list[list[int]]:
     """Token ids of each prompt rendered by the chat template, ready for the assistant's answer; a prompt longer
     than `limit` tokens has its document cut to fit, with a warning (llmops.evaluation.context)."""
     from llmops.evaluation.context import shorten_messages
@@ -55,8 +59,8 @@ def _left_pad(batch: list[list[int]], pad_id: int, device: Any) -> tuple[Any, An
     attention = torch.zeros((len(batch), width), dtype=torch.long)
     for row, ids in enumerate(batch):
         if ids:
-            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention[row, width - len(ids):] = 1
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids) :] = 1
     return input_ids.to(device), attention.to(device)
 
 
@@ -87,8 +91,9 @@ def generate(
     if not prompts:
         return []
     encoded = _encode(tokenizer, prompts, prompt_limit(model, max_new_tokens), names)
-    return _generate_ids(model, tokenizer, encoded, batch_size, desc,
-                         {"max_new_tokens": max_new_tokens, "do_sample": False}, bf16, grammar, close=True)
+    with generation_model(model, bf16) as model:
+        options = {"max_new_tokens": max_new_tokens, "do_sample": False}
+        return _generate_ids(model, tokenizer, encoded, batch_size, desc, options, bf16, grammar, close=True)
 
 
 def sample(
@@ -112,12 +117,18 @@ def sample(
         return []
     torch.manual_seed(seed)
     encoded = [ids for ids in _encode(tokenizer, prompts, prompt_limit(model, max_new_tokens)) for _ in range(n)]
-    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature,
-                               "top_p": top_p, "top_k": 0}
+    options: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": True,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": 0,
+    }
     if grammar is not None:  # the grammar processor masks first, then applies temperature and top-p itself
         options.update(temperature=1.0, top_p=1.0, llmops_sampling=(temperature, top_p))
-    flat = _generate_ids(model, tokenizer, encoded, batch_size, desc, options, bf16, grammar)
-    return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+    with generation_model(model, bf16) as model:
+        flat = _generate_ids(model, tokenizer, encoded, batch_size, desc, options, bf16, grammar)
+    return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
 def generation_autocast(model: Any, bf16: bool | None = None) -> Any:
@@ -138,6 +149,46 @@ def generation_autocast(model: Any, bf16: bool | None = None) -> Any:
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 or cpu_supports_bf16() else autocast(False)
 
 
+# Models up to this many parameters are copied for generation (below); a larger one generates as it is.
+GENERATION_COPY_MAX_PARAMS = 2_000_000_000
+
+
+@contextmanager
+def generation_model(model: Any, bf16: bool | None = None) -> Iterator[Any]:
+    """The model to generate with: on a CPU that computes bf16 natively, a model held in fp32 for training (LoRA
+    adapters, autocast) generates from a bf16 copy with its adapters merged, made for the occasion and dropped after.
+
+    Measured on 2 cores (SmolLM2, 8 documents x 96 tokens): 2.2x faster than the training model under autocast,
+    which casts every frozen weight again at every step. GPUs, other CPUs, 4-bit models, models already in bf16,
+    `bf16=False` and models over GENERATION_COPY_MAX_PARAMS are used as they are."""
+    import torch
+
+    from llmops.models.device import cpu_supports_bf16
+
+    param = next(model.parameters(), None)
+    usable = (
+        param is not None
+        and param.device.type == "cpu"
+        and param.dtype == torch.float32
+        and bf16 is not False
+        and not getattr(model, "is_loaded_in_4bit", False)
+        and not getattr(model, "llmops_full_precision", False)
+        and sum(p.numel() for p in model.parameters()) <= GENERATION_COPY_MAX_PARAMS
+        and cpu_supports_bf16()
+    )
+    if not usable:
+        yield model
+        return
+    copy = deepcopy(model)
+    if hasattr(copy, "merge_and_unload"):  # a PEFT model: its adapters folded into the weights
+        copy = copy.merge_and_unload()
+    copy.to(torch.bfloat16).eval()
+    try:
+        yield copy
+    finally:
+        del copy
+
+
 def _grammar_options(grammar: Any, rows: int, model: Any, options: dict[str, Any]) -> dict[str, Any]:
     """`generate` keyword arguments for one batch: a fresh grammar processor per batch when constrained."""
     options = dict(options)
@@ -147,6 +198,7 @@ def _grammar_options(grammar: Any, rows: int, model: Any, options: dict[str, Any
     from transformers import LogitsProcessorList
 
     from llmops.evaluation.constrained import GrammarProcessor
+
     vocab = int(getattr(model.config, "vocab_size", 0) or 0)
     temperatures = [sampling[0]] * rows if sampling else None
     top_ps = [sampling[1]] * rows if sampling else None
@@ -154,9 +206,17 @@ def _grammar_options(grammar: Any, rows: int, model: Any, options: dict[str, Any
     return options
 
 
-def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_size: int, desc: str,
-                  options: dict[str, Any], bf16: bool | None = None, grammar: Any = None,
-                  close: bool = False) -> list[str]:
+def _generate_ids(
+    model: Any,
+    tokenizer: Any,
+    encoded: list[list[int]],
+    batch_size: int,
+    desc: str,
+    options: dict[str, Any],
+    bf16: bool | None = None,
+    grammar: Any = None,
+    close: bool = False,
+) -> list[str]:
     """Decoded answers to already-encoded prompts, batched longest first, in input order; with `grammar` and
     `close`, an answer the limit left open is completed by the grammar."""
     import torch
@@ -174,17 +234,21 @@ def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_si
         with torch.inference_mode(), generation_autocast(model, bf16), progress_bar() as progress:
             bar = progress.add_task(desc, total=len(order))
             for start in range(0, len(order), batch_size):
-                indices = order[start:start + batch_size]
+                indices = order[start : start + batch_size]
                 input_ids, attention = _left_pad([encoded[i] for i in indices], pad_id, model.device)
                 batch_options = dict(options)
                 room = _positions(model)
                 if room and "max_new_tokens" in options:  # never past the context
                     batch_options["max_new_tokens"] = max(1, min(options["max_new_tokens"], room - input_ids.shape[1]))
-                generated = model.generate(input_ids=input_ids, attention_mask=attention, eos_token_id=eos,
-                                           pad_token_id=pad_id, **_grammar_options(grammar, len(indices), model,
-                                                                                   batch_options))
+                generated = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    eos_token_id=eos,
+                    pad_token_id=pad_id,
+                    **_grammar_options(grammar, len(indices), model, batch_options),
+                )
                 for row, i in enumerate(indices):
-                    raw = generated[row, input_ids.shape[1]:].tolist()
+                    raw = generated[row, input_ids.shape[1] :].tolist()
                     new_ids = _until_eos(raw, eos)
                     if grammar is not None and close and len(new_ids) == len(raw):  # stopped by the limit
                         new_ids += close_answer(grammar, new_ids)
@@ -195,8 +259,15 @@ def _generate_ids(model: Any, tokenizer: Any, encoded: list[list[int]], batch_si
     return outputs
 
 
-def generation_speed(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], batch_size: int,
-                     new_tokens: int, bf16: bool | None = None, repeats: int = 1) -> float:
+def generation_speed(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[dict[str, str]]],
+    batch_size: int,
+    new_tokens: int,
+    bf16: bool | None = None,
+    repeats: int = 1,
+) -> float:
     """Greedy generation tokens/s on the first `batch_size` prompts, every row made to generate exactly
     `new_tokens` (no early EOS), after a short warm-up: what comparing two models' speed needs. With `repeats`,
     the fastest of that many timed runs (what the machine can do; slower runs measure other processes)."""
@@ -204,8 +275,9 @@ def generation_speed(model: Any, tokenizer: Any, prompts: list[list[dict[str, st
 
     encoded = _encode(tokenizer, prompts[:batch_size])
     options = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False}
-    _generate_ids(model, tokenizer, encoded[:1], 1, "warm-up", {**options, "max_new_tokens": 2, "min_new_tokens": 2},
-                  bf16)
+    _generate_ids(
+        model, tokenizer, encoded[:1], 1, "warm-up", {**options, "max_new_tokens": 2, "min_new_tokens": 2}, bf16
+    )
     best = float("inf")
     for _ in range(max(1, repeats)):
         start = time.perf_counter()
