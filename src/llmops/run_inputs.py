@@ -7,44 +7,26 @@ written. `llmops.pipeline` runs it first; `llmops train` and the Kubeflow valida
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 from llmops.config import RunConfig
 from llmops.errors import ConfigError, DataError
 from llmops.methods import registry
-
-
-@dataclass
-class Prepared:
-    """Validated inputs of a run: the task and its train/eval examples (no model loaded yet)."""
-
-    task: Any
-    train: list[dict]
-    eval: list[dict]
-    pairs: list[dict] = field(default_factory=list)  # DPO: held-out preference pairs
-    teacher_targets: list[bool] = field(default_factory=list)  # KD: which training answers are teacher_output
-    logit_kd: bool = False  # KD on the teacher's logits (use_logit_kd with a teacher)
+from llmops.methods.base import Prepared  # noqa: F401 - where the pipeline and the steps import it from
 
 
 def make_task(cfg: RunConfig) -> Any:
-    """The task object for the run's flow type."""
-    if cfg.flow_type == "IDP":
-        from llmops.tasks.idp import IDPTask, load_schema
+    """The task object for the run's flow type (llmops.tasks.registry)."""
+    from llmops.tasks.registry import make_task as build
 
-        return IDPTask(load_schema(cfg.schema) if cfg.schema else None)
-    from llmops.tasks.codegen import CodeGenTask
-
-    return CodeGenTask(timeout=cfg.eval.code_timeout, workers=cfg.eval.code_workers)
+    return build(cfg)
 
 
 def eval_examples(cfg: RunConfig, task: Any, records: list) -> list[dict]:
     """Evaluation records as eval examples of the run's task, at most val_per_class of each class."""
-    from llmops.data.formats import to_code_eval_examples, to_idp_eval_examples
     from llmops.data.splits import select_per_class
 
-    convert = to_idp_eval_examples if cfg.flow_type == "IDP" else to_code_eval_examples
-    return select_per_class(convert(records, task.build_prompt), cfg.val_per_class, cfg.training.seed)
+    return select_per_class(task.eval_examples(records), cfg.val_per_class, cfg.training.seed)
 
 
 def accepted_formats(flow_type: str, train_type: str, role: str) -> tuple[str, ...]:
@@ -86,7 +68,9 @@ def _check_supported(cfg: RunConfig) -> None:
         "prompt": "it is only used by CodeGen",
         "document": "it is only used by IDP",
     }
-    unused.pop("prompt" if cfg.flow_type == "CodeGen" else "document")
+    from llmops.tasks.registry import task_class
+
+    unused.pop(task_class(cfg.flow_type).input_key)
     method = registry.get(cfg.train_type)
     for other in registry.all_methods():
         if other is not method:
@@ -122,8 +106,9 @@ def load_checked(location: str, cfg: RunConfig, task: Any, role: str) -> list[tu
 def _check_testable(cfg: RunConfig, eval_records: list) -> None:
     """CodeGen is judged by running tests: without eval_data the held-out part of `data` must carry them."""
     from llmops.data.formats import detect_format, numbered
+    from llmops.tasks.registry import task_class
 
-    if cfg.flow_type != "CodeGen":
+    if not task_class(cfg.flow_type).judged_by_tests:
         return
     for line, record in numbered(eval_records):
         if detect_format(record) != "humaneval":

@@ -318,7 +318,7 @@ def _sample_prediction(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunC
     from llmops.evaluation.generate import generate
     from llmops.tasks.documents import read_document
 
-    sample = cfg.document if cfg.flow_type == "IDP" else cfg.prompt
+    sample = getattr(cfg, prepared.task.input_key)
     source = read_document(sample) if sample else None
     if source is not None:
         messages = [{"role": "user", "content": prepared.task.build_prompt(source)}]
@@ -328,8 +328,4 @@ def _sample_prediction(model: Any, tokenizer: Any, prepared: Prepared, cfg: RunC
         return None
     grammar, max_new_tokens = decoding(model, tokenizer, prepared.task, cfg.eval)
     answer = generate(model, tokenizer, [messages], 1, max_new_tokens, desc="sample", grammar=grammar)[0]
-    if cfg.flow_type == "CodeGen" and source is not None:
-        from llmops.tasks.codegen import full_code
-
-        return full_code(source, answer)
-    return answer
+    return prepared.task.sample_answer(source, answer) if source is not None else answer

@@ -14,15 +14,13 @@ from llmops.errors import ConfigError, ModelError
 def _gold_examples(data: str, flow_type: str, schema: str | None, limit: int | None) -> tuple[Any, Any, list]:
     """The run config, the task and the eval examples of `data` (checked: `FILE:LINE` problems, exit 2)."""
     from llmops.config import build_config
-    from llmops.data.formats import to_code_eval_examples, to_idp_eval_examples
     from llmops.run_inputs import load_checked, make_task
 
     # SFT's evaluation formats: what the task can judge (gold JSON for IDP, problems with tests for CodeGen).
     cfg = build_config(flags={"flow_type": flow_type, "train_type": "SFT", "data": data, "schema": schema})
     task = make_task(cfg)
     records = load_checked(data, cfg, task, "eval")
-    convert = to_idp_eval_examples if cfg.flow_type == "IDP" else to_code_eval_examples
-    examples = convert(records, task.build_prompt, source=data)
+    examples = task.eval_examples(records, source=data)
     return cfg, task, examples[:limit] if limit else examples
 
 

@@ -18,9 +18,13 @@ MIN_SAMPLES = 2
 
 def reward_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """The reward weights a run uses (the `grpo` section), as keyword arguments of the task's `rewards`."""
-    if cfg.flow_type == "CodeGen":
-        return {"format_reward": cfg.grpo.code_format_reward, "desc": "running the answers' tests"}
-    return {"schema_weight": cfg.grpo.schema_reward}
+    from llmops.tasks.registry import task_class
+
+    task = task_class(cfg.flow_type)
+    kwargs = task.reward_kwargs(cfg.grpo)
+    if task.judged_by_tests:  # a progress bar while the sampled programs run
+        kwargs["desc"] = "running the answers' tests"
+    return kwargs
 
 
 def check_samples(samples: int, where: str = "--samples") -> None:

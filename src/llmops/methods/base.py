@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from llmops.config import RunConfig
+from llmops.tasks.base import Task
 
 
 @dataclass
@@ -29,6 +30,18 @@ class TrainResult:
     tokens_per_second: float = 0.0
     train_seconds: float = 0.0
     gathered_dir: str | None = None  # FSDP / DeepSpeed: the whole model, gathered from the shards by the Trainer
+
+
+@dataclass
+class Prepared:
+    """Validated inputs of a run (llmops.run_inputs.validate): the task and its train/eval examples, no model."""
+
+    task: Task
+    train: list[dict]
+    eval: list[dict]
+    pairs: list[dict] = field(default_factory=list)  # DPO: held-out preference pairs
+    teacher_targets: list[bool] = field(default_factory=list)  # KD: which training answers are teacher_output
+    logit_kd: bool = False  # KD on the teacher's logits (use_logit_kd with a teacher)
 
 
 @dataclass
@@ -79,27 +92,27 @@ class Method:
         """Whether this run keeps held-out preference pairs for the method's metrics (default: holds_out_pairs)."""
         return self.holds_out_pairs
 
-    def check(self, cfg: RunConfig, prepared: Any, records: list) -> None:
+    def check(self, cfg: RunConfig, prepared: Prepared, records: list) -> None:
         """Method-specific checks of the validated inputs (before any model loads); may fill `prepared`."""
 
     # ------------------------------------------------------------------ training
 
-    def student_source(self, cfg: RunConfig, prepared: Any, run_dir: Path) -> str:
+    def student_source(self, cfg: RunConfig, prepared: Prepared, run_dir: Path) -> str:
         """What the student is loaded from (default: `student`; KD can make one from its teacher, in `run_dir`)."""
         return cfg.student
 
-    def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
+    def prepare(self, cfg: RunConfig, prepared: Prepared, model: Any, tokenizer: Any) -> MethodContext:
         """What the method needs beside the student, loaded before training."""
         return MethodContext()
 
-    def prepare_trained(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
+    def prepare_trained(self, cfg: RunConfig, prepared: Prepared, model: Any, tokenizer: Any) -> MethodContext:
         """The same, for evaluating a model this method trained in another process (default: `prepare`)."""
         return self.prepare(cfg, prepared, model, tokenizer)
 
     def train(
         self,
         cfg: RunConfig,
-        prepared: Any,
+        prepared: Prepared,
         ctx: MethodContext,
         model: Any,
         tokenizer: Any,
@@ -111,7 +124,7 @@ class Method:
         raise NotImplementedError
 
     def metrics(
-        self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any
+        self, cfg: RunConfig, prepared: Prepared, ctx: MethodContext, model: Any, tokenizer: Any
     ) -> dict[str, float]:
         """The method's own held-out metrics, measured before and after training like the task's."""
         return {}

@@ -19,7 +19,7 @@ from typing import Any
 
 from llmops.config import RunConfig
 from llmops.errors import DataError, ModelError
-from llmops.methods.base import Method, MethodContext, OnLog, TrainResult
+from llmops.methods.base import Method, MethodContext, OnLog, Prepared, TrainResult
 from llmops.methods.chat_data import append_eos, template_ends_with_eos
 from llmops.models.device import has_cuda
 
@@ -58,12 +58,12 @@ class DPO(Method):
             return gold_examples(cfg, task, records)
         return to_preference_examples(records, task.build_prompt, task.format_answer, source=cfg.data or "data")
 
-    def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
+    def prepare(self, cfg: RunConfig, prepared: Prepared, model: Any, tokenizer: Any) -> MethodContext:
         """A frozen copy of the student as the reference of the held-out metrics under full fine-tuning (none under
         LoRA: adapter off; none without held-out pairs)."""
         return MethodContext(reference=reference_copy(model) if prepared.pairs else None)
 
-    def prepare_trained(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
+    def prepare_trained(self, cfg: RunConfig, prepared: Prepared, model: Any, tokenizer: Any) -> MethodContext:
         """The reference is the model DPO started from: the student, loaded again (not without held-out pairs)."""
         from llmops.models.loader import load_for_inference
 
@@ -74,7 +74,7 @@ class DPO(Method):
     def train(
         self,
         cfg: RunConfig,
-        prepared: Any,
+        prepared: Prepared,
         ctx: MethodContext,
         model: Any,
         tokenizer: Any,
@@ -90,7 +90,7 @@ class DPO(Method):
         return train_dpo(model, tokenizer, examples, cfg, output_dir, resume_from=resume_from, on_log=on_log)
 
     def metrics(
-        self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any
+        self, cfg: RunConfig, prepared: Prepared, ctx: MethodContext, model: Any, tokenizer: Any
     ) -> dict[str, float]:
         if not prepared.pairs:
             return {}

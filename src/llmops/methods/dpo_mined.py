@@ -42,10 +42,7 @@ def check_pairs_from(cfg: RunConfig, records: list) -> None:
 
 def gold_examples(cfg: RunConfig, task: Any, records: list) -> list[dict]:
     """Gold records / problems as {"id","prompt","reference","class"}: the prompts to mine and their judges."""
-    from llmops.data.formats import to_code_eval_examples, to_idp_eval_examples
-
-    convert = to_idp_eval_examples if cfg.flow_type == "IDP" else to_code_eval_examples
-    return convert(records, task.build_prompt, source=cfg.data or "data")
+    return task.eval_examples(records, source=cfg.data or "data")
 
 
 def mined_path(output_dir: Path) -> Path:

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from llmops.config import RunConfig
 from llmops.errors import ConfigError
-from llmops.methods.base import Method, MethodContext, OnLog, TrainResult
+from llmops.methods.base import Method, MethodContext, OnLog, Prepared, TrainResult
 from llmops.models.device import has_cuda
 
 log = logging.getLogger(__name__)
@@ -46,18 +46,18 @@ class GRPO(Method):
         return eval_formats(flow_type)
 
     def train_examples(self, cfg: RunConfig, task: Any, records: list) -> list[dict]:
-        return judged_examples(cfg.flow_type, task, records, cfg.data or "data")
+        return task.eval_examples(records, source=cfg.data or "data")
 
-    def check(self, cfg: RunConfig, prepared: Any, records: list) -> None:
+    def check(self, cfg: RunConfig, prepared: Prepared, records: list) -> None:
         check_batch(cfg)
 
-    def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
+    def prepare(self, cfg: RunConfig, prepared: Prepared, model: Any, tokenizer: Any) -> MethodContext:
         return MethodContext()
 
     def train(
         self,
         cfg: RunConfig,
-        prepared: Any,
+        prepared: Prepared,
         ctx: MethodContext,
         model: Any,
         tokenizer: Any,
@@ -67,14 +67,6 @@ class GRPO(Method):
     ) -> TrainResult:
         reward = TaskReward(prepared.task, [ex["reference"] for ex in prepared.train], cfg)
         return train_grpo(model, tokenizer, prepared.train, reward, cfg, output_dir, resume_from, on_log)
-
-
-def judged_examples(flow_type: str, task: Any, records: list, source: str) -> list[dict]:
-    """Training records as {"id","prompt","reference","class"}: the prompt and what judges its answers."""
-    from llmops.data.formats import to_code_eval_examples, to_idp_eval_examples
-
-    convert = to_idp_eval_examples if flow_type == "IDP" else to_code_eval_examples
-    return convert(records, task.build_prompt, source=source)
 
 
 def check_batch(cfg: RunConfig) -> None:
@@ -107,9 +99,7 @@ class TaskReward:
     def __init__(self, task: Any, references: list[Any], cfg: RunConfig) -> None:
         self.task = task
         self.references = references
-        self.codegen = cfg.flow_type == "CodeGen"
-        self.format_reward = cfg.grpo.code_format_reward
-        self.schema_weight = cfg.grpo.schema_reward
+        self.reward_kwargs = task.reward_kwargs(cfg.grpo)  # the task's weights from the grpo section
         self.judged: dict[int, int] = {}
         self.seconds = 0.0
         self.last_seconds = 0.0
@@ -127,10 +117,7 @@ class TaskReward:
         """Rewards of `answers`, answer i judged by training example `indices[i]`."""
         start = time.perf_counter()
         references = [self.references[i] for i in indices]
-        if self.codegen:
-            rewards = self.task.rewards(answers, references, format_reward=self.format_reward)
-        else:
-            rewards = self.task.rewards(answers, references, schema_weight=self.schema_weight)
+        rewards = self.task.rewards(answers, references, **self.reward_kwargs)
         self.last_seconds = time.perf_counter() - start
         self.seconds += self.last_seconds
         return rewards

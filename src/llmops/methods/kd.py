@@ -17,7 +17,7 @@ from typing import Any
 
 from llmops.config import KDSettings, RunConfig
 from llmops.errors import ConfigError, ModelError
-from llmops.methods.base import Method, MethodContext, OnLog, TrainResult
+from llmops.methods.base import Method, MethodContext, OnLog, Prepared, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class KD(Method):
 
         return answer_formats(flow_type) + TEACHER_ANSWER
 
-    def check(self, cfg: RunConfig, prepared: Any, records: list) -> None:
+    def check(self, cfg: RunConfig, prepared: Prepared, records: list) -> None:
         """A teacher, except for sequence-level KD on data whose every record has its teacher_output."""
         if cfg.kd.student_from_teacher and not cfg.teacher:
             raise ConfigError("kd.student_from_teacher prunes the teacher into the student: pass --teacher too")
@@ -68,7 +68,7 @@ class KD(Method):
                 file=sys.stderr,
             )
 
-    def student_source(self, cfg: RunConfig, prepared: Any, run_dir: Path) -> str:
+    def student_source(self, cfg: RunConfig, prepared: Prepared, run_dir: Path) -> str:
         """With `kd.student_from_teacher`: the teacher depth-pruned (importance measured on the training examples),
         written once into the run folder (a resumed run reuses it)."""
         if not cfg.kd.student_from_teacher:
@@ -98,7 +98,7 @@ class KD(Method):
             )
         return str(folder)
 
-    def prepare(self, cfg: RunConfig, prepared: Any, model: Any, tokenizer: Any) -> MethodContext:
+    def prepare(self, cfg: RunConfig, prepared: Prepared, model: Any, tokenizer: Any) -> MethodContext:
         """The teacher, checked against the student's vocabulary, and its answers to the eval prompts."""
         from llmops.methods.kd_metrics import teacher_answers
         from llmops.models.loader import load_for_inference
@@ -117,7 +117,7 @@ class KD(Method):
     def train(
         self,
         cfg: RunConfig,
-        prepared: Any,
+        prepared: Prepared,
         ctx: MethodContext,
         model: Any,
         tokenizer: Any,
@@ -135,7 +135,7 @@ class KD(Method):
         return train_sft(model, tokenizer, examples, cfg, output_dir, resume_from=resume_from, on_log=on_log)
 
     def metrics(
-        self, cfg: RunConfig, prepared: Any, ctx: MethodContext, model: Any, tokenizer: Any
+        self, cfg: RunConfig, prepared: Prepared, ctx: MethodContext, model: Any, tokenizer: Any
     ) -> dict[str, float]:
         """teacher_kl: the student's divergence from the teacher on the teacher's eval answers."""
         from llmops.methods.kd_metrics import teacher_kl
@@ -150,7 +150,7 @@ class KD(Method):
         }
 
 
-def _sequence_kd_examples(cfg: RunConfig, prepared: Any, ctx: MethodContext, tokenizer: Any) -> list[dict]:
+def _sequence_kd_examples(cfg: RunConfig, prepared: Prepared, ctx: MethodContext, tokenizer: Any) -> list[dict]:
     """SFT examples whose answers come from the teacher where the data has no teacher_output."""
     from llmops.methods.kd_metrics import teacher_answers
 

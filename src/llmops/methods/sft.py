@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.config import RunConfig
-from llmops.methods.base import Method, MethodContext, OnLog, TrainResult
+from llmops.methods.base import Method, MethodContext, OnLog, Prepared, TrainResult
 from llmops.models.device import has_cuda
 
 
@@ -21,7 +21,7 @@ class SFT(Method):
     def train(
         self,
         cfg: RunConfig,
-        prepared: Any,
+        prepared: Prepared,
         ctx: MethodContext,
         model: Any,
         tokenizer: Any,

@@ -1,4 +1,5 @@
-"""The Task protocol: what the evaluation runner needs from a task family (IDP, CodeGen)."""
+"""The Task protocol: what the pipeline, the methods and evaluation need from a task family (IDP, CodeGen); the
+families are listed in llmops.tasks.registry."""
 
 from __future__ import annotations
 
@@ -17,6 +18,39 @@ class Task(Protocol):
     """
 
     name: str
+    flow_type: str  # its `flow_type` value (llmops.tasks.registry)
+    input_key: str  # the run config key of its sample input: "document" (IDP), "prompt" (CodeGen)
+    judged_by_tests: bool  # evaluation runs each problem's tests, so eval records must carry them
+    schema: Any  # the JSON Schema answers are decoded under (IDP), else None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Task:
+        """The task of a run config."""
+        ...
+
+    def build_prompt(self, text: str) -> str:
+        """The user message for a document or a problem (the same in training and evaluation)."""
+        ...
+
+    def format_answer(self, value: Any) -> str:
+        """The assistant answer for a gold value (the training completion)."""
+        ...
+
+    def eval_examples(self, records: list, source: str = "data") -> list[dict[str, Any]]:
+        """Gold records as eval examples {"id", "prompt", "reference", "class"} (also what judges training answers)."""
+        ...
+
+    def rewards(self, answers: list[str], references: list[Any], **kwargs: Any) -> list[float]:
+        """One reward per answer against its reference (GRPO, mined pairs); `reward_kwargs` gives the keywords."""
+        ...
+
+    def reward_kwargs(self, grpo: Any) -> dict[str, Any]:
+        """The keyword arguments of `rewards` from a run's `grpo` settings."""
+        ...
+
+    def sample_answer(self, source: str, answer: str) -> str:
+        """The answer to a run's sample input, as a user reads it."""
+        ...
 
     def build_messages(self, example: dict[str, Any]) -> list[dict[str, str]]:
         """The chat messages the model answers for `example`."""

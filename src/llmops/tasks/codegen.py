@@ -84,6 +84,28 @@ class CodeGenTask:
     name: str = "codegen"
     schema: Any = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    flow_type = "CodeGen"
+    input_key = "prompt"  # the run config's sample input (predicted after training)
+    judged_by_tests = True  # evaluation runs each problem's tests: eval records must carry them
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> CodeGenTask:
+        """The task of a run: its sandbox timeout and workers (`eval.code_timeout`, `eval.code_workers`)."""
+        return cls(timeout=cfg.eval.code_timeout, workers=cfg.eval.code_workers)
+
+    def eval_examples(self, records: list, source: str = "data") -> list[dict[str, Any]]:
+        """Problems as {"id", "prompt", "reference", "class"}: what evaluation and the judges take."""
+        from llmops.data.formats import to_code_eval_examples
+
+        return to_code_eval_examples(records, self.build_prompt, source=source)
+
+    def reward_kwargs(self, grpo: Any) -> dict[str, Any]:
+        """The keyword arguments of `rewards` a run's `grpo` settings give."""
+        return {"format_reward": grpo.code_format_reward}
+
+    def sample_answer(self, source: str, answer: str) -> str:
+        """The answer to a run's sample prompt as a user reads it: the whole program for a completion prompt."""
+        return full_code(source, answer)
 
     def build_prompt(self, text: str) -> str:
         """The user message for a problem: completion-style code is wrapped in an instruction, prose kept as is."""

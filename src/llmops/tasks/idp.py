@@ -200,11 +200,33 @@ class IDPTask:
     """Intelligent document processing: extract schema-conforming JSON from a document."""
 
     name = "idp"
+    flow_type = "IDP"
     answers_json = True  # answers are JSON: evaluation decodes them under the schema (eval.constrained)
+    input_key = "document"  # the run config's sample input (predicted after training)
+    judged_by_tests = False
 
     def __init__(self, schema: dict[str, Any] | None = None) -> None:
         self.schema = schema
         self._validator = _schema_validator(schema, "schema") if schema is not None else None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> IDPTask:
+        """The task of a run: its schema (`schema:`, a path, URI or inline JSON) when it has one."""
+        return cls(load_schema(cfg.schema) if cfg.schema else None)
+
+    def eval_examples(self, records: list, source: str = "data") -> list[dict[str, Any]]:
+        """Gold records as {"id", "prompt", "reference", "class"}: what evaluation and the judges take."""
+        from llmops.data.formats import to_idp_eval_examples
+
+        return to_idp_eval_examples(records, self.build_prompt, source=source)
+
+    def reward_kwargs(self, grpo: Any) -> dict[str, Any]:
+        """The keyword arguments of `rewards` a run's `grpo` settings give."""
+        return {"schema_weight": grpo.schema_reward}
+
+    def sample_answer(self, source: str, answer: str) -> str:
+        """The answer to a run's sample input, as a user reads it."""
+        return answer
 
     def build_prompt(self, document: str) -> str:
         """The user message for `document` (fixed format shared with training data): the instruction, the fields
