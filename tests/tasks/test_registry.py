@@ -23,6 +23,7 @@ def test_every_family_builds_from_a_config_and_follows_the_protocol(flow_type: s
     assert isinstance(task, Task) and type(task) is task_class(flow_type) and task.flow_type == flow_type
     assert task.input_key in ("document", "prompt") and hasattr(cfg, task.input_key)
     assert set(task.reward_kwargs(cfg.grpo)) <= {"schema_weight", "format_reward"}
+    assert task_class(flow_type).reward_kwargs(cfg.grpo) == task.reward_kwargs(cfg.grpo)  # asked of the class too
 
 
 def test_the_tasks_own_their_settings_from_the_config() -> None:

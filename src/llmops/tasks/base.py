@@ -44,7 +44,8 @@ class Task(Protocol):
         """One reward per answer against its reference (GRPO, mined pairs); `reward_kwargs` gives the keywords."""
         ...
 
-    def reward_kwargs(self, grpo: Any) -> dict[str, Any]:
+    @classmethod
+    def reward_kwargs(cls, grpo: Any) -> dict[str, Any]:
         """The keyword arguments of `rewards` from a run's `grpo` settings."""
         ...
 

@@ -99,7 +99,8 @@ class CodeGenTask:
 
         return to_code_eval_examples(records, self.build_prompt, source=source)
 
-    def reward_kwargs(self, grpo: Any) -> dict[str, Any]:
+    @classmethod
+    def reward_kwargs(cls, grpo: Any) -> dict[str, Any]:
         """The keyword arguments of `rewards` a run's `grpo` settings give."""
         return {"format_reward": grpo.code_format_reward}
 

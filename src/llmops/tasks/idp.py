@@ -220,7 +220,8 @@ class IDPTask:
 
         return to_idp_eval_examples(records, self.build_prompt, source=source)
 
-    def reward_kwargs(self, grpo: Any) -> dict[str, Any]:
+    @classmethod
+    def reward_kwargs(cls, grpo: Any) -> dict[str, Any]:
         """The keyword arguments of `rewards` a run's `grpo` settings give."""
         return {"schema_weight": grpo.schema_reward}
 
